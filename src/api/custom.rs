@@ -1,0 +1,178 @@
+//! custom.metrics.k8s.io reads: resolve the resource, select the objects, read the store, render the list in the
+//! requested version (wire-contract §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
+
+use http::StatusCode;
+
+use super::ReadQuery;
+use super::route::{CustomTarget, CustomVersion};
+use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, timestamp};
+use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
+use crate::response::{self, EmptyObject, HttpResponse, RequestError};
+use crate::selector::LabelSelector;
+use crate::store::{CustomSeriesId, MetricStore, Sample};
+
+/// One value to render, independent of the API version.
+#[derive(Debug)]
+pub struct MetricItem {
+    kind: String,
+    api_version: String,
+    namespace: String,
+    name: String,
+    metric: String,
+    selector: Option<LabelSelector>,
+    sample: Sample,
+}
+
+/// Reads what `target` asks for.
+pub async fn read(
+    store: &dyn MetricStore,
+    mapper: &dyn ResourceMapper,
+    labels: &dyn LabelIndex,
+    target: &CustomTarget,
+    query: &ReadQuery,
+) -> Result<Vec<MetricItem>, RequestError> {
+    // Both selectors are validated on every route, used or not, as Kubernetes does.
+    let object_selector = query.label_selector()?;
+    let metric_selector = query.metric_label_selector()?;
+    let rendered_selector = metric_selector
+        .to_label_selector()
+        .map_err(RequestError::BadMetricLabelSelector)?;
+
+    let (namespace, resource) = match target {
+        CustomTarget::Object {
+            namespace, resource, ..
+        }
+        | CustomTarget::AllObjects {
+            namespace, resource, ..
+        }
+        | CustomTarget::ObjectMetrics {
+            namespace, resource, ..
+        } => (namespace.as_deref(), resource.as_str()),
+    };
+    let info = mapper.resolve(resource).await?;
+    let namespace = store_namespace(&info, namespace)?;
+    let item = |name: &str, metric: &str, sample: Sample| MetricItem {
+        kind: info.kind.clone(),
+        api_version: info.api_version(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        metric: metric.to_string(),
+        selector: rendered_selector.clone(),
+        sample,
+    };
+    let group_resource = info.group_resource();
+
+    match target {
+        CustomTarget::Object { name, metric, .. } => {
+            let id = CustomSeriesId {
+                resource: &group_resource,
+                namespace,
+                name,
+                metric,
+            };
+            let not_found = |selector| RequestError::MetricNotFound {
+                metric: metric.clone(),
+                resource: group_resource.clone(),
+                name: name.clone(),
+                selector,
+            };
+            let sample = store.get_custom(id).await?.ok_or_else(|| not_found(None))?;
+            if !metric_selector.matches(&*sample.labels) {
+                return Err(not_found(Some(metric_selector.to_string())));
+            }
+            Ok(vec![item(name, metric, sample)])
+        }
+        CustomTarget::AllObjects { metric, .. } => {
+            let values = match labels.matching_objects(&info, namespace, &object_selector).await? {
+                None => store.list_custom_objects(&group_resource, namespace, metric).await?,
+                Some(names) => {
+                    store
+                        .get_custom_objects(&group_resource, namespace, metric, &names)
+                        .await?
+                }
+            };
+            Ok(values
+                .into_iter()
+                .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
+                .map(|(name, sample)| item(&name, metric, sample))
+                .collect())
+        }
+        CustomTarget::ObjectMetrics { name, .. } => {
+            let values = store.list_object_metrics(&group_resource, namespace, name).await?;
+            Ok(values
+                .into_iter()
+                .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
+                .map(|(metric, sample)| item(name, &metric, sample))
+                .collect())
+        }
+    }
+}
+
+/// The namespace under which the store keeps the object's values: empty for cluster-scoped resources (HPA asks
+/// for Object metrics under its own namespace even for cluster-scoped kinds, so a namespace in the path is then
+/// ignored); required for namespaced ones.
+fn store_namespace<'a>(info: &ResourceInfo, namespace: Option<&'a str>) -> Result<&'a str, RequestError> {
+    match (info.namespaced, namespace) {
+        (false, _) => Ok(""),
+        (true, Some(namespace)) => Ok(namespace),
+        (true, None) => Err(RequestError::WrongScope(format!(
+            "{resource} is namespaced: read it under /namespaces/{{namespace}}/{resource}/...",
+            resource = info.group_resource()
+        ))),
+    }
+}
+
+fn object(item: &MetricItem) -> ObjectReference<'_> {
+    ObjectReference {
+        kind: &item.kind,
+        namespace: &item.namespace,
+        name: &item.name,
+        api_version: &item.api_version,
+    }
+}
+
+/// Renders items as a `MetricValueList` of `version`.
+pub fn render(version: CustomVersion, items: &[MetricItem], pretty: bool) -> HttpResponse {
+    match version {
+        CustomVersion::V1Beta1 => {
+            let items = items
+                .iter()
+                .map(|item| MetricValueV1Beta1 {
+                    described_object: object(item),
+                    metric_name: &item.metric,
+                    timestamp: timestamp(item.sample.timestamp_millis),
+                    value: item.sample.value,
+                    selector: item.selector.as_ref(),
+                })
+                .collect();
+            let list = List {
+                kind: "MetricValueList",
+                api_version: "custom.metrics.k8s.io/v1beta1",
+                metadata: EmptyObject {},
+                items,
+            };
+            response::json_response(StatusCode::OK, &list, pretty)
+        }
+        CustomVersion::V1Beta2 => {
+            let items = items
+                .iter()
+                .map(|item| MetricValueV1Beta2 {
+                    described_object: object(item),
+                    metric: MetricIdentifier {
+                        name: &item.metric,
+                        selector: item.selector.as_ref(),
+                    },
+                    timestamp: timestamp(item.sample.timestamp_millis),
+                    value: item.sample.value,
+                })
+                .collect();
+            let list = List {
+                kind: "MetricValueList",
+                api_version: "custom.metrics.k8s.io/v1beta2",
+                metadata: EmptyObject {},
+                items,
+            };
+            response::json_response(StatusCode::OK, &list, pretty)
+        }
+    }
+}

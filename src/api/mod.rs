@@ -1,0 +1,262 @@
+//! The Kubernetes API surface of the secure port: discovery, custom and external metric reads, OpenAPI and
+//! `/version`. Every error goes through [`crate::response::RequestError`], which renders the `Status`.
+//!
+//! Uses the store, the quantity and selector cores and the cluster traits; never a kube client, never ingest.
+
+pub mod custom;
+pub mod discovery;
+pub mod external;
+pub mod openapi;
+pub mod route;
+pub mod types;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+
+use crate::cluster::{LabelIndex, ResourceMapper};
+use crate::response::{self, HttpResponse, RequestError};
+use crate::selector::Selector;
+use crate::store::MetricStore;
+use route::{ApiRoute, RouteError};
+
+/// The query parameters the metric reads understand (wire-contract §1.5); others are ignored, as in Kubernetes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadQuery {
+    /// `labelSelector`.
+    pub label_selector: Option<String>,
+    /// `metricLabelSelector`.
+    pub metric_label_selector: Option<String>,
+    /// `pretty`.
+    pub pretty: Option<String>,
+}
+
+impl ReadQuery {
+    /// Parses a form-encoded query string (`+` is a space, `%XX` decoded).
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut parsed = ReadQuery::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "labelSelector" => parsed.label_selector = Some(value.into_owned()),
+                "metricLabelSelector" => parsed.metric_label_selector = Some(value.into_owned()),
+                "pretty" => parsed.pretty = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        parsed
+    }
+
+    /// The parsed `labelSelector` (400 when bad).
+    pub fn label_selector(&self) -> Result<Selector, RequestError> {
+        Selector::parse(self.label_selector.as_deref().unwrap_or("")).map_err(RequestError::BadLabelSelector)
+    }
+
+    /// The parsed `metricLabelSelector` (400 when bad).
+    pub fn metric_label_selector(&self) -> Result<Selector, RequestError> {
+        Selector::parse(self.metric_label_selector.as_deref().unwrap_or(""))
+            .map_err(RequestError::BadMetricLabelSelector)
+    }
+}
+
+/// Precomputed OpenAPI documents with their ETags.
+struct OpenApiDocs {
+    v2: (Bytes, String),
+    v3_index: Bytes,
+    v3: Vec<(String, Bytes, String)>,
+}
+
+impl OpenApiDocs {
+    fn build() -> Self {
+        let doc = |value: &serde_json::Value| (Bytes::from(value.to_string()), openapi::etag(value));
+        let v3 = openapi::GROUP_VERSIONS
+            .iter()
+            .filter_map(|(group, version)| {
+                let value = openapi::v3_document(group, version)?;
+                let (bytes, etag) = doc(&value);
+                Some((format!("/openapi/v3/apis/{group}/{version}"), bytes, etag))
+            })
+            .collect();
+        OpenApiDocs {
+            v2: doc(&openapi::v2_document()),
+            v3_index: Bytes::from(openapi::v3_index().to_string()),
+            v3,
+        }
+    }
+}
+
+/// The API handler of the secure port.
+pub struct Api {
+    store: Arc<dyn MetricStore>,
+    mapper: Arc<dyn ResourceMapper>,
+    labels: Arc<dyn LabelIndex>,
+    discovery_limit: usize,
+    openapi: OpenApiDocs,
+}
+
+impl Api {
+    /// An API over `store`, resolving resources with `mapper` and object labels with `labels`. Discovery lists at
+    /// most `discovery_limit` metrics per group-version.
+    pub fn new(
+        store: Arc<dyn MetricStore>,
+        mapper: Arc<dyn ResourceMapper>,
+        labels: Arc<dyn LabelIndex>,
+        discovery_limit: usize,
+    ) -> Self {
+        Api {
+            store,
+            mapper,
+            labels,
+            discovery_limit,
+            openapi: OpenApiDocs::build(),
+        }
+    }
+
+    /// Answers one request; every failure becomes a `Status`.
+    pub async fn handle<B>(&self, request: &Request<B>) -> HttpResponse {
+        let query = ReadQuery::parse(request.uri().query());
+        let pretty = response::wants_pretty(query.pretty.as_deref(), request.headers());
+        match self.route(request, &query, pretty).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(pretty),
+        }
+    }
+
+    async fn route<B>(
+        &self,
+        request: &Request<B>,
+        query: &ReadQuery,
+        pretty: bool,
+    ) -> Result<HttpResponse, RequestError> {
+        let path = request.uri().path();
+        let route = match route::parse(path) {
+            Ok(Some(route)) => route,
+            Ok(None) => return self.non_api(request, path, pretty),
+            Err(RouteError::NotFound) => return Err(RequestError::RouteNotFound),
+            Err(RouteError::InvalidPath) => return Err(RequestError::InvalidPath),
+        };
+        if request.method() != Method::GET {
+            return Err(RequestError::MethodNotAllowed { allow: "GET" });
+        }
+        response::accepts_json(request.headers())?;
+        let ok = |body: &dyn erased::Body| Ok(body.respond(pretty));
+        match route {
+            ApiRoute::GroupList => ok(&discovery::group_list()),
+            ApiRoute::Group(group) => ok(&discovery::group(group)),
+            ApiRoute::CustomResources(version) => {
+                ok(&discovery::custom_resources(self.store.as_ref(), version, self.discovery_limit).await?)
+            }
+            ApiRoute::ExternalResources => {
+                ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?)
+            }
+            ApiRoute::Custom(version, target) => {
+                let items = custom::read(
+                    self.store.as_ref(),
+                    self.mapper.as_ref(),
+                    self.labels.as_ref(),
+                    &target,
+                    query,
+                )
+                .await?;
+                Ok(custom::render(version, &items, pretty))
+            }
+            ApiRoute::External { namespace, metric } => {
+                let selector = query.label_selector()?;
+                let samples = external::read(self.store.as_ref(), &namespace, &metric, &selector).await?;
+                Ok(external::render(&metric, &samples, pretty))
+            }
+        }
+    }
+
+    /// `/version` and `/openapi/*`.
+    fn non_api<B>(&self, request: &Request<B>, path: &str, pretty: bool) -> Result<HttpResponse, RequestError> {
+        if request.method() != Method::GET {
+            return Err(RequestError::RouteNotFound);
+        }
+        match path {
+            "/version" | "/version/" => Ok(response::json_response(StatusCode::OK, &version_info(), pretty)),
+            "/openapi/v2" => Ok(cached_document(
+                request.headers(),
+                &self.openapi.v2.0,
+                &self.openapi.v2.1,
+            )),
+            "/openapi/v3" => Ok(response::with_body(
+                StatusCode::OK,
+                "application/json",
+                self.openapi.v3_index.clone(),
+            )),
+            _ => match self.openapi.v3.iter().find(|(p, _, _)| p == path) {
+                Some((_, bytes, etag)) => Ok(cached_document(request.headers(), bytes, etag)),
+                None => Err(RequestError::RouteNotFound),
+            },
+        }
+    }
+}
+
+/// A document with an ETag: 304 when the client already has it.
+fn cached_document(headers: &HeaderMap, bytes: &Bytes, etag: &str) -> HttpResponse {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    let mut response = if matches {
+        response::with_body(StatusCode::NOT_MODIFIED, "application/json", Bytes::new())
+    } else {
+        response::with_body(StatusCode::OK, "application/json", bytes.clone())
+    };
+    if let Ok(value) = header::HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The `/version` document (Kubernetes' `version.Info` field names).
+#[derive(Debug, serde::Serialize)]
+struct VersionInfo {
+    major: &'static str,
+    minor: &'static str,
+    #[serde(rename = "gitVersion")]
+    git_version: &'static str,
+    #[serde(rename = "gitCommit")]
+    git_commit: &'static str,
+    #[serde(rename = "gitTreeState")]
+    git_tree_state: &'static str,
+    #[serde(rename = "buildDate")]
+    build_date: &'static str,
+    #[serde(rename = "goVersion")]
+    go_version: &'static str,
+    compiler: &'static str,
+    platform: String,
+}
+
+fn version_info() -> VersionInfo {
+    VersionInfo {
+        major: env!("CARGO_PKG_VERSION_MAJOR"),
+        minor: env!("CARGO_PKG_VERSION_MINOR"),
+        git_version: concat!("v", env!("CARGO_PKG_VERSION")),
+        git_commit: option_env!("CUSTOM_METRICS_GIT_COMMIT").unwrap_or("unknown"),
+        git_tree_state: option_env!("CUSTOM_METRICS_GIT_TREE_STATE").unwrap_or("unknown"),
+        build_date: option_env!("CUSTOM_METRICS_BUILD_DATE").unwrap_or("unknown"),
+        // Kubernetes clients expect the key; this program is not written in Go.
+        go_version: "",
+        compiler: "rustc",
+        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }
+}
+
+/// Lets the router hand differently typed payloads to one response helper.
+mod erased {
+    use http::StatusCode;
+
+    use crate::response::{self, HttpResponse};
+
+    pub trait Body {
+        fn respond(&self, pretty: bool) -> HttpResponse;
+    }
+
+    impl<T: serde::Serialize> Body for T {
+        fn respond(&self, pretty: bool) -> HttpResponse {
+            response::json_response(StatusCode::OK, self, pretty)
+        }
+    }
+}

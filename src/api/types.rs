@@ -1,0 +1,152 @@
+//! Serde structs for the wire payloads (wire-contract §2 and §1.2). Field order is the wire order. No IO.
+
+// The fields are the wire fields, documented by the contract and by Kubernetes' API reference.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::quantity::Quantity;
+use crate::response::EmptyObject;
+use crate::selector::LabelSelector;
+
+/// `custom.metrics.k8s.io`.
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+/// `external.metrics.k8s.io`.
+pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+
+/// `ObjectReference` as `describedObject`: every key omitted when empty.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReference<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub namespace: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub name: &'a str,
+    #[serde(rename = "apiVersion", skip_serializing_if = "str::is_empty")]
+    pub api_version: &'a str,
+}
+
+/// A list of some item type with Kubernetes' list envelope.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub metadata: EmptyObject,
+    pub items: Vec<T>,
+}
+
+/// custom.metrics.k8s.io/v1beta1 `MetricValue`.
+#[derive(Debug, Serialize)]
+pub struct MetricValueV1Beta1<'a> {
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference<'a>,
+    #[serde(rename = "metricName")]
+    pub metric_name: &'a str,
+    pub timestamp: String,
+    pub value: Quantity,
+    /// Always present: `null` without a metric selector.
+    pub selector: Option<&'a LabelSelector>,
+}
+
+/// custom.metrics.k8s.io/v1beta2 `MetricIdentifier`.
+#[derive(Debug, Serialize)]
+pub struct MetricIdentifier<'a> {
+    pub name: &'a str,
+    /// Always present: `null` without a metric selector.
+    pub selector: Option<&'a LabelSelector>,
+}
+
+/// custom.metrics.k8s.io/v1beta2 `MetricValue`.
+#[derive(Debug, Serialize)]
+pub struct MetricValueV1Beta2<'a> {
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference<'a>,
+    pub metric: MetricIdentifier<'a>,
+    pub timestamp: String,
+    pub value: Quantity,
+}
+
+/// external.metrics.k8s.io/v1beta1 `ExternalMetricValue`.
+#[derive(Debug, Serialize)]
+pub struct ExternalMetricValue<'a> {
+    #[serde(rename = "metricName")]
+    pub metric_name: &'a str,
+    /// Always present: `{}` without labels.
+    #[serde(rename = "metricLabels")]
+    pub metric_labels: BTreeMap<&'a str, &'a str>,
+    pub timestamp: String,
+    pub value: Quantity,
+}
+
+/// `GroupVersionForDiscovery`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupVersion {
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    pub version: &'static str,
+}
+
+/// `APIGroup`; `kind` and `apiVersion` only when it is the top-level object.
+#[derive(Debug, Serialize)]
+pub struct ApiGroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<&'static str>,
+    pub name: &'static str,
+    pub versions: Vec<GroupVersion>,
+    #[serde(rename = "preferredVersion")]
+    pub preferred_version: GroupVersion,
+}
+
+/// `APIGroupList`.
+#[derive(Debug, Serialize)]
+pub struct ApiGroupList {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub groups: Vec<ApiGroup>,
+}
+
+/// `APIResource` as the metrics APIs list them.
+#[derive(Debug, Serialize)]
+pub struct ApiResource {
+    pub name: String,
+    #[serde(rename = "singularName")]
+    pub singular_name: &'static str,
+    pub namespaced: bool,
+    pub kind: &'static str,
+    pub verbs: [&'static str; 1],
+}
+
+/// `APIResourceList`.
+#[derive(Debug, Serialize)]
+pub struct ApiResourceList {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    pub resources: Vec<ApiResource>,
+}
+
+/// RFC 3339 in UTC with whole seconds (`2026-07-01T10:00:00Z`), as Kubernetes' `metav1.Time` marshals.
+pub fn timestamp(millis: i64) -> String {
+    let secs = u64::try_from(millis.div_euclid(1000)).unwrap_or(0);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_whole_seconds() {
+        assert_eq!(timestamp(1_782_900_000_999), "2026-07-01T10:00:00Z");
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+    }
+}

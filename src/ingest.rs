@@ -1,0 +1,547 @@
+//! The write API: a path, a body and the `labels` and `ttl` parameters become one store write
+//! (wire-contract §4.1, §10 items 1, 9, 11, 13).
+//!
+//! Routes (POST writes, DELETE removes):
+//! - W1 `/write-metrics/namespaces/{namespace}/{resource}/{name}/{metric}`: an object of a namespaced resource;
+//! - W2 `/write-metrics/{resource}/{name}/{metric}`: an object of a cluster-scoped resource (nodes, namespaces);
+//! - W3 `/write-metrics/{resource}/{name}/metrics/{metric}`: the same, as in `.../namespaces/{name}/metrics/{metric}`;
+//! - `/write-external-metrics/namespaces/{namespace}/{metric}?labels=k=v,...`: an external series.
+//!
+//! Bad input is refused with a 4xx `Status` that names what was wrong, and nothing is stored. Uses the store, the
+//! quantity and selector cores and the resource mapper; never the read API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Limited};
+
+use crate::api::route::decode_segments;
+use crate::cluster::ResourceMapper;
+use crate::quantity::Quantity;
+use crate::response::{self, HttpResponse, RequestError};
+use crate::selector::parse_labels_map;
+use crate::store::{
+    CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesLabels,
+};
+
+/// Prefix of the custom-metric write routes.
+pub const WRITE_PREFIX: &str = "/write-metrics/";
+/// Prefix of the external-metric write route.
+pub const WRITE_EXTERNAL_PREFIX: &str = "/write-external-metrics/";
+
+/// Whether a path belongs to the write API.
+pub fn is_write_path(path: &str) -> bool {
+    path.starts_with(WRITE_PREFIX)
+        || path.starts_with(WRITE_EXTERNAL_PREFIX)
+        || path == "/write-metrics"
+        || path == "/write-external-metrics"
+}
+
+/// What a write path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// A value on one object.
+    Custom {
+        /// The namespace in the path; `None` on the cluster-scoped routes.
+        namespace: Option<String>,
+        /// The resource as written in the path.
+        resource: String,
+        /// Object name.
+        name: String,
+        /// Metric name.
+        metric: String,
+    },
+    /// An external series (its labels come from the query).
+    External {
+        /// Namespace.
+        namespace: String,
+        /// Metric name.
+        metric: String,
+    },
+}
+
+/// Parses a write path (W1-W3, external). Any empty segment matches nothing.
+pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
+    let not_found = || RequestError::WriteRouteNotFound;
+    if let Some(rest) = path.strip_prefix(WRITE_EXTERNAL_PREFIX) {
+        let segments = decode_segments(rest).map_err(|_| not_found())?;
+        if segments.iter().any(String::is_empty) {
+            return Err(not_found());
+        }
+        return match segments.as_slice() {
+            [ns_literal, namespace, metric] if ns_literal == "namespaces" => Ok(WriteTarget::External {
+                namespace: namespace.clone(),
+                metric: metric.clone(),
+            }),
+            _ => Err(not_found()),
+        };
+    }
+    let rest = path.strip_prefix(WRITE_PREFIX).ok_or_else(not_found)?;
+    let segments = decode_segments(rest).map_err(|_| not_found())?;
+    if segments.iter().any(String::is_empty) {
+        return Err(not_found());
+    }
+    let custom = |namespace: Option<&String>, resource: &String, name: &String, metric: &String| {
+        Ok(WriteTarget::Custom {
+            namespace: namespace.cloned(),
+            resource: resource.clone(),
+            name: name.clone(),
+            metric: metric.clone(),
+        })
+    };
+    match segments.as_slice() {
+        [ns_literal, namespace, resource, name, metric] if ns_literal == "namespaces" => {
+            custom(Some(namespace), resource, name, metric)
+        }
+        [resource, name, metrics_literal, metric] if metrics_literal == "metrics" => {
+            custom(None, resource, name, metric)
+        }
+        [resource, name, metric] => custom(None, resource, name, metric),
+        _ => Err(not_found()),
+    }
+}
+
+/// The query parameters of a write.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteQuery {
+    /// `labels=k=v,k2=v2`.
+    pub labels: SeriesLabels,
+    /// `ttl=30s`.
+    pub ttl: Option<Duration>,
+}
+
+/// Parses the query of a write; unknown parameters are refused so that a typo never goes unnoticed.
+pub fn parse_query(query: Option<&str>) -> Result<WriteQuery, RequestError> {
+    let mut parsed = WriteQuery::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let bad = |reason: String| RequestError::BadQueryParameter {
+            name: key.to_string(),
+            reason,
+        };
+        match key.as_ref() {
+            "labels" => {
+                let map = parse_labels_map(&value).map_err(|e| bad(e.to_string()))?;
+                parsed.labels = SeriesLabels::from_map(map);
+            }
+            "ttl" => parsed.ttl = Some(parse_ttl(&value).map_err(bad)?),
+            _ => {
+                return Err(bad(
+                    "unknown parameter; the write API accepts labels and ttl".to_string()
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// A TTL: a duration such as `30s`, `5m` or `1h30m`, or a number of seconds. Zero is refused: a value that
+/// expires at once is a mistake.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let ttl = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration such as 30s, 5m or 1h30m ({e})"))?,
+    };
+    if ttl.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(ttl)
+}
+
+/// Parses a write body (§10 item 9): a JSON string (`"42"`), a JSON number (`42`), or a raw quantity
+/// (`1500m`), surrounded by optional white space.
+pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| RequestError::BadJson("the body is not UTF-8 text".to_string()))?
+        .trim();
+    if text.is_empty() {
+        return Err(RequestError::EmptyBody);
+    }
+    let quantity_text = if text.starts_with('"') {
+        let decoded: String = serde_json::from_str(text).map_err(|e| RequestError::BadJson(e.to_string()))?;
+        // Go's Quantity unmarshalling trims spaces inside the string too.
+        decoded.trim().to_string()
+    } else {
+        text.to_string()
+    };
+    Quantity::parse(&quantity_text).map_err(|source| RequestError::BadValue {
+        body: shorten(&quantity_text),
+        source,
+    })
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// A DNS-1123 label: namespaces.
+fn validate_namespace(value: &str) -> Result<(), RequestError> {
+    validate_dns_name("namespace", value, MAX_NAMESPACE_LEN, false)
+}
+
+/// A DNS-1123 subdomain: object names.
+fn validate_object_name(value: &str) -> Result<(), RequestError> {
+    validate_dns_name("object name", value, MAX_OBJECT_NAME_LEN, true)
+}
+
+fn validate_dns_name(what: &'static str, value: &str, max: usize, dots: bool) -> Result<(), RequestError> {
+    let invalid = |reason: String| RequestError::InvalidName {
+        what,
+        value: value.to_string(),
+        reason,
+    };
+    if value.len() > max {
+        return Err(invalid(format!("must be no more than {max} characters")));
+    }
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    };
+    let ok = if dots {
+        value.split('.').all(part_ok)
+    } else {
+        part_ok(value)
+    };
+    if !ok {
+        let shape = if dots {
+            "a lowercase RFC 1123 subdomain"
+        } else {
+            "a lowercase RFC 1123 label"
+        };
+        return Err(invalid(format!(
+            "must be {shape}: lower case alphanumeric characters{}, starting and ending with an alphanumeric character",
+            if dots { ", '-' or '.'" } else { " or '-'" }
+        )));
+    }
+    Ok(())
+}
+
+/// Metric names travel as URL path segments (HPA validates them the same way): printable ASCII without `/`, `%`
+/// or white space, not `.` or `..`.
+fn validate_metric_name(value: &str) -> Result<(), RequestError> {
+    let invalid = |reason: &str| RequestError::InvalidName {
+        what: "metric name",
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if value.len() > MAX_METRIC_NAME_LEN {
+        return Err(invalid("must be no more than 253 characters"));
+    }
+    if value == "." || value == ".." {
+        return Err(invalid("may not be '.' or '..'"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'%') {
+        return Err(invalid(
+            "may contain only printable ASCII characters other than '/', '%' and white space",
+        ));
+    }
+    Ok(())
+}
+
+/// The write handler.
+pub struct Ingest {
+    store: Arc<dyn MetricStore>,
+    mapper: Arc<dyn ResourceMapper>,
+    default_ttl: Option<Duration>,
+    max_body_bytes: usize,
+}
+
+impl Ingest {
+    /// A write handler over `store`. `default_ttl` applies when a write names none; bodies above
+    /// `max_body_bytes` are refused with 413.
+    pub fn new(
+        store: Arc<dyn MetricStore>,
+        mapper: Arc<dyn ResourceMapper>,
+        default_ttl: Option<Duration>,
+        max_body_bytes: usize,
+    ) -> Self {
+        Ingest {
+            store,
+            mapper,
+            default_ttl,
+            max_body_bytes,
+        }
+    }
+
+    /// Answers one write or delete.
+    pub async fn handle<B>(&self, request: Request<B>) -> HttpResponse
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let pretty = response::wants_pretty(None, request.headers());
+        match self.apply(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(pretty),
+        }
+    }
+
+    async fn apply<B>(&self, request: Request<B>) -> Result<HttpResponse, RequestError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let target = parse_path(request.uri().path())?;
+        let method = request.method().clone();
+        if method != Method::POST && method != Method::DELETE {
+            return Err(RequestError::MethodNotAllowed { allow: "POST, DELETE" });
+        }
+        let query = parse_query(request.uri().query())?;
+        match &target {
+            WriteTarget::Custom {
+                namespace,
+                name,
+                metric,
+                ..
+            } => {
+                if let Some(namespace) = namespace {
+                    validate_namespace(namespace)?;
+                }
+                validate_object_name(name)?;
+                validate_metric_name(metric)?;
+            }
+            WriteTarget::External { namespace, metric } => {
+                validate_namespace(namespace)?;
+                validate_metric_name(metric)?;
+            }
+        }
+        if method == Method::DELETE {
+            return self.delete(&target, &query).await;
+        }
+        let value = self.read_value(request).await?;
+        let write = SampleWrite {
+            value,
+            labels: query.labels,
+            ttl: query.ttl.or(self.default_ttl),
+        };
+        match &target {
+            WriteTarget::Custom {
+                namespace,
+                resource,
+                name,
+                metric,
+            } => {
+                let (group_resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
+                let id = CustomSeriesId {
+                    resource: &group_resource,
+                    namespace,
+                    name,
+                    metric,
+                };
+                self.store.put_custom(id, write).await?;
+            }
+            WriteTarget::External { namespace, metric } => {
+                self.store.put_external(namespace, metric, write).await?;
+            }
+        }
+        Ok(response::empty_response())
+    }
+
+    async fn delete(&self, target: &WriteTarget, query: &WriteQuery) -> Result<HttpResponse, RequestError> {
+        let existed = match target {
+            WriteTarget::Custom {
+                namespace,
+                resource,
+                name,
+                metric,
+            } => {
+                let (group_resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
+                let id = CustomSeriesId {
+                    resource: &group_resource,
+                    namespace,
+                    name,
+                    metric,
+                };
+                self.store.delete_custom(id).await?
+            }
+            WriteTarget::External { namespace, metric } => {
+                self.store.delete_external(namespace, metric, &query.labels).await?
+            }
+        };
+        if existed {
+            Ok(response::empty_response())
+        } else {
+            Err(RequestError::NothingToDelete)
+        }
+    }
+
+    /// The group-qualified resource and the store namespace of a custom write, checking the route's scope.
+    async fn resolve<'a>(&self, resource: &str, namespace: Option<&'a str>) -> Result<(String, &'a str), RequestError> {
+        let info = self.mapper.resolve(resource).await?;
+        let group_resource = info.group_resource();
+        match (info.namespaced, namespace) {
+            (true, Some(namespace)) => Ok((group_resource, namespace)),
+            (false, None) => Ok((group_resource, "")),
+            (true, None) => Err(RequestError::WrongScope(format!(
+                "{group_resource} is namespaced: write to /write-metrics/namespaces/{{namespace}}/{group_resource}/{{name}}/{{metric}}"
+            ))),
+            (false, Some(_)) => Err(RequestError::WrongScope(format!(
+                "{group_resource} is cluster-scoped: write to /write-metrics/{group_resource}/{{name}}/{{metric}}"
+            ))),
+        }
+    }
+
+    async fn read_value<B>(&self, request: Request<B>) -> Result<Quantity, RequestError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+            let encoding = encoding.to_str().unwrap_or("").trim();
+            if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+                return Err(RequestError::UnsupportedEncoding(encoding.to_string()));
+            }
+        }
+        let limit = self.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(RequestError::BodyTooLarge { limit });
+        }
+        let body = Limited::new(request.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    RequestError::BodyTooLarge { limit }
+                } else {
+                    RequestError::BodyRead(error.to_string())
+                }
+            })?;
+        parse_body(&body.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn custom(ns: Option<&str>, resource: &str, name: &str, metric: &str) -> WriteTarget {
+        WriteTarget::Custom {
+            namespace: ns.map(String::from),
+            resource: resource.into(),
+            name: name.into(),
+            metric: metric.into(),
+        }
+    }
+
+    #[test]
+    fn write_routes_w1_w2_w3_and_external() {
+        assert_eq!(
+            parse_path("/write-metrics/namespaces/default/pods/my-pod/my_custom_metric").unwrap(),
+            custom(Some("default"), "pods", "my-pod", "my_custom_metric")
+        );
+        assert_eq!(
+            parse_path("/write-metrics/nodes/n1/temp").unwrap(),
+            custom(None, "nodes", "n1", "temp")
+        );
+        assert_eq!(
+            parse_path("/write-metrics/namespaces/default/work").unwrap(),
+            custom(None, "namespaces", "default", "work")
+        );
+        assert_eq!(
+            parse_path("/write-metrics/namespaces/default/metrics/work").unwrap(),
+            custom(None, "namespaces", "default", "work")
+        );
+        assert_eq!(
+            parse_path("/write-external-metrics/namespaces/default/queue").unwrap(),
+            WriteTarget::External {
+                namespace: "default".into(),
+                metric: "queue".into()
+            }
+        );
+    }
+
+    #[test]
+    fn paths_that_match_no_write_route_are_refused() {
+        for path in [
+            "/write-metrics",
+            "/write-metrics/",
+            "/write-metrics/pods/a",
+            "/write-metrics/namespaces/default/pods/a/",
+            "/write-metrics/namespaces/default/pods//m",
+            "/write-metrics/a/b/c/d/e/f",
+            "/write-metrics/pods/a/b/c",
+            "/write-external-metrics/namespaces/default",
+            "/write-external-metrics/default/m",
+        ] {
+            assert!(
+                matches!(parse_path(path), Err(RequestError::WriteRouteNotFound)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_per_decision_9() {
+        let ok = |body: &str| parse_body(body.as_bytes()).map(|q| q.to_string());
+        assert_eq!(ok("\"42\"").unwrap(), "42");
+        assert_eq!(ok("42").unwrap(), "42");
+        assert_eq!(ok(" \"42\"\n").unwrap(), "42");
+        assert_eq!(ok("\" 42 \"").unwrap(), "42");
+        assert_eq!(ok("-7").unwrap(), "-7");
+        assert!(matches!(parse_body(b""), Err(RequestError::EmptyBody)));
+        assert!(matches!(parse_body(b"  \n"), Err(RequestError::EmptyBody)));
+        assert!(matches!(parse_body(b"\"42"), Err(RequestError::BadJson(_))));
+        assert!(matches!(parse_body(b"\"42\" trailing"), Err(RequestError::BadJson(_))));
+        for bad in ["abc", "\"abc\"", "null", "true", "{}", "\"\""] {
+            assert!(
+                matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(parse_body(&[0xff, 0xfe]), Err(RequestError::BadJson(_))));
+    }
+
+    #[test]
+    fn query_parameters_labels_and_ttl() {
+        let q = parse_query(Some("labels=queue%3Dorders,zone%3Da&ttl=90s")).unwrap();
+        assert_eq!(q.labels.to_map().get("queue").map(String::as_str), Some("orders"));
+        assert_eq!(q.labels.len(), 2);
+        assert_eq!(q.ttl, Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_query(Some("ttl=1h30m")).unwrap().ttl,
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_query(Some("ttl=15")).unwrap().ttl, Some(Duration::from_secs(15)));
+        for bad in ["ttl=0", "ttl=soon", "ttl=-5s", "foo=bar", "labels=a"] {
+            assert!(
+                matches!(parse_query(Some(bad)), Err(RequestError::BadQueryParameter { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_namespace("default").is_ok());
+        assert!(validate_namespace("kube-system").is_ok());
+        for bad in ["Default", "-a", "a-", "a.b", &"a".repeat(64)] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+        assert!(validate_object_name("web-1.example").is_ok());
+        for bad in ["Web", "a..b", ".a", "a_b", &"a".repeat(254)] {
+            assert!(validate_object_name(bad).is_err(), "{bad}");
+        }
+        for good in ["my_custom_metric", "requests-per-second", "a:b"] {
+            assert!(validate_metric_name(good).is_ok(), "{good}");
+        }
+        for bad in [".", "..", "a b", "a%b", &"m".repeat(254)] {
+            assert!(validate_metric_name(bad).is_err(), "{bad}");
+        }
+    }
+}

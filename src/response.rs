@@ -1,0 +1,394 @@
+//! HTTP responses: JSON bodies, and the one place where every request error becomes a Kubernetes `Status`
+//! (wire-contract §3) with its HTTP code.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::cluster::{LabelIndexError, MapperError};
+use crate::quantity::QuantityError;
+use crate::selector::SelectorError;
+use crate::store::StoreError;
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Everything that can make a request fail, named after the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No route matches the path.
+    #[error("the server could not find the requested resource")]
+    RouteNotFound,
+    /// A write path that matches no write route.
+    #[error(
+        "no write route matches this path; use /write-metrics/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}, /write-metrics/{{resource}}/{{name}}/{{metric}}, /write-metrics/namespaces/{{name}}/metrics/{{metric}} or /write-external-metrics/namespaces/{{namespace}}/{{metric}}"
+    )]
+    WriteRouteNotFound,
+    /// The path has the shape of a route but cannot be one (Kubernetes' "invalid request path").
+    #[error("invalid request path")]
+    InvalidPath,
+    /// The route exists but not for this method.
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// The client accepts no media type we serve.
+    #[error("only application/json is served; the Accept header {0:?} does not allow it")]
+    NotAcceptable(String),
+    /// No value is stored for the object and metric.
+    #[error("the server could not find the metric {metric} for {resource} {name}{}", selector_suffix(.selector))]
+    MetricNotFound {
+        /// Metric name.
+        metric: String,
+        /// Group-qualified resource.
+        resource: String,
+        /// Object name.
+        name: String,
+        /// Canonical metric selector when a stored value did not match it.
+        selector: Option<String>,
+    },
+    /// The resource name is unknown.
+    #[error(transparent)]
+    UnknownResource(#[from] MapperError),
+    /// A resource used at the wrong scope.
+    #[error("{0}")]
+    WrongScope(String),
+    /// `labelSelector` does not parse.
+    #[error("{0}")]
+    BadLabelSelector(SelectorError),
+    /// `metricLabelSelector` does not parse or cannot be represented.
+    #[error("invalid metricLabelSelector: {0}")]
+    BadMetricLabelSelector(SelectorError),
+    /// The label index cannot answer.
+    #[error(transparent)]
+    LabelIndex(#[from] LabelIndexError),
+    /// The write body is empty.
+    #[error("request body is empty: send a quantity such as \"42\", 42 or 1500m")]
+    EmptyBody,
+    /// The request body is larger than allowed.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    /// The body is not a quantity.
+    #[error("invalid value {body:?}: {source}; send a quantity such as \"42\", 42 or 1500m")]
+    BadValue {
+        /// The body (shortened).
+        body: String,
+        /// Why it is not a quantity.
+        source: QuantityError,
+    },
+    /// The body is a JSON string that does not decode.
+    #[error("invalid JSON string in request body: {0}")]
+    BadJson(String),
+    /// Compressed bodies are not accepted.
+    #[error("Content-Encoding {0:?} is not supported; send the body uncompressed")]
+    UnsupportedEncoding(String),
+    /// A bad query parameter.
+    #[error("invalid query parameter {name}: {reason}")]
+    BadQueryParameter {
+        /// Parameter name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name in the path is not valid.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// Which name.
+        what: &'static str,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A DELETE of a value that is not stored.
+    #[error("no value is stored for this series")]
+    NothingToDelete,
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn selector_suffix(selector: &Option<String>) -> String {
+    selector
+        .as_ref()
+        .map(|s| format!(" with selector {s}"))
+        .unwrap_or_default()
+}
+
+impl RequestError {
+    /// The HTTP code and the Kubernetes `reason` of this error.
+    fn code_and_reason(&self) -> (StatusCode, &'static str) {
+        use RequestError::*;
+        match self {
+            RouteNotFound | WriteRouteNotFound | MetricNotFound { .. } | UnknownResource(_) | NothingToDelete => {
+                (StatusCode::NOT_FOUND, "NotFound")
+            }
+            InvalidPath
+            | WrongScope(_)
+            | BadLabelSelector(_)
+            | BadMetricLabelSelector(_)
+            | LabelIndex(_)
+            | EmptyBody
+            | BodyRead(_)
+            | BadValue { .. }
+            | BadJson(_)
+            | BadQueryParameter { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
+            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            Store(StoreError::TooManyLabels { .. } | StoreError::NameTooLong { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
+            }
+            // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
+            Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
+            Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        }
+    }
+
+    /// The error as a `Status` response.
+    pub fn into_response(self, pretty: bool) -> HttpResponse {
+        let (code, reason) = self.code_and_reason();
+        if code.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let message = self.to_string();
+        let details = match &self {
+            RequestError::RouteNotFound | RequestError::MethodNotAllowed { .. } => Some(StatusDetails::default()),
+            _ => None,
+        };
+        let status = Status::failure(code, Some(reason), &message, details);
+        let mut response = json_response(code, &status, pretty);
+        if let RequestError::MethodNotAllowed { allow } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// `details` of a `Status`; every key is omitted when empty.
+#[derive(Debug, Default, Serialize)]
+pub struct StatusDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+}
+
+/// The Kubernetes `Status` object, keys in wire order.
+#[derive(Debug, Serialize)]
+pub struct Status<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: EmptyObject,
+    status: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<StatusDetails>,
+    code: u16,
+}
+
+impl<'a> Status<'a> {
+    /// A failure `Status`.
+    pub fn failure(
+        code: StatusCode,
+        reason: Option<&'static str>,
+        message: &'a str,
+        details: Option<StatusDetails>,
+    ) -> Self {
+        Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: EmptyObject {},
+            status: "Failure",
+            message,
+            reason,
+            details,
+            code: code.as_u16(),
+        }
+    }
+}
+
+/// Serializes as `{}` (Kubernetes' empty `ListMeta` / `ObjectMeta`).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct EmptyObject {}
+
+/// A JSON response: compact with a trailing newline, or indented by two spaces without one (as Go's apiserver).
+pub fn json_response<T: Serialize>(code: StatusCode, body: &T, pretty: bool) -> HttpResponse {
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(body)
+    } else {
+        serde_json::to_vec(body).map(|mut v| {
+            v.push(b'\n');
+            v
+        })
+    };
+    match bytes {
+        Ok(bytes) => with_body(code, "application/json", Bytes::from(bytes)),
+        Err(error) => {
+            // Our wire types always serialize; this is a bug, reported without internals.
+            tracing::error!(%error, "serializing a response failed");
+            with_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"internal error\n"),
+            )
+        }
+    }
+}
+
+/// A plain-text response.
+pub fn text_response(code: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    with_body(code, "text/plain; charset=utf-8", body.into())
+}
+
+/// An empty 200 response (a successful write).
+pub fn empty_response() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+/// A response with the headers every answer of ours carries.
+pub fn with_body(code: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = code;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// Whether the response should be indented: `?pretty=true|1`, or a user agent that is a person's tool
+/// (`curl`, `Wget`, a browser), as Kubernetes does.
+pub fn wants_pretty(query_pretty: Option<&str>, headers: &HeaderMap) -> bool {
+    if let Some(value) = query_pretty {
+        return value == "true" || value == "1";
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("curl") || ua.starts_with("Wget") || ua.starts_with("Mozilla/5.0"))
+}
+
+/// Whether the `Accept` header allows `application/json` (absent, `*/*`, `application/*`, or JSON itself, with
+/// any parameters).
+pub fn accepts_json(headers: &HeaderMap) -> Result<(), RequestError> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Ok(());
+    };
+    let accept = accept.to_str().unwrap_or("");
+    if accept.trim().is_empty() {
+        return Ok(());
+    }
+    let ok = accept.split(',').any(|item| {
+        let media = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(media.as_str(), "*/*" | "application/*" | "application/json")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::NotAcceptable(accept.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(response: HttpResponse) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn route_not_found_is_the_kubernetes_status_with_empty_details() {
+        let response = RequestError::RouteNotFound.into_response(false);
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_of(response).await,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server could not find the requested resource\",\"reason\":\"NotFound\",\"details\":{},\"code\":404}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn metric_not_found_names_metric_resource_object_and_selector() {
+        let error = RequestError::MetricNotFound {
+            metric: "q".into(),
+            resource: "deployments.apps".into(),
+            name: "web".into(),
+            selector: Some("a=b".into()),
+        };
+        let response = error.into_response(false);
+        assert_eq!(response.status(), 404);
+        let body = body_of(response).await;
+        assert!(
+            body.contains("\"message\":\"the server could not find the metric q for deployments.apps web with selector a=b\",\"reason\":\"NotFound\",\"code\":404"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_carries_the_allow_header() {
+        let response = RequestError::MethodNotAllowed { allow: "GET" }.into_response(false);
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()[header::ALLOW], "GET");
+    }
+
+    #[tokio::test]
+    async fn pretty_output_is_indented_without_trailing_newline() {
+        let body = body_of(json_response(StatusCode::OK, &serde_json::json!({"a": 1}), true)).await;
+        assert_eq!(body, "{\n  \"a\": 1\n}");
+    }
+
+    #[test]
+    fn pretty_follows_the_query_then_the_user_agent() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_pretty(None, &headers));
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("curl/8.0"));
+        assert!(wants_pretty(None, &headers));
+        assert!(!wants_pretty(Some("false"), &headers));
+        assert!(wants_pretty(Some("1"), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn accept_allows_json_wildcards_and_rejects_protobuf_only() {
+        let mut headers = HeaderMap::new();
+        assert!(accepts_json(&headers).is_ok());
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf, */*"),
+        );
+        assert!(accepts_json(&headers).is_ok());
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+        );
+        assert!(accepts_json(&headers).is_ok());
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
+        );
+        assert!(matches!(accepts_json(&headers), Err(RequestError::NotAcceptable(_))));
+    }
+}

@@ -1,0 +1,180 @@
+//! TLS for the secure port: the serving certificate from files, from the certificate directory, or generated
+//! and self-signed; HTTP/2 and HTTP/1.1 offered by ALPN. Knows nothing of metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Names the generated certificate is valid for.
+pub const SELF_SIGNED_NAMES: &[&str] = &[
+    "localhost",
+    "127.0.0.1",
+    "custom-metrics-apiserver.custom-metrics.svc",
+    "custom-metrics-apiserver.custom-metrics.svc.cluster.local",
+];
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Explicit PEM files (`--tls-cert-file`, `--tls-private-key-file`).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// `<dir>/apiserver.crt` and `<dir>/apiserver.key`; generated there when absent.
+    Dir(PathBuf),
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Generating the self-signed certificate failed.
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A certificate chain and its key, as PEM text.
+#[derive(Debug, Clone)]
+pub struct PemPair {
+    /// The certificate chain.
+    pub cert: String,
+    /// The private key.
+    pub key: String,
+}
+
+/// Loads or makes the serving certificate. A generated one is written to the directory when it is writable (so
+/// that restarts keep it) and used from memory otherwise.
+pub fn load_or_generate(source: &CertSource) -> Result<PemPair, TlsError> {
+    match source {
+        CertSource::Files { cert, key } => Ok(PemPair {
+            cert: read(cert)?,
+            key: read(key)?,
+        }),
+        CertSource::Dir(dir) => {
+            let (cert_path, key_path) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+            if cert_path.exists() && key_path.exists() {
+                return Ok(PemPair {
+                    cert: read(&cert_path)?,
+                    key: read(&key_path)?,
+                });
+            }
+            let pair = self_signed()?;
+            match write_pair(dir, &cert_path, &key_path, &pair) {
+                Ok(()) => tracing::info!(dir = %dir.display(), "generated a self-signed serving certificate"),
+                Err(error) => tracing::warn!(
+                    dir = %dir.display(), %error,
+                    "generated a self-signed serving certificate; cannot write it, using it from memory"
+                ),
+            }
+            Ok(pair)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_pair(dir: &Path, cert_path: &Path, key_path: &Path, pair: &PemPair) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(key_path)?;
+    key.write_all(pair.key.as_bytes())?;
+    std::fs::write(cert_path, &pair.cert)
+}
+
+/// A self-signed certificate for [`SELF_SIGNED_NAMES`] (ECDSA P-256).
+pub fn self_signed() -> Result<PemPair, TlsError> {
+    let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| s.to_string()).collect();
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.self_signed(&key)?;
+    Ok(PemPair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A rustls server configuration offering HTTP/2 and HTTP/1.1.
+pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
+    let pem_error = |reason: &str| TlsError::Pem {
+        path: PathBuf::from("<serving certificate>"),
+        reason: reason.into(),
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_error(&format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(pem_error("no certificate found"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|e| pem_error(&format!("bad key PEM: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_certificate_is_written_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let first = load_or_generate(&CertSource::Dir(certs.clone())).unwrap();
+        assert!(certs.join("apiserver.crt").exists());
+        let second = load_or_generate(&CertSource::Dir(certs)).unwrap();
+        assert_eq!(first.cert, second.cert);
+        assert!(server_config(&first).is_ok());
+    }
+
+    #[test]
+    fn missing_files_are_reported_with_their_path() {
+        let error = load_or_generate(&CertSource::Files {
+            cert: "/nonexistent/c.pem".into(),
+            key: "/k".into(),
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/c.pem"), "{error}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The in-memory store: a cheap-clone handle over sharded maps, built for many concurrent writers.
+//!
+//! Layout: series are grouped by (resource, namespace, metric) for custom values and by (namespace, metric) for
+//! external ones. The outer maps are sharded ([`DashMap`]); each group keeps its series in a small map under its own
+//! lock. A write therefore takes one shard read lock and one group write lock: no global lock, and writers to
+//! different groups never wait for each other. Wildcard reads walk one group. Object names are stored once per
+//! series; the group key carries the shared parts, which keeps a series to roughly 100 bytes.
+//!
+//! Expired samples are invisible at once (every read checks the deadline) and are removed by a purge task that
+//! [`MemoryStore::spawn_purger`] starts and its guard stops.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use super::{
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Sample, SampleWrite, SeriesLabels, StoreError,
+    check_custom_id, check_external_id,
+};
+use crate::clock::{Clock, SystemClock};
+
+/// Separates the parts of a group key; no part (resource, namespace, metric name) may contain it.
+const KEY_SEPARATOR: char = '/';
+
+/// The in-memory [`MetricStore`]. Clones share the same data.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `resource/namespace/metric` -> object name -> sample.
+    custom: DashMap<Box<str>, Group<Box<str>>>,
+    /// `namespace/metric` -> labels -> sample.
+    external: DashMap<Box<str>, Group<SeriesLabels>>,
+    /// Series held in both maps; kept exact under the group locks.
+    series: AtomicUsize,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+}
+
+/// The series of one group. The std lock is right here: it is never held across an `.await`.
+struct Group<K> {
+    series: RwLock<HashMap<K, Sample>>,
+}
+
+impl<K> Default for Group<K> {
+    fn default() -> Self {
+        Group {
+            series: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Group<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Sample>> {
+        // A poisoned lock means a panic mid-insert of a plain map; the map itself is still consistent.
+        self.series.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Sample>> {
+        self.series.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Stops the purge task when dropped.
+#[derive(Debug)]
+pub struct PurgerGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for PurgerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with the given limits, reading time from the system clock.
+    pub fn new(limits: Limits) -> Self {
+        Self::with_clock(limits, Arc::new(SystemClock))
+    }
+
+    /// An empty store reading time from `clock`.
+    pub fn with_clock(limits: Limits, clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                custom: DashMap::new(),
+                external: DashMap::new(),
+                series: AtomicUsize::new(0),
+                limits,
+                clock,
+            }),
+        }
+    }
+
+    /// Starts the task that removes expired samples every `interval`. The task ends when the guard is dropped or
+    /// the last handle to the store is gone.
+    pub fn spawn_purger(&self, interval: Duration) -> PurgerGuard {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        PurgerGuard(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let removed = inner.purge_expired();
+                if removed > 0 {
+                    tracing::debug!(removed, "purged expired series");
+                }
+            }
+        }))
+    }
+
+    /// Removes every expired sample and every group left empty; returns how many samples were removed.
+    pub fn purge_expired(&self) -> usize {
+        self.inner.purge_expired()
+    }
+}
+
+impl Inner {
+    fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    fn sample(&self, write: SampleWrite) -> Sample {
+        let now = self.now();
+        let expires_at_millis = match write.ttl {
+            Some(ttl) => now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            None => i64::MAX,
+        };
+        Sample {
+            value: write.value,
+            timestamp_millis: now,
+            expires_at_millis,
+            labels: write.labels,
+        }
+    }
+
+    fn check_labels(&self, labels: &SeriesLabels) -> Result<(), StoreError> {
+        let limit = self.limits.max_labels_per_series;
+        if labels.len() > limit {
+            return Err(StoreError::TooManyLabels {
+                count: labels.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves room for one more series, or refuses.
+    fn reserve_series(&self) -> Result<(), StoreError> {
+        let limit = self.limits.max_series;
+        self.series
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map(|_| ())
+            .map_err(|_| StoreError::SeriesLimit { limit })
+    }
+
+    fn release_series(&self, count: usize) {
+        self.series.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// Inserts or replaces `key` in the group `group_key`, creating the group when needed.
+    fn put<K: Hash + Eq>(
+        &self,
+        groups: &DashMap<Box<str>, Group<K>>,
+        group_key: &str,
+        key: K,
+        sample: Sample,
+    ) -> Result<(), StoreError> {
+        // Fast path: the group exists. The shard read guard is held while the group is written so that the purge
+        // (which removes empty groups under the shard write lock) can never drop a group we are writing into.
+        if let Some(group) = groups.get(group_key) {
+            return self.put_in_group(&group, key, sample);
+        }
+        let group = groups.entry(group_key.into()).or_default();
+        self.put_in_group(&group, key, sample)
+    }
+
+    fn put_in_group<K: Hash + Eq>(&self, group: &Group<K>, key: K, sample: Sample) -> Result<(), StoreError> {
+        let mut series = group.write();
+        if let Some(existing) = series.get_mut(&key) {
+            *existing = sample;
+            return Ok(());
+        }
+        self.reserve_series()?;
+        series.insert(key, sample);
+        Ok(())
+    }
+
+    /// Removes `key` from group `group_key`; `true` if a live sample was there.
+    fn delete<K, Q>(&self, groups: &DashMap<Box<str>, Group<K>>, group_key: &str, key: &Q) -> bool
+    where
+        K: Hash + Eq + std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now();
+        let Some(group) = groups.get(group_key) else {
+            return false;
+        };
+        let removed = group.write().remove(key);
+        match removed {
+            Some(sample) => {
+                self.release_series(1);
+                sample.is_live(now)
+            }
+            None => false,
+        }
+    }
+
+    fn purge_expired(&self) -> usize {
+        let now = self.now();
+        let removed = purge_map(&self.custom, now) + purge_map(&self.external, now);
+        self.release_series(removed);
+        removed
+    }
+}
+
+/// Removes expired samples from every group of `groups`, then the groups left empty.
+fn purge_map<K: Hash + Eq>(groups: &DashMap<Box<str>, Group<K>>, now: i64) -> usize {
+    let mut removed = 0;
+    // `retain` holds each shard's write lock while it visits it, so no writer is inside a group we drop.
+    groups.retain(|_, group| {
+        let mut series = group.write();
+        let before = series.len();
+        series.retain(|_, sample| sample.is_live(now));
+        removed += before - series.len();
+        !series.is_empty()
+    });
+    removed
+}
+
+fn custom_group_key(resource: &str, namespace: &str, metric: &str) -> String {
+    let mut key = String::with_capacity(resource.len() + namespace.len() + metric.len() + 2);
+    key.push_str(resource);
+    key.push(KEY_SEPARATOR);
+    key.push_str(namespace);
+    key.push(KEY_SEPARATOR);
+    key.push_str(metric);
+    key
+}
+
+fn external_group_key(namespace: &str, metric: &str) -> String {
+    let mut key = String::with_capacity(namespace.len() + metric.len() + 1);
+    key.push_str(namespace);
+    key.push(KEY_SEPARATOR);
+    key.push_str(metric);
+    key
+}
+
+/// Splits a custom group key into (resource, namespace, metric).
+fn split_custom_group_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.splitn(3, KEY_SEPARATOR);
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+#[async_trait]
+impl MetricStore for MemoryStore {
+    async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
+        check_custom_id(&id)?;
+        let inner = &self.inner;
+        inner.check_labels(&write.labels)?;
+        let sample = inner.sample(write);
+        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
+        inner.put(&inner.custom, &group_key, Box::from(id.name), sample)
+    }
+
+    async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
+        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
+        Ok(self.inner.delete(&self.inner.custom, &group_key, id.name))
+    }
+
+    async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
+        let now = self.inner.now();
+        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
+        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+            return Ok(None);
+        };
+        let series = group.read();
+        Ok(series.get(id.name).filter(|s| s.is_live(now)).cloned())
+    }
+
+    async fn list_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        let now = self.inner.now();
+        let group_key = custom_group_key(resource, namespace, metric);
+        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let mut items: Vec<(String, Sample)> = group
+            .read()
+            .iter()
+            .filter(|(_, s)| s.is_live(now))
+            .map(|(name, s)| (name.to_string(), s.clone()))
+            .collect();
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(items)
+    }
+
+    async fn get_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        let now = self.inner.now();
+        let group_key = custom_group_key(resource, namespace, metric);
+        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let series = group.read();
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                let sample = series.get(name.as_str()).filter(|s| s.is_live(now))?;
+                Some((name.clone(), sample.clone()))
+            })
+            .collect())
+    }
+
+    async fn list_object_metrics(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        let now = self.inner.now();
+        let mut items = Vec::new();
+        for group in self.inner.custom.iter() {
+            let Some((r, ns, metric)) = split_custom_group_key(group.key()) else {
+                continue;
+            };
+            if r != resource || ns != namespace {
+                continue;
+            }
+            if let Some(sample) = group.read().get(name).filter(|s| s.is_live(now)) {
+                items.push((metric.to_string(), sample.clone()));
+            }
+        }
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(items)
+    }
+
+    async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError> {
+        let now = self.inner.now();
+        let mut items = Vec::new();
+        for group in self.inner.custom.iter() {
+            let Some((resource, namespace, metric)) = split_custom_group_key(group.key()) else {
+                continue;
+            };
+            if group.read().values().any(|s| s.is_live(now)) {
+                items.push(CustomMetricDescriptor {
+                    resource: resource.to_string(),
+                    metric: metric.to_string(),
+                    namespaced: !namespace.is_empty(),
+                });
+            }
+        }
+        items.sort_unstable();
+        items.dedup();
+        Ok(items)
+    }
+
+    async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
+        check_external_id(namespace, metric)?;
+        let inner = &self.inner;
+        inner.check_labels(&write.labels)?;
+        let key = write.labels.clone();
+        let sample = inner.sample(write);
+        inner.put(&inner.external, &external_group_key(namespace, metric), key, sample)
+    }
+
+    async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .delete(&self.inner.external, &external_group_key(namespace, metric), labels))
+    }
+
+    async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
+        let now = self.inner.now();
+        let group_key = external_group_key(namespace, metric);
+        let Some(group) = self.inner.external.get(group_key.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let mut items: Vec<Sample> = group.read().values().filter(|s| s.is_live(now)).cloned().collect();
+        items.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(items)
+    }
+
+    async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.inner.now();
+        let mut names = Vec::new();
+        for group in self.inner.external.iter() {
+            let Some((_, metric)) = group.key().split_once(KEY_SEPARATOR) else {
+                continue;
+            };
+            if group.read().values().any(|s| s.is_live(now)) {
+                names.push(metric.to_string());
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn series_count(&self) -> usize {
+        self.inner.series.load(Ordering::Acquire)
+    }
+}

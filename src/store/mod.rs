@@ -1,0 +1,259 @@
+//! The metric store: series identity, stored samples, limits, and the [`MetricStore`] trait that ingest writes to
+//! and the API reads from.
+//!
+//! Two kinds of series exist:
+//! - a *custom* series is attached to one Kubernetes object: (resource, namespace, object name, metric). Its labels
+//!   are attributes of the value (replaced on every write) that `metricLabelSelector` filters on.
+//! - an *external* series is identified by (namespace, metric, labels); `labelSelector` filters on its labels.
+//!
+//! The store knows nothing of HTTP, the cluster or the wire types; resource names arrive already normalised
+//! (group-qualified plural such as `pods` or `deployments.apps`) and names already validated by ingest. It enforces
+//! the limits below itself, so that no caller can grow it without bound.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::quantity::Quantity;
+
+pub use memory::MemoryStore;
+
+/// Longest accepted namespace name (a DNS-1123 label).
+pub const MAX_NAMESPACE_LEN: usize = 63;
+/// Longest accepted object name (a DNS-1123 subdomain).
+pub const MAX_OBJECT_NAME_LEN: usize = 253;
+/// Longest accepted metric name.
+pub const MAX_METRIC_NAME_LEN: usize = 253;
+/// Longest accepted group-qualified resource name (`plural.group`).
+pub const MAX_RESOURCE_LEN: usize = 253 + 1 + 63;
+
+/// The limits a store enforces. Every limit answers a 4xx to the writer when exceeded and changes nothing stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Total live series (custom and external) the store holds; a write that would add one more is refused.
+    pub max_series: usize,
+    /// Labels one series may carry.
+    pub max_labels_per_series: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_series: 2_000_000,
+            max_labels_per_series: 16,
+        }
+    }
+}
+
+/// Why the store refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Writing would exceed [`Limits::max_series`].
+    #[error(
+        "series limit reached: the store already holds {limit} series (--max-series); delete series or raise the limit"
+    )]
+    SeriesLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A series carries more labels than [`Limits::max_labels_per_series`].
+    #[error("too many labels: {count} given, at most {limit} are allowed per series (--max-labels-per-series)")]
+    TooManyLabels {
+        /// Labels given.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A name is longer than its documented maximum.
+    #[error("{what} is {len} characters long, at most {max} are allowed")]
+    NameTooLong {
+        /// Which name (`namespace`, `object name`, `metric name`, `resource`).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A networked backend failed.
+    #[error("metric store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One label: key and value.
+pub type Label = (Box<str>, Box<str>);
+
+/// Labels of a series, sorted by key; cheap to clone and compact when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesLabels(Option<Arc<[Label]>>);
+
+impl SeriesLabels {
+    /// No labels.
+    pub fn empty() -> Self {
+        SeriesLabels(None)
+    }
+
+    /// Labels from a map (already validated by the caller).
+    pub fn from_map(map: BTreeMap<String, String>) -> Self {
+        if map.is_empty() {
+            return SeriesLabels(None);
+        }
+        let pairs: Vec<Label> = map
+            .into_iter()
+            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+            .collect();
+        SeriesLabels(Some(pairs.into()))
+    }
+
+    /// The labels as an ordered map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+}
+
+impl Deref for SeriesLabels {
+    type Target = [Label];
+
+    fn deref(&self) -> &Self::Target {
+        match &self.0 {
+            Some(pairs) => pairs,
+            None => &[],
+        }
+    }
+}
+
+/// A stored value with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The value as written.
+    pub value: Quantity,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub timestamp_millis: i64,
+    /// When it stops being visible, in milliseconds since the Unix epoch; [`i64::MAX`] for never.
+    pub expires_at_millis: i64,
+    /// The series labels.
+    pub labels: SeriesLabels,
+}
+
+impl Sample {
+    /// Whether the sample is still visible at `now_millis`. An expired sample behaves exactly like an absent one.
+    pub fn is_live(&self, now_millis: i64) -> bool {
+        now_millis < self.expires_at_millis
+    }
+}
+
+/// One write: the value, its labels and how long it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleWrite {
+    /// The value.
+    pub value: Quantity,
+    /// For custom series: the labels stored with the value (replacing earlier ones).
+    /// For external series: part of the identity.
+    pub labels: SeriesLabels,
+    /// Lifetime from now; `None` lives until overwritten or deleted.
+    pub ttl: Option<Duration>,
+}
+
+/// Identity of a custom series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomSeriesId<'a> {
+    /// Normalised group-qualified resource, e.g. `pods`, `deployments.apps`, `namespaces`.
+    pub resource: &'a str,
+    /// Namespace of the object; empty for cluster-scoped objects (including Namespace objects themselves).
+    pub namespace: &'a str,
+    /// Object name.
+    pub name: &'a str,
+    /// Metric name.
+    pub metric: &'a str,
+}
+
+/// A (resource, metric) pair that has at least one live value, for discovery.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomMetricDescriptor {
+    /// Normalised group-qualified resource.
+    pub resource: String,
+    /// Metric name.
+    pub metric: String,
+    /// Whether the values are attached to namespaced objects.
+    pub namespaced: bool,
+}
+
+/// What the write API and the read APIs need from a store.
+///
+/// Methods are async so that a networked backend can implement the same trait; every implementation must pass the
+/// same behaviour tests. Reads never return expired samples. Lists are sorted (by object name, metric name or
+/// labels) so that responses are deterministic.
+#[async_trait]
+pub trait MetricStore: Send + Sync + 'static {
+    /// Stores a custom value; last write wins.
+    async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError>;
+    /// Removes a custom value; `true` if a live one existed.
+    async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError>;
+    /// The live value of one series.
+    async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError>;
+    /// Every object of `resource` in `namespace` that has a live `metric`, sorted by object name.
+    async fn list_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError>;
+    /// The live values of `metric` for the named objects (absent ones are skipped), in the order of `names`.
+    async fn get_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Sample)>, StoreError>;
+    /// Every live metric of one object, sorted by metric name.
+    async fn list_object_metrics(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError>;
+    /// The (resource, metric) pairs that have a live value, sorted and de-duplicated.
+    async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError>;
+
+    /// Stores an external value for (namespace, metric, labels); last write wins.
+    async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError>;
+    /// Removes the external series (namespace, metric, labels); `true` if a live one existed.
+    async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError>;
+    /// Every live series of an external metric in a namespace, sorted by labels.
+    async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError>;
+    /// The external metric names that have a live value in any namespace, sorted and de-duplicated.
+    async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Number of series held (including expired ones not yet purged).
+    fn series_count(&self) -> usize;
+}
+
+/// Checks a custom series identity against the documented name limits.
+pub(crate) fn check_custom_id(id: &CustomSeriesId<'_>) -> Result<(), StoreError> {
+    check_len("resource", id.resource, MAX_RESOURCE_LEN)?;
+    check_len("namespace", id.namespace, MAX_NAMESPACE_LEN)?;
+    check_len("object name", id.name, MAX_OBJECT_NAME_LEN)?;
+    check_len("metric name", id.metric, MAX_METRIC_NAME_LEN)
+}
+
+/// Checks an external series identity against the documented name limits.
+pub(crate) fn check_external_id(namespace: &str, metric: &str) -> Result<(), StoreError> {
+    check_len("namespace", namespace, MAX_NAMESPACE_LEN)?;
+    check_len("metric name", metric, MAX_METRIC_NAME_LEN)
+}
+
+fn check_len(what: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.len() > max {
+        return Err(StoreError::NameTooLong {
+            what,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
