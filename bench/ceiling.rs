@@ -1,0 +1,3 @@
+//! Placeholder: the ceiling server of the benchmark (bench/README.md).
+
+fn main() {}
