@@ -1,0 +1,134 @@
+//! The deployment manifest agrees with the program: its arguments parse as our flags, its ports and probes
+//! point at what the program serves, and it registers the three APIServices with the priorities HPA relies on.
+
+use custom_metrics_apiserver::config::Config;
+use serde_yaml_ng::Value;
+
+fn documents() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/deployment.yaml")).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name} in the manifest"))
+}
+
+#[test]
+fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
+    let docs = documents();
+    let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let config = Config::from_args(std::iter::once("custom-metrics-apiserver").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("manifest args {args:?} are refused: {e}"));
+    assert!(
+        config.secure_addr.ip().is_unspecified(),
+        "the pod must listen on all interfaces"
+    );
+
+    let port = |name: &str| {
+        container["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .unwrap()["containerPort"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(port("https"), u64::from(config.secure_addr.port()));
+    assert_eq!(port("http"), u64::from(config.write_addr.unwrap().port()));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/livez"));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert_eq!(container["readinessProbe"]["httpGet"]["scheme"].as_str(), Some("HTTPS"));
+
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    let pod_security = &deployment["spec"]["template"]["spec"]["securityContext"];
+    let non_root = security["runAsNonRoot"]
+        .as_bool()
+        .or(pod_security["runAsNonRoot"].as_bool());
+    assert_eq!(non_root, Some(true));
+    assert!(container["resources"]["requests"]["memory"].is_string());
+}
+
+#[test]
+fn the_service_maps_443_and_80_to_the_named_ports() {
+    let docs = documents();
+    let service = find(&docs, "Service", "custom-metrics-apiserver");
+    assert_eq!(service["metadata"]["namespace"].as_str(), Some("custom-metrics"));
+    let ports: Vec<(u64, &str)> = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_u64().unwrap(), p["targetPort"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ports, [(443, "https"), (80, "http")]);
+}
+
+#[test]
+fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred() {
+    let docs = documents();
+    for (name, priority) in [
+        ("v1beta1.custom.metrics.k8s.io", 100),
+        ("v1beta2.custom.metrics.k8s.io", 200),
+        ("v1beta1.external.metrics.k8s.io", 100),
+    ] {
+        let api = find(&docs, "APIService", name);
+        let (version, group) = name.split_once('.').unwrap();
+        assert_eq!(api["spec"]["group"].as_str(), Some(group));
+        assert_eq!(api["spec"]["version"].as_str(), Some(version));
+        assert_eq!(api["spec"]["versionPriority"].as_u64(), Some(priority));
+        assert_eq!(
+            api["spec"]["service"]["name"].as_str(),
+            Some("custom-metrics-apiserver")
+        );
+        assert_eq!(api["spec"]["service"]["namespace"].as_str(), Some("custom-metrics"));
+        assert_eq!(api["spec"]["service"]["port"].as_u64(), Some(443));
+    }
+}
+
+#[test]
+fn rbac_delegates_auth_and_lets_the_hpa_controller_read_both_groups() {
+    let docs = documents();
+    let delegator = find(&docs, "ClusterRoleBinding", "custom-metrics:system:auth-delegator");
+    assert_eq!(delegator["roleRef"]["name"].as_str(), Some("system:auth-delegator"));
+    let reader = find(&docs, "RoleBinding", "custom-metrics-auth-reader");
+    assert_eq!(reader["metadata"]["namespace"].as_str(), Some("kube-system"));
+    assert_eq!(
+        reader["roleRef"]["name"].as_str(),
+        Some("extension-apiserver-authentication-reader")
+    );
+
+    let hpa = find(&docs, "ClusterRoleBinding", "hpa-controller-custom-metrics");
+    assert_eq!(hpa["subjects"][0]["name"].as_str(), Some("horizontal-pod-autoscaler"));
+    assert_eq!(hpa["subjects"][0]["namespace"].as_str(), Some("kube-system"));
+    let role = find(&docs, "ClusterRole", hpa["roleRef"]["name"].as_str().unwrap());
+    let groups: Vec<&str> = role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["apiGroups"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        groups.contains(&"custom.metrics.k8s.io") && groups.contains(&"external.metrics.k8s.io"),
+        "{groups:?}"
+    );
+}
