@@ -144,16 +144,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let write_addr = write.as_ref().map(|l| local_addr(l, config.secure_addr));
 
-    let api = Api::new(
-        Arc::clone(&store),
-        Arc::clone(&mapper),
-        labels,
-        config.discovery_max_metrics,
-    );
-    let secure_handler = Arc::new(SecureHandler {
-        health: health.clone(),
-        api,
-    });
+    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics);
+    let secure_handler = Arc::new(SecureHandler { health: health.clone(), api });
     let mut tasks = Vec::new();
     tracing::info!(listener = "secure", address = %secure_addr, "listening");
     tasks.push(tokio::spawn(listener::serve(
@@ -185,12 +177,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             drop(purger);
         }
     }));
-    Ok(Running {
-        secure_addr,
-        write_addr,
-        trigger,
-        tasks,
-    })
+    Ok(Running { secure_addr, write_addr, trigger, tasks })
 }
 
 /// Runs until `stop` resolves (normally SIGTERM or SIGINT), then drains.
@@ -204,9 +191,7 @@ pub async fn run(config: &Config, stop: impl Future<Output = ()>) -> Result<(), 
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {

@@ -48,11 +48,7 @@ pub struct Flags {
 
     /// Directory of the serving certificate (apiserver.crt, apiserver.key); a self-signed one is generated and
     /// written there when absent. Ignored when --tls-cert-file is given.
-    #[arg(
-        long,
-        env = "CUSTOM_METRICS_CERT_DIR",
-        default_value = "apiserver.local.config/certificates"
-    )]
+    #[arg(long, env = "CUSTOM_METRICS_CERT_DIR", default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
 
     /// PEM file of the serving certificate chain (with --tls-private-key-file).
@@ -179,11 +175,8 @@ impl Config {
                 return Err(ConfigError::ZeroLimit(name));
             }
         }
-        let default_bind = if flags.standalone {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        };
+        let default_bind =
+            if flags.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         let bind = flags.bind_address.unwrap_or(default_bind);
         let cert = match (flags.tls_cert_file, flags.tls_private_key_file) {
             (Some(cert), Some(key)) => CertSource::Files { cert, key },
@@ -196,10 +189,7 @@ impl Config {
             metric_ttl: (!flags.metric_ttl.is_zero()).then_some(flags.metric_ttl),
             log_format: flags.log_format,
             verbosity: flags.verbosity,
-            limits: Limits {
-                max_series: flags.max_series,
-                max_labels_per_series: flags.max_labels_per_series,
-            },
+            limits: Limits { max_series: flags.max_series, max_labels_per_series: flags.max_labels_per_series },
             discovery_max_metrics: flags.discovery_max_metrics,
             max_request_body_bytes: flags.max_request_body_bytes,
             connections: ConnectionLimits {
@@ -236,10 +226,7 @@ mod tests {
         let config = parse(&["--standalone"]).unwrap();
         assert_eq!(config.secure_addr, "127.0.0.1:6443".parse().unwrap());
         assert_eq!(config.write_addr, Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(
-            config.cert,
-            CertSource::Dir("apiserver.local.config/certificates".into())
-        );
+        assert_eq!(config.cert, CertSource::Dir("apiserver.local.config/certificates".into()));
         assert_eq!(config.metric_ttl, None);
         assert_eq!(config.limits, Limits::default());
     }
@@ -260,13 +247,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.secure_addr, "0.0.0.0:7443".parse().unwrap());
         assert_eq!(config.write_addr, None);
-        assert_eq!(
-            config.cert,
-            CertSource::Files {
-                cert: "/c.pem".into(),
-                key: "/k.pem".into()
-            }
-        );
+        assert_eq!(config.cert, CertSource::Files { cert: "/c.pem".into(), key: "/k.pem".into() });
         assert_eq!(config.metric_ttl, Some(Duration::from_secs(300)));
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.verbosity, 4);
@@ -281,17 +262,9 @@ mod tests {
 
     #[test]
     fn inconsistent_flags_are_refused() {
-        assert!(
-            parse(&["--standalone", "--secure-port=8080"])
-                .unwrap_err()
-                .contains("different ports")
-        );
+        assert!(parse(&["--standalone", "--secure-port=8080"]).unwrap_err().contains("different ports"));
         assert!(parse(&["--standalone", "--tls-cert-file=/c.pem"]).is_err());
-        assert!(
-            parse(&["--standalone", "--max-series=0"])
-                .unwrap_err()
-                .contains("--max-series")
-        );
+        assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
     }

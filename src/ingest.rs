@@ -71,10 +71,9 @@ pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
             return Err(not_found());
         }
         return match segments.as_slice() {
-            [ns_literal, namespace, metric] if ns_literal == "namespaces" => Ok(WriteTarget::External {
-                namespace: namespace.clone(),
-                metric: metric.clone(),
-            }),
+            [ns_literal, namespace, metric] if ns_literal == "namespaces" => {
+                Ok(WriteTarget::External { namespace: namespace.clone(), metric: metric.clone() })
+            }
             _ => Err(not_found()),
         };
     }
@@ -116,10 +115,7 @@ pub struct WriteQuery {
 pub fn parse_query(query: Option<&str>) -> Result<WriteQuery, RequestError> {
     let mut parsed = WriteQuery::default();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let bad = |reason: String| RequestError::BadQueryParameter {
-            name: key.to_string(),
-            reason,
-        };
+        let bad = |reason: String| RequestError::BadQueryParameter { name: key.to_string(), reason };
         match key.as_ref() {
             "labels" => {
                 let map = parse_labels_map(&value).map_err(|e| bad(e.to_string()))?;
@@ -127,9 +123,7 @@ pub fn parse_query(query: Option<&str>) -> Result<WriteQuery, RequestError> {
             }
             "ttl" => parsed.ttl = Some(parse_ttl(&value).map_err(bad)?),
             _ => {
-                return Err(bad(
-                    "unknown parameter; the write API accepts labels and ttl".to_string()
-                ));
+                return Err(bad("unknown parameter; the write API accepts labels and ttl".to_string()));
             }
         }
     }
@@ -154,9 +148,8 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 /// Parses a write body (§10 item 9): a JSON string (`"42"`), a JSON number (`42`), or a raw quantity
 /// (`1500m`), surrounded by optional white space.
 pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| RequestError::BadJson("the body is not UTF-8 text".to_string()))?
-        .trim();
+    let text =
+        std::str::from_utf8(body).map_err(|_| RequestError::BadJson("the body is not UTF-8 text".to_string()))?.trim();
     if text.is_empty() {
         return Err(RequestError::EmptyBody);
     }
@@ -167,10 +160,7 @@ pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
     } else {
         text.to_string()
     };
-    Quantity::parse(&quantity_text).map_err(|source| RequestError::BadValue {
-        body: shorten(&quantity_text),
-        source,
-    })
+    Quantity::parse(&quantity_text).map_err(|source| RequestError::BadValue { body: shorten(&quantity_text), source })
 }
 
 fn shorten(text: &str) -> String {
@@ -192,33 +182,19 @@ fn validate_object_name(value: &str) -> Result<(), RequestError> {
 }
 
 fn validate_dns_name(what: &'static str, value: &str, max: usize, dots: bool) -> Result<(), RequestError> {
-    let invalid = |reason: String| RequestError::InvalidName {
-        what,
-        value: value.to_string(),
-        reason,
-    };
+    let invalid = |reason: String| RequestError::InvalidName { what, value: value.to_string(), reason };
     if value.len() > max {
         return Err(invalid(format!("must be no more than {max} characters")));
     }
     let part_ok = |part: &str| {
         !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !part.starts_with('-')
             && !part.ends_with('-')
     };
-    let ok = if dots {
-        value.split('.').all(part_ok)
-    } else {
-        part_ok(value)
-    };
+    let ok = if dots { value.split('.').all(part_ok) } else { part_ok(value) };
     if !ok {
-        let shape = if dots {
-            "a lowercase RFC 1123 subdomain"
-        } else {
-            "a lowercase RFC 1123 label"
-        };
+        let shape = if dots { "a lowercase RFC 1123 subdomain" } else { "a lowercase RFC 1123 label" };
         return Err(invalid(format!(
             "must be {shape}: lower case alphanumeric characters{}, starting and ending with an alphanumeric character",
             if dots { ", '-' or '.'" } else { " or '-'" }
@@ -242,11 +218,29 @@ fn validate_metric_name(value: &str) -> Result<(), RequestError> {
         return Err(invalid("may not be '.' or '..'"));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'%') {
-        return Err(invalid(
-            "may contain only printable ASCII characters other than '/', '%' and white space",
-        ));
+        return Err(invalid("may contain only printable ASCII characters other than '/', '%' and white space"));
     }
     Ok(())
+}
+
+/// A write target resolved to its store identity.
+enum Series<'a> {
+    Custom(ResolvedCustom<'a>),
+    External { namespace: &'a str, metric: &'a str },
+}
+
+/// A custom target whose resource is resolved (group-qualified) and whose scope is checked.
+struct ResolvedCustom<'a> {
+    resource: String,
+    namespace: &'a str,
+    name: &'a str,
+    metric: &'a str,
+}
+
+impl ResolvedCustom<'_> {
+    fn id(&self) -> CustomSeriesId<'_> {
+        CustomSeriesId { resource: &self.resource, namespace: self.namespace, name: self.name, metric: self.metric }
+    }
 }
 
 /// The write handler.
@@ -266,12 +260,7 @@ impl Ingest {
         default_ttl: Option<Duration>,
         max_body_bytes: usize,
     ) -> Self {
-        Ingest {
-            store,
-            mapper,
-            default_ttl,
-            max_body_bytes,
-        }
+        Ingest { store, mapper, default_ttl, max_body_bytes }
     }
 
     /// Answers one write or delete.
@@ -299,12 +288,7 @@ impl Ingest {
         }
         let query = parse_query(request.uri().query())?;
         match &target {
-            WriteTarget::Custom {
-                namespace,
-                name,
-                metric,
-                ..
-            } => {
+            WriteTarget::Custom { namespace, name, metric, .. } => {
                 if let Some(namespace) = namespace {
                     validate_namespace(namespace)?;
                 }
@@ -316,63 +300,33 @@ impl Ingest {
                 validate_metric_name(metric)?;
             }
         }
+        let series = self.series(&target).await?;
         if method == Method::DELETE {
-            return self.delete(&target, &query).await;
+            let existed = match &series {
+                Series::Custom(custom) => self.store.delete_custom(custom.id()).await?,
+                Series::External { namespace, metric } => {
+                    self.store.delete_external(namespace, metric, &query.labels).await?
+                }
+            };
+            return if existed { Ok(response::empty_response()) } else { Err(RequestError::NothingToDelete) };
         }
         let value = self.read_value(request).await?;
-        let write = SampleWrite {
-            value,
-            labels: query.labels,
-            ttl: query.ttl.or(self.default_ttl),
-        };
-        match &target {
-            WriteTarget::Custom {
-                namespace,
-                resource,
-                name,
-                metric,
-            } => {
-                let (group_resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
-                let id = CustomSeriesId {
-                    resource: &group_resource,
-                    namespace,
-                    name,
-                    metric,
-                };
-                self.store.put_custom(id, write).await?;
-            }
-            WriteTarget::External { namespace, metric } => {
-                self.store.put_external(namespace, metric, write).await?;
-            }
+        let write = SampleWrite { value, labels: query.labels, ttl: query.ttl.or(self.default_ttl) };
+        match &series {
+            Series::Custom(custom) => self.store.put_custom(custom.id(), write).await?,
+            Series::External { namespace, metric } => self.store.put_external(namespace, metric, write).await?,
         }
         Ok(response::empty_response())
     }
 
-    async fn delete(&self, target: &WriteTarget, query: &WriteQuery) -> Result<HttpResponse, RequestError> {
-        let existed = match target {
-            WriteTarget::Custom {
-                namespace,
-                resource,
-                name,
-                metric,
-            } => {
-                let (group_resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
-                let id = CustomSeriesId {
-                    resource: &group_resource,
-                    namespace,
-                    name,
-                    metric,
-                };
-                self.store.delete_custom(id).await?
+    /// The store identity of a write target: custom resources resolved and their scope checked.
+    async fn series<'a>(&self, target: &'a WriteTarget) -> Result<Series<'a>, RequestError> {
+        match target {
+            WriteTarget::Custom { namespace, resource, name, metric } => {
+                let (resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
+                Ok(Series::Custom(ResolvedCustom { resource, namespace, name, metric }))
             }
-            WriteTarget::External { namespace, metric } => {
-                self.store.delete_external(namespace, metric, &query.labels).await?
-            }
-        };
-        if existed {
-            Ok(response::empty_response())
-        } else {
-            Err(RequestError::NothingToDelete)
+            WriteTarget::External { namespace, metric } => Ok(Series::External { namespace, metric }),
         }
     }
 
@@ -412,16 +366,13 @@ impl Ingest {
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(RequestError::BodyTooLarge { limit });
         }
-        let body = Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|error| {
-                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    RequestError::BodyTooLarge { limit }
-                } else {
-                    RequestError::BodyRead(error.to_string())
-                }
-            })?;
+        let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
+            if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                RequestError::BodyTooLarge { limit }
+            } else {
+                RequestError::BodyRead(error.to_string())
+            }
+        })?;
         parse_body(&body.to_bytes())
     }
 }
@@ -445,10 +396,7 @@ mod tests {
             parse_path("/write-metrics/namespaces/default/pods/my-pod/my_custom_metric").unwrap(),
             custom(Some("default"), "pods", "my-pod", "my_custom_metric")
         );
-        assert_eq!(
-            parse_path("/write-metrics/nodes/n1/temp").unwrap(),
-            custom(None, "nodes", "n1", "temp")
-        );
+        assert_eq!(parse_path("/write-metrics/nodes/n1/temp").unwrap(), custom(None, "nodes", "n1", "temp"));
         assert_eq!(
             parse_path("/write-metrics/namespaces/default/work").unwrap(),
             custom(None, "namespaces", "default", "work")
@@ -459,10 +407,7 @@ mod tests {
         );
         assert_eq!(
             parse_path("/write-external-metrics/namespaces/default/queue").unwrap(),
-            WriteTarget::External {
-                namespace: "default".into(),
-                metric: "queue".into()
-            }
+            WriteTarget::External { namespace: "default".into(), metric: "queue".into() }
         );
     }
 
@@ -479,10 +424,7 @@ mod tests {
             "/write-external-metrics/namespaces/default",
             "/write-external-metrics/default/m",
         ] {
-            assert!(
-                matches!(parse_path(path), Err(RequestError::WriteRouteNotFound)),
-                "{path}"
-            );
+            assert!(matches!(parse_path(path), Err(RequestError::WriteRouteNotFound)), "{path}");
         }
     }
 
@@ -499,10 +441,7 @@ mod tests {
         assert!(matches!(parse_body(b"\"42"), Err(RequestError::BadJson(_))));
         assert!(matches!(parse_body(b"\"42\" trailing"), Err(RequestError::BadJson(_))));
         for bad in ["abc", "\"abc\"", "null", "true", "{}", "\"\""] {
-            assert!(
-                matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })),
-                "{bad}"
-            );
+            assert!(matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })), "{bad}");
         }
         assert!(matches!(parse_body(&[0xff, 0xfe]), Err(RequestError::BadJson(_))));
     }
@@ -513,16 +452,10 @@ mod tests {
         assert_eq!(q.labels.to_map().get("queue").map(String::as_str), Some("orders"));
         assert_eq!(q.labels.len(), 2);
         assert_eq!(q.ttl, Some(Duration::from_secs(90)));
-        assert_eq!(
-            parse_query(Some("ttl=1h30m")).unwrap().ttl,
-            Some(Duration::from_secs(5400))
-        );
+        assert_eq!(parse_query(Some("ttl=1h30m")).unwrap().ttl, Some(Duration::from_secs(5400)));
         assert_eq!(parse_query(Some("ttl=15")).unwrap().ttl, Some(Duration::from_secs(15)));
         for bad in ["ttl=0", "ttl=soon", "ttl=-5s", "foo=bar", "labels=a"] {
-            assert!(
-                matches!(parse_query(Some(bad)), Err(RequestError::BadQueryParameter { .. })),
-                "{bad}"
-            );
+            assert!(matches!(parse_query(Some(bad)), Err(RequestError::BadQueryParameter { .. })), "{bad}");
         }
     }
 

@@ -112,11 +112,7 @@ pub struct Quantity {
 impl Default for Quantity {
     /// Zero, DecimalSI (prints `0`).
     fn default() -> Self {
-        Quantity {
-            mantissa: 0,
-            exponent: 0,
-            format: Format::DecimalSI,
-        }
+        Quantity { mantissa: 0, exponent: 0, format: Format::DecimalSI }
     }
 }
 
@@ -134,11 +130,7 @@ impl Quantity {
     /// Builds a normalized quantity from `mantissa × 10^exponent`, checking the limits.
     fn from_parts(mantissa: i128, exponent: i64, format: Format) -> Result<Quantity, QuantityError> {
         if mantissa == 0 {
-            return Ok(Quantity {
-                mantissa: 0,
-                exponent: 0,
-                format,
-            });
+            return Ok(Quantity { mantissa: 0, exponent: 0, format });
         }
         let mut m = mantissa;
         let mut e = exponent;
@@ -154,11 +146,7 @@ impl Quantity {
         }
         // In range by the check just above.
         let exponent = e as i32;
-        Ok(Quantity {
-            mantissa: m,
-            exponent,
-            format,
-        })
+        Ok(Quantity { mantissa: m, exponent, format })
     }
 
     /// Normalizes an `i64 × 10^exp` with `exp` in `-3..=0`: always within the limits.
@@ -173,11 +161,7 @@ impl Quantity {
                 e += 1;
             }
         }
-        Quantity {
-            mantissa: m,
-            exponent: e,
-            format,
-        }
+        Quantity { mantissa: m, exponent: e, format }
     }
 
     /// Go `ParseQuantity`. No whitespace is allowed; see the module docs for the limits.
@@ -202,12 +186,7 @@ impl Quantity {
         }
 
         // digits × 10^exp10 (× 2^exp for binary suffixes), digits big-endian, values 0..=9.
-        let mut digits: Vec<u8> = scanned
-            .int_digits
-            .iter()
-            .chain(scanned.frac_digits)
-            .map(|b| b - b'0')
-            .collect();
+        let mut digits: Vec<u8> = scanned.int_digits.iter().chain(scanned.frac_digits).map(|b| b - b'0').collect();
         let mut exp10: i128 = -(scanned.frac_digits.len() as i128);
         match base {
             Base::Ten => exp10 += i128::from(exp),
@@ -221,11 +200,7 @@ impl Quantity {
         // Strip leading zeros; zero keeps the format (e.g. `0Ki` is BinarySI, `e3` DecimalExponent).
         let first_nonzero = digits.iter().position(|&d| d != 0);
         let Some(first) = first_nonzero else {
-            return Ok(Quantity {
-                mantissa: 0,
-                exponent: 0,
-                format,
-            });
+            return Ok(Quantity { mantissa: 0, exponent: 0, format });
         };
         digits.drain(..first);
         strip_trailing_zeros(&mut digits, &mut exp10);
@@ -404,11 +379,7 @@ fn cmp_magnitude(a: u128, ea: i32, b: u128, eb: i32) -> Ordering {
         return oa.cmp(&ob);
     }
     // Same order of magnitude: the shift is below 38 digits, so the product fits.
-    if ea >= eb {
-        (a * 10u128.pow((ea - eb) as u32)).cmp(&b)
-    } else {
-        a.cmp(&(b * 10u128.pow((eb - ea) as u32)))
-    }
+    if ea >= eb { (a * 10u128.pow((ea - eb) as u32)).cmp(&b) } else { a.cmp(&(b * 10u128.pow((eb - ea) as u32))) }
 }
 
 enum Base {
@@ -428,10 +399,7 @@ struct Scanned<'a> {
 }
 
 fn is_suffix_letter(b: u8) -> bool {
-    matches!(
-        b,
-        b'e' | b'E' | b'i' | b'n' | b'u' | b'm' | b'k' | b'K' | b'M' | b'G' | b'T' | b'P'
-    )
+    matches!(b, b'e' | b'E' | b'i' | b'n' | b'u' | b'm' | b'k' | b'K' | b'M' | b'G' | b'T' | b'P')
 }
 
 /// Go `parseQuantityString`: sign, leading zeros, integer digits, `.` + digits, then a run of
@@ -453,13 +421,7 @@ fn scan(s: &[u8]) -> Result<Scanned<'_>, QuantityError> {
         pos += 1;
     }
     let stripped_zero = pos > sign_len;
-    let mut result = Scanned {
-        negative,
-        int_digits: &[],
-        frac_digits: &[],
-        has_digit: true,
-        suffix: &[],
-    };
+    let mut result = Scanned { negative, int_digits: &[], frac_digits: &[], has_digit: true, suffix: &[] };
     if pos >= end {
         // Only a sign and zeros (or just a sign): zero.
         return Ok(result);
@@ -825,10 +787,7 @@ mod tests {
         assert_eq!(q("7Ei").to_string(), "7Ei");
         assert_eq!(q("7Ei").value(), 7 << 60);
         // Huge binary inputs are capped, never TooLarge.
-        assert_eq!(
-            q("123456789012345678901234567890123456789012345Ki").to_string(),
-            "9223372036854775807"
-        );
+        assert_eq!(q("123456789012345678901234567890123456789012345Ki").to_string(), "9223372036854775807");
     }
 
     #[test]
@@ -848,10 +807,7 @@ mod tests {
         assert_eq!(Quantity::from_i64(-2048, Format::BinarySI).to_string(), "-2Ki");
         assert_eq!(Quantity::from_i64(i64::MAX, Format::DecimalSI).milli_value(), i64::MAX);
         assert_eq!(Quantity::from_i64(i64::MIN, Format::DecimalSI).milli_value(), i64::MIN);
-        assert_eq!(
-            Quantity::from_i64(i64::MIN, Format::BinarySI).to_string(),
-            "-9223372036854775808"
-        );
+        assert_eq!(Quantity::from_i64(i64::MIN, Format::BinarySI).to_string(), "-9223372036854775808");
         assert_eq!(Quantity::from_milli(-7, Format::DecimalSI).milli_value(), -7);
         assert_eq!(Quantity::from_milli(1500, Format::DecimalSI), q("1.5"));
         assert_eq!(Quantity::from_i64(1000, Format::DecimalSI), q("1k"));
@@ -882,10 +838,7 @@ mod tests {
             "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
         );
         assert_eq!(QuantityError::Suffix.to_string(), "unable to parse quantity's suffix");
-        assert_eq!(
-            QuantityError::Numeric.to_string(),
-            "unable to parse numeric part of quantity"
-        );
+        assert_eq!(QuantityError::Numeric.to_string(), "unable to parse numeric part of quantity");
         assert!("abc".parse::<Quantity>().is_err());
         assert_eq!("1.5".parse::<Quantity>(), Ok(q("1500m")));
     }
@@ -898,20 +851,14 @@ mod tests {
         assert_eq!(q(&format!("-{d38}")).to_string(), format!("-{d38}"));
         assert_eq!(Quantity::parse(d39), Err(QuantityError::TooLarge));
         // 39 digits, but only 38 significant after removing trailing zeros.
-        assert_eq!(
-            q("123456789012345678901234567890123456780").to_string(),
-            "123456789012345678901234567890123456780"
-        );
+        assert_eq!(q("123456789012345678901234567890123456780").to_string(), "123456789012345678901234567890123456780");
         // Rounding to nano reduces the digits: accepted.
         assert_eq!(q("1.2345678901234567890123456789").to_string(), "1234567891n");
         // Rounding 38 nines up carries into a 39th digit that is a trailing zero: accepted.
         let nines = "9".repeat(29);
         assert_eq!(q(&format!("{nines}.9999999999")).to_string(), "100e27");
         // 30 integer digits + 9 fraction digits = 39 significant: too large.
-        assert_eq!(
-            Quantity::parse(&format!("1{}.000000001", "0".repeat(29))),
-            Err(QuantityError::TooLarge)
-        );
+        assert_eq!(Quantity::parse(&format!("1{}.000000001", "0".repeat(29))), Err(QuantityError::TooLarge));
         // Exponent bound.
         assert_eq!(q("1e1000").to_string(), "10e999");
         assert_eq!(q("1e999").to_string(), "1e999");
@@ -1096,11 +1043,7 @@ mod tests {
             let quantity = if format == Format::BinarySI {
                 // BinarySI values are only ever below 2^63 (parse caps, constructors are i64).
                 let v = rng.next() as i64 >> rng.below(63);
-                if rng.below(2) == 0 {
-                    Quantity::from_i64(v, format)
-                } else {
-                    Quantity::from_milli(v, format)
-                }
+                if rng.below(2) == 0 { Quantity::from_i64(v, format) } else { Quantity::from_milli(v, format) }
             } else {
                 let magnitude = (i128::from(rng.next()) << 64 | i128::from(rng.next())) % bound;
                 let mantissa = (magnitude >> rng.below(127)) * if rng.below(2) == 0 { 1 } else { -1 };

@@ -118,10 +118,7 @@ pub enum RequestError {
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
-    selector
-        .as_ref()
-        .map(|s| format!(" with selector {s}"))
-        .unwrap_or_default()
+    selector.as_ref().map(|s| format!(" with selector {s}")).unwrap_or_default()
 }
 
 impl RequestError {
@@ -170,9 +167,7 @@ impl RequestError {
         let status = Status::failure(code, Some(reason), &message, details);
         let mut response = json_response(code, &status, pretty);
         if let RequestError::MethodNotAllowed { allow } = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
@@ -303,11 +298,7 @@ pub fn accepts_json(headers: &HeaderMap) -> Result<(), RequestError> {
         let media = item.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         matches!(media.as_str(), "*/*" | "application/*" | "application/json")
     });
-    if ok {
-        Ok(())
-    } else {
-        Err(RequestError::NotAcceptable(accept.to_string()))
-    }
+    if ok { Ok(()) } else { Err(RequestError::NotAcceptable(accept.to_string())) }
 }
 
 #[cfg(test)]
@@ -375,20 +366,14 @@ mod tests {
     fn accept_allows_json_wildcards_and_rejects_protobuf_only() {
         let mut headers = HeaderMap::new();
         assert!(accepts_json(&headers).is_ok());
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/vnd.kubernetes.protobuf, */*"),
-        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf, */*"));
         assert!(accepts_json(&headers).is_ok());
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
         );
         assert!(accepts_json(&headers).is_ok());
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
-        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
         assert!(matches!(accepts_json(&headers), Err(RequestError::NotAcceptable(_))));
     }
 }

@@ -37,10 +37,7 @@ impl<S: std::hash::BuildHasher> Labels for HashMap<String, String, S> {
 /// A slice of `(key, value)` pairs **sorted by key** (looked up by binary search).
 impl Labels for [(Box<str>, Box<str>)] {
     fn get(&self, key: &str) -> Option<&str> {
-        self.binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .and_then(|i| <[_]>::get(self, i))
-            .map(|(_, v)| &**v)
+        self.binary_search_by(|(k, _)| (**k).cmp(key)).ok().and_then(|i| <[_]>::get(self, i)).map(|(_, v)| &**v)
     }
 }
 
@@ -220,8 +217,7 @@ fn matches_label_name(s: &str) -> bool {
         (Some(f), Some(l)) => {
             f.is_ascii_alphanumeric()
                 && l.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -245,11 +241,7 @@ fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -264,11 +256,7 @@ pub fn label_key_errors(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push(format!("prefix part {}", empty_error()));
             } else {
-                errs.extend(
-                    dns1123_subdomain_errors(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(dns1123_subdomain_errors(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
@@ -301,11 +289,7 @@ pub fn label_value_errors(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !(value.is_empty() || matches_label_name(value)) {
-        errs.push(regex_error(
-            LABEL_VALUE_ERR_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_ERR_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -313,11 +297,7 @@ pub fn label_value_errors(value: &str) -> Vec<String> {
 /// Go `labels.validateLabelKey(k, path)` rendered as a field error at `path` (`None` = nil path).
 fn check_label_key(key: &str, path: Option<&str>) -> Result<(), String> {
     let errs = label_key_errors(key);
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(field_invalid(path, &go_quote(key), &errs.join("; ")))
-    }
+    if errs.is_empty() { Ok(()) } else { Err(field_invalid(path, &go_quote(key), &errs.join("; "))) }
 }
 
 /// Go `labels.validateLabelValue(k, v, path)`: the error is reported at `path[k]`.
@@ -344,11 +324,7 @@ pub fn validate_label_key(key: &str) -> Result<(), SelectorError> {
 /// at `[key]`; see [`validate_label_value_for_key`].)
 pub fn validate_label_value(value: &str) -> Result<(), SelectorError> {
     let errs = label_value_errors(value);
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(SelectorError(field_invalid(None, &go_quote(value), &errs.join("; "))))
-    }
+    if errs.is_empty() { Ok(()) } else { Err(SelectorError(field_invalid(None, &go_quote(value), &errs.join("; ")))) }
 }
 
 /// Validates the value of label `key` exactly like Go `ConvertSelectorToLabelsMap` does; the error
@@ -461,11 +437,7 @@ impl Requirement {
                 let Ok(want) = want.parse::<i64>() else {
                     return false;
                 };
-                if self.operator == Operator::GreaterThan {
-                    have > want
-                } else {
-                    have < want
-                }
+                if self.operator == Operator::GreaterThan { have > want } else { have < want }
             }
         }
     }
@@ -565,11 +537,7 @@ fn new_requirement(key: &str, op: Operator, vals: Vec<String>) -> Result<Require
     let mut values = vals;
     values.sort();
     values.dedup();
-    Ok(Requirement {
-        key: key.to_owned(),
-        operator: op,
-        values,
-    })
+    Ok(Requirement { key: key.to_owned(), operator: op, values })
 }
 
 /// A parsed label selector: an AND of requirements, sorted by key.
@@ -860,11 +828,7 @@ impl<'a> Lexer<'a> {
             return (Token::EndOfString, "");
         }
         self.unread();
-        if is_special_symbol(ch) {
-            self.scan_special_symbol()
-        } else {
-            self.scan_id_or_keyword()
-        }
+        if is_special_symbol(ch) { self.scan_special_symbol() } else { self.scan_id_or_keyword() }
     }
 
     fn scan_id_or_keyword(&mut self) -> (Token, &'a str) {
@@ -970,9 +934,7 @@ impl<'a> Parser<'a> {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self.parse_requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.consume(Context::Values);
                     match t {
@@ -1236,22 +1198,10 @@ mod tests {
             (",x,y", "found ',', expected: !, identifier, or 'end of string'"),
             ("(", "found '(', expected: !, identifier, or 'end of string'"),
             ("a in (xyz)b notin ()", "found 'b', expected: ',' or 'end of string'"),
-            (
-                "x nott in (y)",
-                "unable to parse requirement: found 'nott', expected: in, notin, =, ==, !=, gt, lt",
-            ),
-            (
-                "a (",
-                "unable to parse requirement: found '(', expected: in, notin, =, ==, !=, gt, lt",
-            ),
-            (
-                "a in (xyz abc)",
-                "unable to parse requirement: found 'abc', expected: ',' or ')'",
-            ),
-            (
-                "a notin(",
-                "unable to parse requirement: found '', expected: ',', ')' or identifier",
-            ),
+            ("x nott in (y)", "unable to parse requirement: found 'nott', expected: in, notin, =, ==, !=, gt, lt"),
+            ("a (", "unable to parse requirement: found '(', expected: in, notin, =, ==, !=, gt, lt"),
+            ("a in (xyz abc)", "unable to parse requirement: found 'abc', expected: ',' or ')'"),
+            ("a notin(", "unable to parse requirement: found '', expected: ',', ')' or identifier"),
             (
                 "x<a",
                 "unable to parse requirement: values[0]: Invalid value: \"a\": for 'Gt', 'Lt' operators, the value must be an integer",
@@ -1273,20 +1223,11 @@ mod tests {
             ("x=(", "unable to parse requirement: found '(', expected: identifier"),
             ("x===a", "unable to parse requirement: found '=', expected: identifier"),
             ("x in a", "unable to parse requirement: found 'a' expected: '('"),
-            (
-                "x in (a,=",
-                "unable to parse requirement: found '=', expected: ',', or identifier",
-            ),
+            ("x in (a,=", "unable to parse requirement: found '=', expected: ',', or identifier"),
             ("x in (a", "unable to parse requirement: found '', expected: ',' or ')'"),
-            (
-                "x in (",
-                "unable to parse requirement: found '', expected: ',', ')' or identifier",
-            ),
+            ("x in (", "unable to parse requirement: found '', expected: ',', ')' or identifier"),
             ("x,", "found '', expected: identifier after ','"),
-            (
-                "x y",
-                "unable to parse requirement: found 'y', expected: in, notin, =, ==, !=, gt, lt",
-            ),
+            ("x y", "unable to parse requirement: found 'y', expected: in, notin, =, ==, !=, gt, lt"),
             ("!x in (a)", "found 'in', expected: ',' or 'end of string'"),
         ];
         for (input, want) in cases {
@@ -1380,10 +1321,7 @@ mod tests {
         assert_eq!(go_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(go_quote("\u{1}\u{7f}\u{b}"), "\"\\x01\\x7f\\v\"");
         assert_eq!(go_quote("é\u{a0}\u{feff}"), "\"é\\u00a0\\ufeff\"");
-        assert_eq!(
-            go_json_string_list(&["<a>".into(), "\"".into()]),
-            "[\"\\u003ca\\u003e\",\"\\\"\"]"
-        );
+        assert_eq!(go_json_string_list(&["<a>".into(), "\"".into()]), "[\"\\u003ca\\u003e\",\"\\\"\"]");
     }
 
     // ---- 2. canonical String() and round trips ----
@@ -1414,17 +1352,7 @@ mod tests {
             assert_eq!(parse(input).to_string(), *want, "input {input:?}");
         }
         // Go's own test: the good strings print as themselves minus spaces.
-        for s in [
-            "x=a,y=b,z=c",
-            "x!=a,y=b",
-            "x=",
-            "x= ",
-            "x=,z= ",
-            "x= ,z= ",
-            "!x",
-            "x>1",
-            "x>1,z<5",
-        ] {
+        for s in ["x=a,y=b,z=c", "x!=a,y=b", "x=", "x= ", "x=,z= ", "x= ,z= ", "!x", "x>1", "x>1,z<5"] {
             assert_eq!(parse(s).to_string(), s.replace(' ', ""));
         }
     }
@@ -1474,10 +1402,7 @@ mod tests {
         assert_eq!(parse("a,\0b").to_string(), "a,b");
         // ... and as a consumed terminator inside an identifier.
         assert_eq!(parse("a\0,b").to_string(), "a,b");
-        assert_eq!(
-            err("a\0b"),
-            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
-        );
+        assert_eq!(err("a\0b"), "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
     }
 
     #[test]
@@ -1595,11 +1520,7 @@ mod tests {
                     operator: LabelSelectorOperator::DoesNotExist,
                     values: vec![],
                 },
-                LabelSelectorRequirement {
-                    key: "e".into(),
-                    operator: LabelSelectorOperator::Exists,
-                    values: vec![],
-                },
+                LabelSelectorRequirement { key: "e".into(), operator: LabelSelectorOperator::Exists, values: vec![] },
                 LabelSelectorRequirement {
                     key: "f".into(),
                     operator: LabelSelectorOperator::NotIn,
@@ -1623,19 +1544,10 @@ mod tests {
         };
         assert_eq!(json("queue=orders"), r#"{"matchLabels":{"queue":"orders"}}"#);
         assert_eq!(json(""), "null");
-        assert_eq!(
-            json("x in ()"),
-            r#"{"matchExpressions":[{"key":"x","operator":"In","values":[""]}]}"#
-        );
-        assert_eq!(
-            json("!x"),
-            r#"{"matchExpressions":[{"key":"x","operator":"DoesNotExist"}]}"#
-        );
+        assert_eq!(json("x in ()"), r#"{"matchExpressions":[{"key":"x","operator":"In","values":[""]}]}"#);
+        assert_eq!(json("!x"), r#"{"matchExpressions":[{"key":"x","operator":"DoesNotExist"}]}"#);
         assert_eq!(json("x=a,x=b"), r#"{"matchLabels":{"x":"b"}}"#);
-        assert_eq!(
-            serde_json::to_string(&LabelSelector::default()).ok().as_deref(),
-            Some("{}")
-        );
+        assert_eq!(serde_json::to_string(&LabelSelector::default()).ok().as_deref(), Some("{}"));
     }
 
     #[test]
@@ -1645,10 +1557,7 @@ mod tests {
         assert_eq!(e("x<1"), Err("\"lt\" isn't supported in label selectors".into()));
         assert_eq!(e("a=b,x<1"), Err("\"lt\" isn't supported in label selectors".into()));
         assert_eq!(e("x!=1"), Err("\"!=\" is not a valid label selector operator".into()));
-        assert_eq!(
-            e("a!=1,b>2"),
-            Err("\"!=\" is not a valid label selector operator".into())
-        );
+        assert_eq!(e("a!=1,b>2"), Err("\"!=\" is not a valid label selector operator".into()));
     }
 
     #[test]
@@ -1741,16 +1650,11 @@ mod tests {
         assert_eq!(e("a=b=c"), Err("invalid selector: [a b c]".into()));
         assert_eq!(e("a=b,"), Err("invalid selector: []".into()));
         assert_eq!(e(" "), Err("invalid selector: [ ]".into()));
-        assert_eq!(
-            e("-a=b"),
-            Err(format!("<nil>: Invalid value: \"-a\": {NAME_PART_REGEX_MSG}"))
-        );
+        assert_eq!(e("-a=b"), Err(format!("<nil>: Invalid value: \"-a\": {NAME_PART_REGEX_MSG}")));
         assert_eq!(e("a=b!"), Err(format!("[a]: Invalid value: \"b!\": {VALUE_REGEX_MSG}")));
         assert_eq!(
             e("=b"),
-            Err(format!(
-                "<nil>: Invalid value: \"\": name part must be non-empty; {NAME_PART_REGEX_MSG}"
-            ))
+            Err(format!("<nil>: Invalid value: \"\": name part must be non-empty; {NAME_PART_REGEX_MSG}"))
         );
         assert_eq!(e("a=b,c=d=e"), Err("invalid selector: [c d e]".into()));
     }

@@ -27,11 +27,7 @@ impl Adapter {
         let write_port = free_port();
         let mut command = Command::new(BIN);
         command
-            .args([
-                "--secure-port=0",
-                &format!("--write-port={write_port}"),
-                "--log-format=json",
-            ])
+            .args(["--secure-port=0", &format!("--write-port={write_port}"), "--log-format=json"])
             .arg(format!("--cert-dir={}", dir.path().display()))
             .args(args)
             .envs(envs.iter().copied())
@@ -59,14 +55,7 @@ impl Adapter {
             if fields["message"] != "listening" {
                 continue;
             }
-            let port = fields["address"]
-                .as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse::<u16>()
-                .unwrap();
+            let port = fields["address"].as_str().unwrap().rsplit(':').next().unwrap().parse::<u16>().unwrap();
             match fields["listener"].as_str() {
                 Some("secure") => secure_port = Some(port),
                 Some("write") => {
@@ -76,12 +65,7 @@ impl Adapter {
                 _ => {}
             }
         }
-        Adapter {
-            child,
-            secure_port: secure_port.unwrap(),
-            write_port,
-            _dir: dir,
-        }
+        Adapter { child, secure_port: secure_port.unwrap(), write_port, _dir: dir }
     }
 
     /// `kubectl get --raw` against the secure port, as a person would run it.
@@ -92,11 +76,7 @@ impl Adapter {
             .args(["--insecure-skip-tls-verify", "--kubeconfig=/dev/null", "--token=unused"])
             .output()
             .expect("kubectl must be installed (see .ci/run)");
-        assert!(
-            output.status.success(),
-            "kubectl get --raw {path}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "kubectl get --raw {path}: {}", String::from_utf8_lossy(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
@@ -141,32 +121,18 @@ impl Drop for Adapter {
 fn the_readme_flow_works_with_curl_and_kubectl() {
     let adapter = Adapter::start(&[], &["--standalone"]);
     // The seed README's exact write form.
-    adapter.curl_write(
-        "/write-metrics/namespaces/default/pods/my-pod/my_custom_metric",
-        "\"42\"",
-    );
-    adapter.curl_write(
-        "/write-metrics/namespaces/default/pods/my-pod/requests_per_second",
-        "\"100\"",
-    );
-    adapter.curl_write(
-        "/write-external-metrics/namespaces/default/queue_length?labels=queue=orders",
-        "\"7\"",
-    );
+    adapter.curl_write("/write-metrics/namespaces/default/pods/my-pod/my_custom_metric", "\"42\"");
+    adapter.curl_write("/write-metrics/namespaces/default/pods/my-pod/requests_per_second", "\"100\"");
+    adapter.curl_write("/write-external-metrics/namespaces/default/queue_length?labels=queue=orders", "\"7\"");
 
     let discovery = adapter.kubectl_raw("/apis/custom.metrics.k8s.io/v1beta1");
-    let names: Vec<&str> = discovery["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        discovery["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["pods/my_custom_metric", "pods/requests_per_second"]);
 
     for version in ["v1beta1", "v1beta2"] {
-        let list = adapter.kubectl_raw(&format!(
-            "/apis/custom.metrics.k8s.io/{version}/namespaces/default/pods/*/my_custom_metric"
-        ));
+        let list = adapter
+            .kubectl_raw(&format!("/apis/custom.metrics.k8s.io/{version}/namespaces/default/pods/*/my_custom_metric"));
         assert_eq!(list["apiVersion"], format!("custom.metrics.k8s.io/{version}"));
         assert_eq!(list["items"][0]["value"], "42");
         assert_eq!(list["items"][0]["describedObject"]["name"], "my-pod");
@@ -193,28 +159,15 @@ fn the_readme_flow_works_with_curl_and_kubectl() {
 
 #[test]
 fn every_flag_can_come_from_the_environment() {
-    let adapter = Adapter::start(
-        &[
-            ("CUSTOM_METRICS_STANDALONE", "true"),
-            ("CUSTOM_METRICS_MAX_SERIES", "1"),
-        ],
-        &[],
-    );
+    let adapter = Adapter::start(&[("CUSTOM_METRICS_STANDALONE", "true"), ("CUSTOM_METRICS_MAX_SERIES", "1")], &[]);
     adapter.curl_write("/write-metrics/namespaces/default/pods/a/m", "1");
     let output = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-        .arg(format!(
-            "http://127.0.0.1:{}/write-metrics/namespaces/default/pods/b/m",
-            adapter.write_port
-        ))
+        .arg(format!("http://127.0.0.1:{}/write-metrics/namespaces/default/pods/b/m", adapter.write_port))
         .args(["-d", "1"])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "403",
-        "the second series exceeds CUSTOM_METRICS_MAX_SERIES=1"
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "403", "the second series exceeds CUSTOM_METRICS_MAX_SERIES=1");
 }
 
 #[test]

@@ -31,10 +31,7 @@ const WRITE: &[u8] =
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let server = common::start(&["--header-read-timeout=300ms"]).await;
     let mut stream = TcpStream::connect(server.write).await.unwrap();
-    stream
-        .write_all(b"POST /write-metrics/namespaces/default/pods/p/m HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"POST /write-metrics/namespaces/default/pods/p/m HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     read_until_closed(&mut stream, Duration::from_secs(5)).await;
     server.stop().await;
 }
@@ -61,15 +58,9 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     second.write_all(WRITE).await.unwrap();
     let mut buf = [0u8; 1024];
     let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
-    assert!(
-        early.is_err(),
-        "the second connection was served while the first held the only slot"
-    );
+    assert!(early.is_err(), "the second connection was served while the first held the only slot");
     drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     server.stop().await;
 }
@@ -88,15 +79,9 @@ async fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_connections() 
     let running = server.running.take().unwrap();
     let drained = tokio::spawn(running.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        TcpStream::connect(write_addr).await.is_err(),
-        "a new connection was accepted during shutdown"
-    );
+    assert!(TcpStream::connect(write_addr).await.is_err(), "a new connection was accepted during shutdown");
     stream.write_all(b"2").await.unwrap();
     let response = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    tokio::time::timeout(Duration::from_secs(5), drained)
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), drained).await.unwrap().unwrap();
 }

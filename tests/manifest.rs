@@ -23,18 +23,10 @@ fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
     let docs = documents();
     let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     let config = Config::from_args(std::iter::once("custom-metrics-apiserver").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("manifest args {args:?} are refused: {e}"));
-    assert!(
-        config.secure_addr.ip().is_unspecified(),
-        "the pod must listen on all interfaces"
-    );
+    assert!(config.secure_addr.ip().is_unspecified(), "the pod must listen on all interfaces");
 
     let port = |name: &str| {
         container["ports"]
@@ -56,9 +48,7 @@ fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
     assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
     assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
     let pod_security = &deployment["spec"]["template"]["spec"]["securityContext"];
-    let non_root = security["runAsNonRoot"]
-        .as_bool()
-        .or(pod_security["runAsNonRoot"].as_bool());
+    let non_root = security["runAsNonRoot"].as_bool().or(pod_security["runAsNonRoot"].as_bool());
     assert_eq!(non_root, Some(true));
     assert!(container["resources"]["requests"]["memory"].is_string());
 }
@@ -90,10 +80,7 @@ fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred() {
         assert_eq!(api["spec"]["group"].as_str(), Some(group));
         assert_eq!(api["spec"]["version"].as_str(), Some(version));
         assert_eq!(api["spec"]["versionPriority"].as_u64(), Some(priority));
-        assert_eq!(
-            api["spec"]["service"]["name"].as_str(),
-            Some("custom-metrics-apiserver")
-        );
+        assert_eq!(api["spec"]["service"]["name"].as_str(), Some("custom-metrics-apiserver"));
         assert_eq!(api["spec"]["service"]["namespace"].as_str(), Some("custom-metrics"));
         assert_eq!(api["spec"]["service"]["port"].as_u64(), Some(443));
     }
@@ -106,10 +93,7 @@ fn rbac_delegates_auth_and_lets_the_hpa_controller_read_both_groups() {
     assert_eq!(delegator["roleRef"]["name"].as_str(), Some("system:auth-delegator"));
     let reader = find(&docs, "RoleBinding", "custom-metrics-auth-reader");
     assert_eq!(reader["metadata"]["namespace"].as_str(), Some("kube-system"));
-    assert_eq!(
-        reader["roleRef"]["name"].as_str(),
-        Some("extension-apiserver-authentication-reader")
-    );
+    assert_eq!(reader["roleRef"]["name"].as_str(), Some("extension-apiserver-authentication-reader"));
 
     let hpa = find(&docs, "ClusterRoleBinding", "hpa-controller-custom-metrics");
     assert_eq!(hpa["subjects"][0]["name"].as_str(), Some("horizontal-pod-autoscaler"));
@@ -119,16 +103,7 @@ fn rbac_delegates_auth_and_lets_the_hpa_controller_read_both_groups() {
         .as_sequence()
         .unwrap()
         .iter()
-        .flat_map(|r| {
-            r["apiGroups"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .map(|g| g.as_str().unwrap())
-        })
+        .flat_map(|r| r["apiGroups"].as_sequence().unwrap().iter().map(|g| g.as_str().unwrap()))
         .collect();
-    assert!(
-        groups.contains(&"custom.metrics.k8s.io") && groups.contains(&"external.metrics.k8s.io"),
-        "{groups:?}"
-    );
+    assert!(groups.contains(&"custom.metrics.k8s.io") && groups.contains(&"external.metrics.k8s.io"), "{groups:?}");
 }

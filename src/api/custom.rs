@@ -7,7 +7,7 @@ use super::ReadQuery;
 use super::route::{CustomTarget, CustomVersion};
 use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, timestamp};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
-use crate::response::{self, EmptyObject, HttpResponse, RequestError};
+use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::LabelSelector;
 use crate::store::{CustomSeriesId, MetricStore, Sample};
 
@@ -34,20 +34,12 @@ pub async fn read(
     // Both selectors are validated on every route, used or not, as Kubernetes does.
     let object_selector = query.label_selector()?;
     let metric_selector = query.metric_label_selector()?;
-    let rendered_selector = metric_selector
-        .to_label_selector()
-        .map_err(RequestError::BadMetricLabelSelector)?;
+    let rendered_selector = metric_selector.to_label_selector().map_err(RequestError::BadMetricLabelSelector)?;
 
     let (namespace, resource) = match target {
-        CustomTarget::Object {
-            namespace, resource, ..
-        }
-        | CustomTarget::AllObjects {
-            namespace, resource, ..
-        }
-        | CustomTarget::ObjectMetrics {
-            namespace, resource, ..
-        } => (namespace.as_deref(), resource.as_str()),
+        CustomTarget::Object { namespace, resource, .. }
+        | CustomTarget::AllObjects { namespace, resource, .. }
+        | CustomTarget::ObjectMetrics { namespace, resource, .. } => (namespace.as_deref(), resource.as_str()),
     };
     let info = mapper.resolve(resource).await?;
     let namespace = store_namespace(&info, namespace)?;
@@ -64,12 +56,7 @@ pub async fn read(
 
     match target {
         CustomTarget::Object { name, metric, .. } => {
-            let id = CustomSeriesId {
-                resource: &group_resource,
-                namespace,
-                name,
-                metric,
-            };
+            let id = CustomSeriesId { resource: &group_resource, namespace, name, metric };
             let not_found = |selector| RequestError::MetricNotFound {
                 metric: metric.clone(),
                 resource: group_resource.clone(),
@@ -85,11 +72,7 @@ pub async fn read(
         CustomTarget::AllObjects { metric, .. } => {
             let values = match labels.matching_objects(&info, namespace, &object_selector).await? {
                 None => store.list_custom_objects(&group_resource, namespace, metric).await?,
-                Some(names) => {
-                    store
-                        .get_custom_objects(&group_resource, namespace, metric, &names)
-                        .await?
-                }
+                Some(names) => store.get_custom_objects(&group_resource, namespace, metric, &names).await?,
             };
             Ok(values
                 .into_iter()
@@ -123,12 +106,7 @@ fn store_namespace<'a>(info: &ResourceInfo, namespace: Option<&'a str>) -> Resul
 }
 
 fn object(item: &MetricItem) -> ObjectReference<'_> {
-    ObjectReference {
-        kind: &item.kind,
-        namespace: &item.namespace,
-        name: &item.name,
-        api_version: &item.api_version,
-    }
+    ObjectReference { kind: &item.kind, namespace: &item.namespace, name: &item.name, api_version: &item.api_version }
 }
 
 /// Renders items as a `MetricValueList` of `version`.
@@ -145,34 +123,27 @@ pub fn render(version: CustomVersion, items: &[MetricItem], pretty: bool) -> Htt
                     selector: item.selector.as_ref(),
                 })
                 .collect();
-            let list = List {
-                kind: "MetricValueList",
-                api_version: "custom.metrics.k8s.io/v1beta1",
-                metadata: EmptyObject {},
-                items,
-            };
-            response::json_response(StatusCode::OK, &list, pretty)
+            response::json_response(
+                StatusCode::OK,
+                &List::new("MetricValueList", "custom.metrics.k8s.io/v1beta1", items),
+                pretty,
+            )
         }
         CustomVersion::V1Beta2 => {
             let items = items
                 .iter()
                 .map(|item| MetricValueV1Beta2 {
                     described_object: object(item),
-                    metric: MetricIdentifier {
-                        name: &item.metric,
-                        selector: item.selector.as_ref(),
-                    },
+                    metric: MetricIdentifier { name: &item.metric, selector: item.selector.as_ref() },
                     timestamp: timestamp(item.sample.timestamp_millis),
                     value: item.sample.value,
                 })
                 .collect();
-            let list = List {
-                kind: "MetricValueList",
-                api_version: "custom.metrics.k8s.io/v1beta2",
-                metadata: EmptyObject {},
-                items,
-            };
-            response::json_response(StatusCode::OK, &list, pretty)
+            response::json_response(
+                StatusCode::OK,
+                &List::new("MetricValueList", "custom.metrics.k8s.io/v1beta2", items),
+                pretty,
+            )
         }
     }
 }

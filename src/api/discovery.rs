@@ -13,10 +13,7 @@ pub const CUSTOM_PLACEHOLDER: &str = "/custommetrics";
 pub const EXTERNAL_PLACEHOLDER: &str = "externalmetrics";
 
 fn group_version(group: &str, version: &'static str) -> GroupVersion {
-    GroupVersion {
-        group_version: format!("{group}/{version}"),
-        version,
-    }
+    GroupVersion { group_version: format!("{group}/{version}"), version }
 }
 
 /// An `APIGroup`; custom metrics advertise v1beta2 (preferred) and v1beta1.
@@ -51,13 +48,7 @@ pub fn group(name: &'static str) -> ApiGroup {
 }
 
 fn resource(name: String, namespaced: bool, kind: &'static str) -> ApiResource {
-    ApiResource {
-        name,
-        singular_name: "",
-        namespaced,
-        kind,
-        verbs: ["get"],
-    }
+    ApiResource { name, singular_name: "", namespaced, kind, verbs: ["get"] }
 }
 
 /// `GET /apis/custom.metrics.k8s.io/<version>`: one entry per stored (resource, metric), at most `limit`.
@@ -94,11 +85,7 @@ pub async fn external_resources(store: &dyn MetricStore, limit: usize) -> Result
         .map(|name| resource(name, true, "ExternalMetricValueList"))
         .collect();
     if resources.is_empty() {
-        resources.push(resource(
-            EXTERNAL_PLACEHOLDER.to_string(),
-            true,
-            "ExternalMetricValueList",
-        ));
+        resources.push(resource(EXTERNAL_PLACEHOLDER.to_string(), true, "ExternalMetricValueList"));
     }
     Ok(ApiResourceList {
         kind: "APIResourceList",

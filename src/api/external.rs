@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use http::StatusCode;
 
 use super::types::{ExternalMetricValue, List, timestamp};
-use crate::response::{self, EmptyObject, HttpResponse, RequestError};
+use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::Selector;
 use crate::store::{MetricStore, Sample};
 
@@ -28,20 +28,11 @@ pub fn render(metric: &str, samples: &[Sample], pretty: bool) -> HttpResponse {
         .iter()
         .map(|sample| ExternalMetricValue {
             metric_name: metric,
-            metric_labels: sample
-                .labels
-                .iter()
-                .map(|(k, v)| (&**k, &**v))
-                .collect::<BTreeMap<_, _>>(),
+            metric_labels: sample.labels.iter().map(|(k, v)| (&**k, &**v)).collect::<BTreeMap<_, _>>(),
             timestamp: timestamp(sample.timestamp_millis),
             value: sample.value,
         })
         .collect();
-    let list = List {
-        kind: "ExternalMetricValueList",
-        api_version: "external.metrics.k8s.io/v1beta1",
-        metadata: EmptyObject {},
-        items,
-    };
+    let list = List::new("ExternalMetricValueList", "external.metrics.k8s.io/v1beta1", items);
     response::json_response(StatusCode::OK, &list, pretty)
 }

@@ -77,11 +77,7 @@ impl OpenApiDocs {
                 Some((format!("/openapi/v3/apis/{group}/{version}"), bytes, etag))
             })
             .collect();
-        OpenApiDocs {
-            v2: doc(&openapi::v2_document()),
-            v3_index: Bytes::from(openapi::v3_index().to_string()),
-            v3,
-        }
+        OpenApiDocs { v2: doc(&openapi::v2_document()), v3_index: Bytes::from(openapi::v3_index().to_string()), v3 }
     }
 }
 
@@ -103,13 +99,7 @@ impl Api {
         labels: Arc<dyn LabelIndex>,
         discovery_limit: usize,
     ) -> Self {
-        Api {
-            store,
-            mapper,
-            labels,
-            discovery_limit,
-            openapi: OpenApiDocs::build(),
-        }
+        Api { store, mapper, labels, discovery_limit, openapi: OpenApiDocs::build() }
     }
 
     /// Answers one request; every failure becomes a `Status`.
@@ -150,14 +140,9 @@ impl Api {
                 ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?)
             }
             ApiRoute::Custom(version, target) => {
-                let items = custom::read(
-                    self.store.as_ref(),
-                    self.mapper.as_ref(),
-                    self.labels.as_ref(),
-                    &target,
-                    query,
-                )
-                .await?;
+                let items =
+                    custom::read(self.store.as_ref(), self.mapper.as_ref(), self.labels.as_ref(), &target, query)
+                        .await?;
                 Ok(custom::render(version, &items, pretty))
             }
             ApiRoute::External { namespace, metric } => {
@@ -175,16 +160,8 @@ impl Api {
         }
         match path {
             "/version" | "/version/" => Ok(response::json_response(StatusCode::OK, &version_info(), pretty)),
-            "/openapi/v2" => Ok(cached_document(
-                request.headers(),
-                &self.openapi.v2.0,
-                &self.openapi.v2.1,
-            )),
-            "/openapi/v3" => Ok(response::with_body(
-                StatusCode::OK,
-                "application/json",
-                self.openapi.v3_index.clone(),
-            )),
+            "/openapi/v2" => Ok(cached_document(request.headers(), &self.openapi.v2.0, &self.openapi.v2.1)),
+            "/openapi/v3" => Ok(response::with_body(StatusCode::OK, "application/json", self.openapi.v3_index.clone())),
             _ => match self.openapi.v3.iter().find(|(p, _, _)| p == path) {
                 Some((_, bytes, etag)) => Ok(cached_document(request.headers(), bytes, etag)),
                 None => Err(RequestError::RouteNotFound),
@@ -195,10 +172,7 @@ impl Api {
 
 /// A document with an ETag: 304 when the client already has it.
 fn cached_document(headers: &HeaderMap, bytes: &Bytes, etag: &str) -> HttpResponse {
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == etag);
+    let matches = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
     let mut response = if matches {
         response::with_body(StatusCode::NOT_MODIFIED, "application/json", Bytes::new())
     } else {

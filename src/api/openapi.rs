@@ -73,9 +73,7 @@ pub fn v3_index() -> Value {
     let mut paths = Map::new();
     for api in Api::ALL {
         let (group, version) = (api.group(), api.version());
-        let hash = v3_document(group, version)
-            .map(|doc| content_hash(&doc))
-            .unwrap_or_default();
+        let hash = v3_document(group, version).map(|doc| content_hash(&doc)).unwrap_or_default();
         paths.insert(
             format!("apis/{group}/{version}"),
             json!({ "serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}?hash={hash}") }),
@@ -92,12 +90,10 @@ pub fn etag(doc: &Value) -> String {
 
 /// Upper-case hex SHA-512 of the compact serialization (`Value`'s `Display`) of `doc`.
 fn content_hash(doc: &Value) -> String {
-    Sha512::digest(doc.to_string().as_bytes())
-        .iter()
-        .fold(String::with_capacity(128), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02X}");
-            hex
-        })
+    Sha512::digest(doc.to_string().as_bytes()).iter().fold(String::with_capacity(128), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02X}");
+        hex
+    })
 }
 
 fn info() -> Value {
@@ -161,11 +157,7 @@ impl Flavor {
 
     /// A `string` query or path parameter.
     fn parameter(self, param: Param) -> Value {
-        let (location, required) = if param.in_path() {
-            ("path", true)
-        } else {
-            ("query", false)
-        };
+        let (location, required) = if param.in_path() { ("path", true) } else { ("query", false) };
         let mut parameter = json!({
             "name": param.name(),
             "in": location,
@@ -359,9 +351,7 @@ impl Api {
     const ALL: [Api; 3] = [Api::CustomV1beta1, Api::CustomV1beta2, Api::ExternalV1beta1];
 
     fn from_group_version(group: &str, version: &str) -> Option<Api> {
-        Api::ALL
-            .into_iter()
-            .find(|api| api.group() == group && api.version() == version)
+        Api::ALL.into_iter().find(|api| api.group() == group && api.version() == version)
     }
 
     fn group(self) -> &'static str {
@@ -384,11 +374,7 @@ impl Api {
 
     /// Go package name in `k8s.io/metrics/pkg/apis/`.
     fn package(self) -> &'static str {
-        if self.is_custom() {
-            "custom_metrics"
-        } else {
-            "external_metrics"
-        }
+        if self.is_custom() { "custom_metrics" } else { "external_metrics" }
     }
 
     /// Fully qualified schema name of a kind of this group-version, as Kubernetes names it.
@@ -397,44 +383,24 @@ impl Api {
     }
 
     fn list_kind(self) -> &'static str {
-        if self.is_custom() {
-            "MetricValueList"
-        } else {
-            "ExternalMetricValueList"
-        }
+        if self.is_custom() { "MetricValueList" } else { "ExternalMetricValueList" }
     }
 
     fn item_kind(self) -> &'static str {
-        if self.is_custom() {
-            "MetricValue"
-        } else {
-            "ExternalMetricValue"
-        }
+        if self.is_custom() { "MetricValue" } else { "ExternalMetricValue" }
     }
 
     fn routes(self) -> &'static [Route] {
-        if self.is_custom() {
-            CUSTOM_ROUTES
-        } else {
-            EXTERNAL_ROUTES
-        }
+        if self.is_custom() { CUSTOM_ROUTES } else { EXTERNAL_ROUTES }
     }
 
     fn query_params(self) -> &'static [Param] {
-        if self.is_custom() {
-            CUSTOM_QUERY_PARAMS
-        } else {
-            EXTERNAL_QUERY_PARAMS
-        }
+        if self.is_custom() { CUSTOM_QUERY_PARAMS } else { EXTERNAL_QUERY_PARAMS }
     }
 
     /// `customMetrics` / `externalMetrics`: the group's first two labels in camel case.
     fn group_camel(self) -> &'static str {
-        if self.is_custom() {
-            "customMetrics"
-        } else {
-            "externalMetrics"
-        }
+        if self.is_custom() { "customMetrics" } else { "externalMetrics" }
     }
 
     /// `CustomMetricsV1beta2`: the middle of this group-version's operation ids.
@@ -465,10 +431,7 @@ impl Api {
     /// A path item with a single GET operation answering this group-version's list kind.
     fn path_item(self, flavor: Flavor, route: &Route) -> Value {
         let mut responses = Map::new();
-        responses.insert(
-            "200".to_owned(),
-            flavor.response("OK", &self.type_name(self.list_kind())),
-        );
+        responses.insert("200".to_owned(), flavor.response("OK", &self.type_name(self.list_kind())));
         for (code, description) in ERROR_RESPONSES {
             responses.insert((*code).to_owned(), flavor.response(description, STATUS));
         }
@@ -486,12 +449,8 @@ impl Api {
             object.insert("produces".to_owned(), json!([JSON_MEDIA_TYPE]));
             object.insert("schemes".to_owned(), json!(["https"]));
         }
-        let parameters: Vec<Value> = route
-            .path_params
-            .iter()
-            .chain(self.query_params())
-            .map(|param| flavor.parameter(*param))
-            .collect();
+        let parameters: Vec<Value> =
+            route.path_params.iter().chain(self.query_params()).map(|param| flavor.parameter(*param)).collect();
         json!({ "get": get, "parameters": parameters })
     }
 
@@ -528,10 +487,7 @@ impl Api {
 
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,10 +517,8 @@ const DESCRIBED_OBJECT_DESCRIPTION: &str = "a reference to the described object"
 /// An `object` schema with its properties (listed in wire order; the emitted key order follows
 /// `serde_json`'s map) and its required property names.
 fn object_schema(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
-    let properties: Map<String, Value> = properties
-        .into_iter()
-        .map(|(name, schema)| (name.to_owned(), schema))
-        .collect();
+    let properties: Map<String, Value> =
+        properties.into_iter().map(|(name, schema)| (name.to_owned(), schema)).collect();
     let mut schema = json!({ "description": description, "type": "object", "properties": properties });
     if !required.is_empty()
         && let Some(object) = schema.as_object_mut()
@@ -601,10 +555,7 @@ fn string_map(description: &str) -> Value {
 }
 
 fn type_meta_properties() -> Vec<(&'static str, Value)> {
-    vec![
-        ("kind", string(KIND_DESCRIPTION)),
-        ("apiVersion", string(API_VERSION_DESCRIPTION)),
-    ]
+    vec![("kind", string(KIND_DESCRIPTION)), ("apiVersion", string(API_VERSION_DESCRIPTION))]
 }
 
 /// The properties every metric value shares after its identifying fields: timestamp, window, value.
@@ -617,26 +568,17 @@ fn value_property(flavor: Flavor) -> (&'static str, Value) {
 }
 
 fn selector_property(flavor: Flavor) -> (&'static str, Value) {
-    (
-        "selector",
-        flavor.ref_property(LABEL_SELECTOR, SELECTOR_DESCRIPTION, true),
-    )
+    ("selector", flavor.ref_property(LABEL_SELECTOR, SELECTOR_DESCRIPTION, true))
 }
 
 fn described_object_property(flavor: Flavor) -> (&'static str, Value) {
-    (
-        "describedObject",
-        flavor.ref_property(OBJECT_REFERENCE, DESCRIBED_OBJECT_DESCRIPTION, false),
-    )
+    ("describedObject", flavor.ref_property(OBJECT_REFERENCE, DESCRIBED_OBJECT_DESCRIPTION, false))
 }
 
 /// `MetricValueList` / `ExternalMetricValueList` of a group-version.
 fn list_schema(flavor: Flavor, api: Api) -> Value {
     let mut properties = type_meta_properties();
-    properties.push((
-        "metadata",
-        flavor.ref_property(LIST_META, "Standard list metadata; in practice `{}`.", false),
-    ));
+    properties.push(("metadata", flavor.ref_property(LIST_META, "Standard list metadata; in practice `{}`.", false)));
     properties.push((
         "items",
         array_of(
@@ -651,10 +593,7 @@ fn list_schema(flavor: Flavor, api: Api) -> Value {
     );
     let mut schema = object_schema(&description, properties, &["items"]);
     if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "x-kubernetes-group-version-kind".to_owned(),
-            json!([api.group_version_kind()]),
-        );
+        object.insert("x-kubernetes-group-version-kind".to_owned(), json!([api.group_version_kind()]));
     }
     schema
 }
@@ -681,10 +620,7 @@ fn metric_value_v1beta2(flavor: Flavor, description: &str, identifier: &str) -> 
         description,
         vec![
             described_object_property(flavor),
-            (
-                "metric",
-                flavor.ref_property(identifier, "the name and selector of the metric", false),
-            ),
+            ("metric", flavor.ref_property(identifier, "the name and selector of the metric", false)),
             timestamp_property(flavor),
             ("windowSeconds", int64(WINDOW_DESCRIPTION)),
             value_property(flavor),
@@ -697,10 +633,7 @@ fn metric_value_v1beta2(flavor: Flavor, description: &str, identifier: &str) -> 
 fn metric_identifier(flavor: Flavor) -> Value {
     object_schema(
         "MetricIdentifier identifies a metric by name and, optionally, selector",
-        vec![
-            ("name", string("name is the name of the given metric")),
-            selector_property(flavor),
-        ],
+        vec![("name", string("name is the name of the given metric")), selector_property(flavor)],
         &["name"],
     )
 }
@@ -728,11 +661,7 @@ fn common_schemas(flavor: Flavor) -> Map<String, Value> {
     schemas.insert(LIST_META.to_owned(), list_meta());
     schemas.insert(
         TIME.to_owned(),
-        typed(
-            "string",
-            Some("date-time"),
-            "Time in RFC 3339 form, UTC, whole seconds, e.g. `2026-07-01T10:00:00Z`.",
-        ),
+        typed("string", Some("date-time"), "Time in RFC 3339 form, UTC, whole seconds, e.g. `2026-07-01T10:00:00Z`."),
     );
     schemas.insert(
         QUANTITY.to_owned(),
@@ -758,14 +687,8 @@ fn list_meta() -> Value {
         "ListMeta describes metadata that synthetic resources must have, including lists.",
         vec![
             ("selfLink", string("Deprecated, not set.")),
-            (
-                "resourceVersion",
-                string("String that identifies the server's internal version of this object."),
-            ),
-            (
-                "continue",
-                string("continue may be set if the user set a limit on the number of items returned."),
-            ),
+            ("resourceVersion", string("String that identifies the server's internal version of this object.")),
+            ("continue", string("continue may be set if the user set a limit on the number of items returned.")),
             (
                 "remainingItemCount",
                 int64("The number of subsequent items in the list which are not included in this list response."),
@@ -780,17 +703,11 @@ fn object_reference() -> Value {
         "ObjectReference contains enough information to let you inspect or modify the referred object. `apiVersion` is `<group>/<version>`, which for core kinds reads `/v1`.",
         vec![
             ("kind", string("Kind of the referent.")),
-            (
-                "namespace",
-                string("Namespace of the referent; omitted for cluster-scoped objects."),
-            ),
+            ("namespace", string("Namespace of the referent; omitted for cluster-scoped objects.")),
             ("name", string("Name of the referent.")),
             ("uid", string("UID of the referent.")),
             ("apiVersion", string("API version of the referent.")),
-            (
-                "resourceVersion",
-                string("Specific resourceVersion to which this reference is made, if any."),
-            ),
+            ("resourceVersion", string("Specific resourceVersion to which this reference is made, if any.")),
             (
                 "fieldPath",
                 string(
@@ -862,11 +779,8 @@ fn status(flavor: Flavor) -> Value {
         ),
         ("code", typed("integer", Some("int32"), "Suggested HTTP return code for this status, 0 if not set.")),
     ]);
-    let mut schema = object_schema(
-        "Status is a return value for calls that don't return other objects.",
-        properties,
-        &[],
-    );
+    let mut schema =
+        object_schema("Status is a return value for calls that don't return other objects.", properties, &[]);
     if let Some(object) = schema.as_object_mut() {
         object.insert(
             "x-kubernetes-group-version-kind".to_owned(),
@@ -880,18 +794,9 @@ fn status_details(flavor: Flavor) -> Value {
     object_schema(
         "StatusDetails is a set of additional properties that MAY be set by the server to provide additional information about a response.",
         vec![
-            (
-                "name",
-                string("The name attribute of the resource associated with the status StatusReason."),
-            ),
-            (
-                "group",
-                string("The group attribute of the resource associated with the status StatusReason."),
-            ),
-            (
-                "kind",
-                string("The kind attribute of the resource associated with the status StatusReason."),
-            ),
+            ("name", string("The name attribute of the resource associated with the status StatusReason.")),
+            ("group", string("The group attribute of the resource associated with the status StatusReason.")),
+            ("kind", string("The kind attribute of the resource associated with the status StatusReason.")),
             ("uid", string("UID of the resource.")),
             (
                 "causes",
@@ -917,14 +822,8 @@ fn status_cause() -> Value {
     object_schema(
         "StatusCause provides more information about an api.Status failure, including cases when multiple errors are encountered.",
         vec![
-            (
-                "reason",
-                string("A machine-readable description of the cause of the error."),
-            ),
-            (
-                "message",
-                string("A human-readable description of the cause of the error."),
-            ),
+            ("reason", string("A machine-readable description of the cause of the error.")),
+            ("message", string("A human-readable description of the cause of the error.")),
             (
                 "field",
                 string("The field of the resource that has caused this error, as named by its JSON serialization."),
@@ -961,28 +860,17 @@ print("VALID")
     /// Runs openapi-spec-validator on `doc`; Ok(()) when valid, Err(validator output) when rejected.
     /// Panics when python3 or the validator package is unavailable.
     fn run_validator(label: &str, doc: &Value) -> Result<(), String> {
-        let path: PathBuf = std::env::temp_dir().join(format!(
-            "openapi-test-{}-{}.json",
-            std::process::id(),
-            label.replace('/', "_")
-        ));
+        let path: PathBuf =
+            std::env::temp_dir().join(format!("openapi-test-{}-{}.json", std::process::id(), label.replace('/', "_")));
         std::fs::write(&path, doc.to_string()).expect("write temp spec");
-        let output = Command::new("python3")
-            .arg("-c")
-            .arg(VALIDATOR_SCRIPT)
-            .arg(&path)
-            .output();
+        let output = Command::new("python3").arg("-c").arg(VALIDATOR_SCRIPT).arg(&path).output();
         let _ = std::fs::remove_file(&path);
         let output = output.unwrap_or_else(|error| {
             panic!(
                 "cannot run python3 to validate {label}: {error}; install python3 and `pip install openapi-spec-validator`"
             )
         });
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         match output.status.code() {
             Some(0) => Ok(()),
             Some(1) => Err(text),
@@ -1003,19 +891,11 @@ print("VALID")
     }
 
     fn all_v3() -> Vec<((&'static str, &'static str), Value)> {
-        GROUP_VERSIONS
-            .iter()
-            .map(|&(group, version)| ((group, version), v3(group, version)))
-            .collect()
+        GROUP_VERSIONS.iter().map(|&(group, version)| ((group, version), v3(group, version))).collect()
     }
 
     fn path_keys(doc: &Value) -> BTreeSet<String> {
-        doc["paths"]
-            .as_object()
-            .expect("paths object")
-            .keys()
-            .cloned()
-            .collect()
+        doc["paths"].as_object().expect("paths object").keys().cloned().collect()
     }
 
     fn collect_refs(value: &Value, refs: &mut BTreeSet<String>) {
@@ -1060,10 +940,7 @@ print("VALID")
         } else {
             &["/namespaces/{namespace}/{metric}"]
         };
-        suffixes
-            .iter()
-            .map(|suffix| format!("/apis/{group}/{version}{suffix}"))
-            .collect()
+        suffixes.iter().map(|suffix| format!("/apis/{group}/{version}{suffix}")).collect()
     }
 
     #[test]
@@ -1088,19 +965,13 @@ print("VALID")
         let mut v2 = v2_document();
         let path = "/apis/custom.metrics.k8s.io/v1beta2/{resource}/{name}/{metric}";
         v2["paths"][path]["parameters"] = json!([]);
-        assert!(
-            run_validator("broken-v2", &v2).is_err(),
-            "undeclared path parameters must be rejected"
-        );
+        assert!(run_validator("broken-v2", &v2).is_err(), "undeclared path parameters must be rejected");
         let mut v3 = v3("external.metrics.k8s.io", "v1beta1");
         v3["paths"]["/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}"]["get"]
             .as_object_mut()
             .expect("operation")
             .remove("responses");
-        assert!(
-            run_validator("broken-v3", &v3).is_err(),
-            "an operation without responses must be rejected"
-        );
+        assert!(run_validator("broken-v3", &v3).is_err(), "an operation without responses must be rejected");
     }
 
     #[test]
@@ -1161,12 +1032,8 @@ print("VALID")
         let check = |doc: &Value, prefix: &str, schemas: &Value| {
             let mut refs = BTreeSet::new();
             collect_refs(doc, &mut refs);
-            let names: BTreeSet<String> = schemas
-                .as_object()
-                .expect("schemas")
-                .keys()
-                .map(|name| format!("{prefix}{name}"))
-                .collect();
+            let names: BTreeSet<String> =
+                schemas.as_object().expect("schemas").keys().map(|name| format!("{prefix}{name}")).collect();
             assert_eq!(refs, names);
         };
         let v2 = v2_document();
@@ -1201,12 +1068,7 @@ print("VALID")
     }
 
     fn property_names(schema: &Value) -> Vec<String> {
-        let mut names: Vec<String> = schema["properties"]
-            .as_object()
-            .expect("properties")
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
         names.sort();
         names
     }
@@ -1226,19 +1088,12 @@ print("VALID")
             property_names(value),
             sorted(&["describedObject", "metric", "timestamp", "windowSeconds", "value"])
         );
-        assert_eq!(
-            value["required"],
-            json!(["describedObject", "metric", "timestamp", "value"])
-        );
+        assert_eq!(value["required"], json!(["describedObject", "metric", "timestamp", "value"]));
         assert_eq!(value["properties"]["windowSeconds"]["format"], "int64");
         let identifier = &schemas["io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricIdentifier"];
         assert_eq!(property_names(identifier), sorted(&["name", "selector"]));
         assert_eq!(identifier["properties"]["selector"]["nullable"], true);
-        assert!(
-            schemas
-                .get("io.k8s.metrics.pkg.apis.custom_metrics.v1beta1.MetricValue")
-                .is_none()
-        );
+        assert!(schemas.get("io.k8s.metrics.pkg.apis.custom_metrics.v1beta1.MetricValue").is_none());
         let list = &schemas["io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricValueList"];
         assert_eq!(
             list["properties"]["items"]["items"]["$ref"],
@@ -1252,19 +1107,9 @@ print("VALID")
         let value = &doc["definitions"]["io.k8s.metrics.pkg.apis.custom_metrics.v1beta1.MetricValue"];
         assert_eq!(
             property_names(value),
-            sorted(&[
-                "describedObject",
-                "metricName",
-                "timestamp",
-                "window",
-                "value",
-                "selector"
-            ])
+            sorted(&["describedObject", "metricName", "timestamp", "window", "value", "selector"])
         );
-        assert_eq!(
-            value["required"],
-            json!(["describedObject", "metricName", "timestamp", "value"])
-        );
+        assert_eq!(value["required"], json!(["describedObject", "metricName", "timestamp", "value"]));
         assert_eq!(value["properties"]["selector"]["x-nullable"], true);
         assert_eq!(
             value["properties"]["selector"]["$ref"],
@@ -1277,36 +1122,16 @@ print("VALID")
         let doc = v3("external.metrics.k8s.io", "v1beta1");
         let schemas = &doc["components"]["schemas"];
         let value = &schemas["io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValue"];
-        assert_eq!(
-            property_names(value),
-            sorted(&["metricName", "metricLabels", "timestamp", "window", "value"])
-        );
+        assert_eq!(property_names(value), sorted(&["metricName", "metricLabels", "timestamp", "window", "value"]));
         assert!(schemas.get(OBJECT_REFERENCE).is_none());
         assert_eq!(
             property_names(&schemas[STATUS]),
-            sorted(&[
-                "kind",
-                "apiVersion",
-                "metadata",
-                "status",
-                "message",
-                "reason",
-                "details",
-                "code"
-            ])
+            sorted(&["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"])
         );
         let custom = v2_document();
         assert_eq!(
             property_names(&custom["definitions"][OBJECT_REFERENCE]),
-            sorted(&[
-                "kind",
-                "namespace",
-                "name",
-                "uid",
-                "apiVersion",
-                "resourceVersion",
-                "fieldPath"
-            ])
+            sorted(&["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"])
         );
         assert_eq!(
             property_names(&custom["definitions"][LABEL_SELECTOR]),

@@ -124,10 +124,7 @@ pub fn parse(path: &str) -> Result<Option<ApiRoute>, RouteError> {
         }
         [EXTERNAL_GROUP, "v1beta1"] | [EXTERNAL_GROUP, "v1beta1", ""] => Ok(Some(ApiRoute::ExternalResources)),
         [EXTERNAL_GROUP, "v1beta1", "namespaces", namespace, metric] if nonempty(&[namespace, metric]) => {
-            Ok(Some(ApiRoute::External {
-                namespace: namespace.to_string(),
-                metric: metric.to_string(),
-            }))
+            Ok(Some(ApiRoute::External { namespace: namespace.to_string(), metric: metric.to_string() }))
         }
         _ => Err(RouteError::NotFound),
     }
@@ -141,63 +138,32 @@ fn parse_custom(tail: &[&str]) -> Result<CustomTarget, RouteError> {
     let s = |v: &str| v.to_string();
     let target = match tail {
         // R5: the Namespace object's own metric.
-        ["namespaces", ns, "metrics", metric] if nonempty(&[ns, metric]) => CustomTarget::Object {
-            namespace: None,
-            resource: s("namespaces"),
-            name: s(ns),
-            metric: s(metric),
-        },
+        ["namespaces", ns, "metrics", metric] if nonempty(&[ns, metric]) => {
+            CustomTarget::Object { namespace: None, resource: s("namespaces"), name: s(ns), metric: s(metric) }
+        }
         // Every metric of a Namespace object.
-        ["namespaces", ns, ""] if !ns.is_empty() => CustomTarget::ObjectMetrics {
-            namespace: None,
-            resource: s("namespaces"),
-            name: s(ns),
-        },
+        ["namespaces", ns, ""] if !ns.is_empty() => {
+            CustomTarget::ObjectMetrics { namespace: None, resource: s("namespaces"), name: s(ns) }
+        }
         // A namespaced path with too few parts: Kubernetes' request-info rejects it.
         ["namespaces", _, _] => return Err(RouteError::InvalidPath),
         ["namespaces", ns, resource, name, metric] if nonempty(&[ns, resource, name]) => {
             let namespace = Some(s(ns));
             if metric.is_empty() {
-                CustomTarget::ObjectMetrics {
-                    namespace,
-                    resource: s(resource),
-                    name: s(name),
-                }
+                CustomTarget::ObjectMetrics { namespace, resource: s(resource), name: s(name) }
             } else if *name == ALL_OBJECTS {
-                CustomTarget::AllObjects {
-                    namespace,
-                    resource: s(resource),
-                    metric: s(metric),
-                }
+                CustomTarget::AllObjects { namespace, resource: s(resource), metric: s(metric) }
             } else {
-                CustomTarget::Object {
-                    namespace,
-                    resource: s(resource),
-                    name: s(name),
-                    metric: s(metric),
-                }
+                CustomTarget::Object { namespace, resource: s(resource), name: s(name), metric: s(metric) }
             }
         }
         [resource, name, metric] if nonempty(&[resource, name]) && *resource != "namespaces" => {
             if metric.is_empty() {
-                CustomTarget::ObjectMetrics {
-                    namespace: None,
-                    resource: s(resource),
-                    name: s(name),
-                }
+                CustomTarget::ObjectMetrics { namespace: None, resource: s(resource), name: s(name) }
             } else if *name == ALL_OBJECTS {
-                CustomTarget::AllObjects {
-                    namespace: None,
-                    resource: s(resource),
-                    metric: s(metric),
-                }
+                CustomTarget::AllObjects { namespace: None, resource: s(resource), metric: s(metric) }
             } else {
-                CustomTarget::Object {
-                    namespace: None,
-                    resource: s(resource),
-                    name: s(name),
-                    metric: s(metric),
-                }
+                CustomTarget::Object { namespace: None, resource: s(resource), name: s(name), metric: s(metric) }
             }
         }
         _ => return Err(RouteError::NotFound),
@@ -209,10 +175,7 @@ fn parse_custom(tail: &[&str]) -> Result<CustomTarget, RouteError> {
 pub fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
     path.split('/')
         .map(|segment| {
-            percent_decode_str(segment)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| RouteError::NotFound)
+            percent_decode_str(segment).decode_utf8().map(|s| s.into_owned()).map_err(|_| RouteError::NotFound)
         })
         .collect()
 }
@@ -254,23 +217,14 @@ mod tests {
     fn discovery_paths_with_and_without_trailing_slash() {
         assert_eq!(parse("/apis"), Ok(Some(ApiRoute::GroupList)));
         assert_eq!(parse("/apis/"), Ok(Some(ApiRoute::GroupList)));
-        assert_eq!(
-            parse("/apis/custom.metrics.k8s.io"),
-            Ok(Some(ApiRoute::Group(CUSTOM_GROUP)))
-        );
-        assert_eq!(
-            parse("/apis/external.metrics.k8s.io/"),
-            Ok(Some(ApiRoute::Group(EXTERNAL_GROUP)))
-        );
+        assert_eq!(parse("/apis/custom.metrics.k8s.io"), Ok(Some(ApiRoute::Group(CUSTOM_GROUP))));
+        assert_eq!(parse("/apis/external.metrics.k8s.io/"), Ok(Some(ApiRoute::Group(EXTERNAL_GROUP))));
         assert_eq!(parse(P), Ok(Some(ApiRoute::CustomResources(CustomVersion::V1Beta2))));
         assert_eq!(
             parse("/apis/custom.metrics.k8s.io/v1beta1/"),
             Ok(Some(ApiRoute::CustomResources(CustomVersion::V1Beta1)))
         );
-        assert_eq!(
-            parse("/apis/external.metrics.k8s.io/v1beta1"),
-            Ok(Some(ApiRoute::ExternalResources))
-        );
+        assert_eq!(parse("/apis/external.metrics.k8s.io/v1beta1"), Ok(Some(ApiRoute::ExternalResources)));
     }
 
     #[test]
@@ -282,15 +236,9 @@ mod tests {
 
     #[test]
     fn object_routes_r1_r3_r5() {
-        assert_eq!(
-            custom("/namespaces/default/pods/web-1/q"),
-            obj(Some("default"), "pods", "web-1", "q")
-        );
+        assert_eq!(custom("/namespaces/default/pods/web-1/q"), obj(Some("default"), "pods", "web-1", "q"));
         assert_eq!(custom("/nodes/node-1/temp"), obj(None, "nodes", "node-1", "temp"));
-        assert_eq!(
-            custom("/namespaces/default/metrics/work"),
-            obj(None, "namespaces", "default", "work")
-        );
+        assert_eq!(custom("/namespaces/default/metrics/work"), obj(None, "namespaces", "default", "work"));
         assert_eq!(
             custom("/namespaces/default/deployments.apps/web/q"),
             obj(Some("default"), "deployments.apps", "web", "q")
@@ -299,14 +247,8 @@ mod tests {
 
     #[test]
     fn wildcard_routes_accept_star_and_its_percent_encoding() {
-        assert_eq!(
-            custom("/namespaces/default/pods/*/q"),
-            all(Some("default"), "pods", "q")
-        );
-        assert_eq!(
-            custom("/namespaces/default/pods/%2A/q"),
-            all(Some("default"), "pods", "q")
-        );
+        assert_eq!(custom("/namespaces/default/pods/*/q"), all(Some("default"), "pods", "q"));
+        assert_eq!(custom("/namespaces/default/pods/%2A/q"), all(Some("default"), "pods", "q"));
         assert_eq!(custom("/nodes/%2a/temp"), all(None, "nodes", "temp"));
     }
 
@@ -327,11 +269,7 @@ mod tests {
             custom("/namespaces/default/"),
             Ok(Some(ApiRoute::Custom(
                 CustomVersion::V1Beta2,
-                CustomTarget::ObjectMetrics {
-                    namespace: None,
-                    resource: "namespaces".into(),
-                    name: "default".into()
-                }
+                CustomTarget::ObjectMetrics { namespace: None, resource: "namespaces".into(), name: "default".into() }
             )))
         );
     }
@@ -348,24 +286,12 @@ mod tests {
         assert_eq!(custom("/namespaces/default/pods/a/b/c"), Err(RouteError::NotFound));
         assert_eq!(custom("/namespaces/default/pods//q"), Err(RouteError::NotFound));
         // External: only namespaces/{ns}/{metric}.
-        assert_eq!(
-            parse("/apis/external.metrics.k8s.io/v1beta1/m"),
-            Err(RouteError::NotFound)
-        );
-        assert_eq!(
-            parse("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns"),
-            Err(RouteError::NotFound)
-        );
-        assert_eq!(
-            parse("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/a/b"),
-            Err(RouteError::NotFound)
-        );
+        assert_eq!(parse("/apis/external.metrics.k8s.io/v1beta1/m"), Err(RouteError::NotFound));
+        assert_eq!(parse("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns"), Err(RouteError::NotFound));
+        assert_eq!(parse("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/a/b"), Err(RouteError::NotFound));
         assert_eq!(
             parse("/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/m"),
-            Ok(Some(ApiRoute::External {
-                namespace: "ns".into(),
-                metric: "m".into()
-            }))
+            Ok(Some(ApiRoute::External { namespace: "ns".into(), metric: "m".into() }))
         );
     }
 }

@@ -39,6 +39,13 @@ pub struct List<T> {
     pub items: Vec<T>,
 }
 
+impl<T: Serialize> List<T> {
+    /// A list of `kind` in `api_version`.
+    pub fn new(kind: &'static str, api_version: &'static str, items: Vec<T>) -> Self {
+        List { kind, api_version, metadata: EmptyObject {}, items }
+    }
+}
+
 /// custom.metrics.k8s.io/v1beta1 `MetricValue`.
 #[derive(Debug, Serialize)]
 pub struct MetricValueV1Beta1<'a> {

@@ -25,11 +25,7 @@ impl ResourceTable {
         let mut by_name: HashMap<String, Vec<Arc<ResourceInfo>>> = HashMap::new();
         for info in resources {
             let info = Arc::new(info);
-            let mut names = vec![
-                info.plural.to_lowercase(),
-                info.singular.to_lowercase(),
-                info.kind.to_lowercase(),
-            ];
+            let mut names = vec![info.plural.to_lowercase(), info.singular.to_lowercase(), info.kind.to_lowercase()];
             names.sort();
             names.dedup();
             for name in names {
@@ -50,9 +46,7 @@ impl ResourceTable {
         let found = match group.as_deref() {
             None => candidates.first(),
             Some(group) => candidates.iter().find(|r| r.group == group).or_else(|| {
-                candidates
-                    .iter()
-                    .find(|r| r.group.strip_prefix(group).is_some_and(|rest| rest.starts_with('.')))
+                candidates.iter().find(|r| r.group.strip_prefix(group).is_some_and(|rest| rest.starts_with('.')))
             }),
         };
         found.cloned().ok_or_else(unknown)
@@ -67,9 +61,7 @@ pub struct BuiltinMapper {
 
 impl Default for BuiltinMapper {
     fn default() -> Self {
-        BuiltinMapper {
-            table: ResourceTable::new(builtin_resources()),
-        }
+        BuiltinMapper { table: ResourceTable::new(builtin_resources()) }
     }
 }
 
@@ -87,34 +79,13 @@ const BUILTIN: &[(&str, &str, &str, &str, &str, bool)] = &[
     ("", "v1", "services", "service", "Service", true),
     ("", "v1", "nodes", "node", "Node", false),
     ("", "v1", "namespaces", "namespace", "Namespace", false),
-    (
-        "",
-        "v1",
-        "persistentvolumeclaims",
-        "persistentvolumeclaim",
-        "PersistentVolumeClaim",
-        true,
-    ),
-    (
-        "",
-        "v1",
-        "persistentvolumes",
-        "persistentvolume",
-        "PersistentVolume",
-        false,
-    ),
+    ("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true),
+    ("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false),
     ("", "v1", "configmaps", "configmap", "ConfigMap", true),
     ("", "v1", "secrets", "secret", "Secret", true),
     ("", "v1", "endpoints", "endpoints", "Endpoints", true),
     ("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true),
-    (
-        "",
-        "v1",
-        "replicationcontrollers",
-        "replicationcontroller",
-        "ReplicationController",
-        true,
-    ),
+    ("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true),
     ("", "v1", "events", "event", "Event", true),
     ("", "v1", "limitranges", "limitrange", "LimitRange", true),
     ("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true),
@@ -123,93 +94,23 @@ const BUILTIN: &[(&str, &str, &str, &str, &str, bool)] = &[
     ("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true),
     ("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true),
     ("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true),
-    (
-        "apps",
-        "v1",
-        "controllerrevisions",
-        "controllerrevision",
-        "ControllerRevision",
-        true,
-    ),
+    ("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true),
     ("batch", "v1", "jobs", "job", "Job", true),
     ("batch", "v1", "cronjobs", "cronjob", "CronJob", true),
-    (
-        "autoscaling",
-        "v2",
-        "horizontalpodautoscalers",
-        "horizontalpodautoscaler",
-        "HorizontalPodAutoscaler",
-        true,
-    ),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true),
     ("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true),
-    (
-        "networking.k8s.io",
-        "v1",
-        "networkpolicies",
-        "networkpolicy",
-        "NetworkPolicy",
-        true,
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "ingressclasses",
-        "ingressclass",
-        "IngressClass",
-        false,
-    ),
-    (
-        "policy",
-        "v1",
-        "poddisruptionbudgets",
-        "poddisruptionbudget",
-        "PodDisruptionBudget",
-        true,
-    ),
-    (
-        "storage.k8s.io",
-        "v1",
-        "storageclasses",
-        "storageclass",
-        "StorageClass",
-        false,
-    ),
-    (
-        "storage.k8s.io",
-        "v1",
-        "volumeattachments",
-        "volumeattachment",
-        "VolumeAttachment",
-        false,
-    ),
+    ("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true),
+    ("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false),
+    ("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true),
+    ("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false),
+    ("storage.k8s.io", "v1", "volumeattachments", "volumeattachment", "VolumeAttachment", false),
     ("storage.k8s.io", "v1", "csidrivers", "csidriver", "CSIDriver", false),
     ("storage.k8s.io", "v1", "csinodes", "csinode", "CSINode", false),
-    (
-        "discovery.k8s.io",
-        "v1",
-        "endpointslices",
-        "endpointslice",
-        "EndpointSlice",
-        true,
-    ),
+    ("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true),
     ("coordination.k8s.io", "v1", "leases", "lease", "Lease", true),
     ("events.k8s.io", "v1", "events", "event", "Event", true),
-    (
-        "scheduling.k8s.io",
-        "v1",
-        "priorityclasses",
-        "priorityclass",
-        "PriorityClass",
-        false,
-    ),
-    (
-        "node.k8s.io",
-        "v1",
-        "runtimeclasses",
-        "runtimeclass",
-        "RuntimeClass",
-        false,
-    ),
+    ("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false),
+    ("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", false),
     (
         "apiextensions.k8s.io",
         "v1",
@@ -218,14 +119,7 @@ const BUILTIN: &[(&str, &str, &str, &str, &str, bool)] = &[
         "CustomResourceDefinition",
         false,
     ),
-    (
-        "apiregistration.k8s.io",
-        "v1",
-        "apiservices",
-        "apiservice",
-        "APIService",
-        false,
-    ),
+    ("apiregistration.k8s.io", "v1", "apiservices", "apiservice", "APIService", false),
     (
         "certificates.k8s.io",
         "v1",
@@ -237,16 +131,14 @@ const BUILTIN: &[(&str, &str, &str, &str, &str, bool)] = &[
 ];
 
 fn builtin_resources() -> impl Iterator<Item = ResourceInfo> {
-    BUILTIN
-        .iter()
-        .map(|&(group, version, plural, singular, kind, namespaced)| ResourceInfo {
-            group: group.to_string(),
-            version: version.to_string(),
-            plural: plural.to_string(),
-            singular: singular.to_string(),
-            kind: kind.to_string(),
-            namespaced,
-        })
+    BUILTIN.iter().map(|&(group, version, plural, singular, kind, namespaced)| ResourceInfo {
+        group: group.to_string(),
+        version: version.to_string(),
+        plural: plural.to_string(),
+        singular: singular.to_string(),
+        kind: kind.to_string(),
+        namespaced,
+    })
 }
 
 #[cfg(test)]
@@ -255,9 +147,7 @@ mod tests {
 
     fn resolve(name: &str) -> Result<(String, String, bool), MapperError> {
         let table = ResourceTable::new(builtin_resources());
-        table
-            .resolve(name)
-            .map(|r| (r.group_resource(), r.kind.clone(), r.namespaced))
+        table.resolve(name).map(|r| (r.group_resource(), r.kind.clone(), r.namespaced))
     }
 
     #[test]
@@ -273,14 +163,8 @@ mod tests {
         assert_eq!(resolve("deployments.apps").map(|r| r.0), Ok("deployments.apps".into()));
         assert_eq!(resolve("deployment.apps").map(|r| r.0), Ok("deployments.apps".into()));
         assert_eq!(resolve("deployments").map(|r| r.0), Ok("deployments.apps".into()));
-        assert_eq!(
-            resolve("storageclasses.storage").map(|r| r.0),
-            Ok("storageclasses.storage.k8s.io".into())
-        );
-        assert_eq!(
-            resolve("ingresses.networking.k8s.io").map(|r| r.0),
-            Ok("ingresses.networking.k8s.io".into())
-        );
+        assert_eq!(resolve("storageclasses.storage").map(|r| r.0), Ok("storageclasses.storage.k8s.io".into()));
+        assert_eq!(resolve("ingresses.networking.k8s.io").map(|r| r.0), Ok("ingresses.networking.k8s.io".into()));
         // A prefix must end at a dot of the full group name.
         assert!(resolve("storageclasses.stor").is_err());
     }
@@ -288,10 +172,7 @@ mod tests {
     #[test]
     fn the_core_group_wins_over_later_groups() {
         assert_eq!(resolve("events").map(|r| r.0), Ok("events".into()));
-        assert_eq!(
-            resolve("events.events.k8s.io").map(|r| r.0),
-            Ok("events.events.k8s.io".into())
-        );
+        assert_eq!(resolve("events.events.k8s.io").map(|r| r.0), Ok("events.events.k8s.io".into()));
     }
 
     #[test]
@@ -301,10 +182,7 @@ mod tests {
         assert!(!nodes.namespaced);
         assert_eq!(nodes.api_version(), "/v1");
         assert_eq!(table.resolve("namespace").unwrap().kind, "Namespace");
-        assert_eq!(
-            table.resolve("deploy.apps").map(|_| ()),
-            Err(MapperError::UnknownResource("deploy.apps".into()))
-        );
+        assert_eq!(table.resolve("deploy.apps").map(|_| ()), Err(MapperError::UnknownResource("deploy.apps".into())));
     }
 
     #[test]

@@ -38,11 +38,7 @@ impl ResourceInfo {
     /// `GroupResource.String()` of Kubernetes: `pods` for the core group, `deployments.apps` otherwise. This is the
     /// resource's name in the store, in discovery and in error messages.
     pub fn group_resource(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     /// `describedObject.apiVersion` as the Go reference writes it: `group/version`, hence `/v1` for the core group.
@@ -108,8 +104,6 @@ impl LabelIndex for StandaloneLabelIndex {
         if selector.is_empty() {
             return Ok(None);
         }
-        Err(LabelIndexError::NeedsCluster {
-            resource: resource.group_resource(),
-        })
+        Err(LabelIndexError::NeedsCluster { resource: resource.group_resource() })
     }
 }

@@ -30,15 +30,9 @@ impl Health {
         let mut checks = vec![Check::liveness("ping", || Ok(()))];
         checks.extend(extra);
         checks.push(Check::readiness("shutdown", move || {
-            if shutdown.is_shutdown() {
-                Err("the server is shutting down".to_string())
-            } else {
-                Ok(())
-            }
+            if shutdown.is_shutdown() { Err("the server is shutting down".to_string()) } else { Ok(()) }
         }));
-        Health {
-            checks: Arc::new(checks),
-        }
+        Health { checks: Arc::new(checks) }
     }
 
     /// Whether `path` is a health endpoint.
@@ -108,20 +102,12 @@ impl Health {
 impl Check {
     /// A check for every endpoint.
     pub fn liveness(name: &'static str, probe: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
-        Check {
-            name,
-            readiness_only: false,
-            probe: Box::new(probe),
-        }
+        Check { name, readiness_only: false, probe: Box::new(probe) }
     }
 
     /// A check for `/readyz` only.
     pub fn readiness(name: &'static str, probe: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
-        Check {
-            name,
-            readiness_only: true,
-            probe: Box::new(probe),
-        }
+        Check { name, readiness_only: true, probe: Box::new(probe) }
     }
 }
 
@@ -165,10 +151,7 @@ mod tests {
         assert_eq!(get(&health, "/healthz", None).await, (200, "ok".into()));
         assert_eq!(
             get(&health, "/readyz", Some("verbose")).await,
-            (
-                200,
-                "[+]ping ok\n[+]store ok\n[+]shutdown ok\nreadyz check passed\n".into()
-            )
+            (200, "[+]ping ok\n[+]store ok\n[+]shutdown ok\nreadyz check passed\n".into())
         );
         assert_eq!(
             get(&health, "/livez", Some("verbose=1")).await,
@@ -185,18 +168,12 @@ mod tests {
         trigger.trigger();
         assert_eq!(
             get(&health, "/readyz", None).await,
-            (
-                500,
-                "[+]ping ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n".into()
-            )
+            (500, "[+]ping ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n".into())
         );
         assert_eq!(get(&health, "/livez", None).await, (200, "ok".into()));
         assert_eq!(
             get(&health, "/readyz", Some("exclude=shutdown&verbose")).await,
-            (
-                200,
-                "[+]ping ok\n[+]shutdown excluded: ok\nreadyz check passed\n".into()
-            )
+            (200, "[+]ping ok\n[+]shutdown excluded: ok\nreadyz check passed\n".into())
         );
         assert_eq!(get(&health, "/readyz/shutdown", None).await.0, 500);
     }

@@ -71,17 +71,11 @@ pub struct PemPair {
 /// that restarts keep it) and used from memory otherwise.
 pub fn load_or_generate(source: &CertSource) -> Result<PemPair, TlsError> {
     match source {
-        CertSource::Files { cert, key } => Ok(PemPair {
-            cert: read(cert)?,
-            key: read(key)?,
-        }),
+        CertSource::Files { cert, key } => Ok(PemPair { cert: read(cert)?, key: read(key)? }),
         CertSource::Dir(dir) => {
             let (cert_path, key_path) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
             if cert_path.exists() && key_path.exists() {
-                return Ok(PemPair {
-                    cert: read(&cert_path)?,
-                    key: read(&key_path)?,
-                });
+                return Ok(PemPair { cert: read(&cert_path)?, key: read(&key_path)? });
             }
             let pair = self_signed()?;
             match write_pair(dir, &cert_path, &key_path, &pair) {
@@ -97,22 +91,14 @@ pub fn load_or_generate(source: &CertSource) -> Result<PemPair, TlsError> {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
 }
 
 fn write_pair(dir: &Path, cert_path: &Path, key_path: &Path, pair: &PemPair) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
-    let mut key = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(key_path)?;
+    let mut key = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(key_path)?;
     key.write_all(pair.key.as_bytes())?;
     std::fs::write(cert_path, &pair.cert)
 }
@@ -124,18 +110,13 @@ pub fn self_signed() -> Result<PemPair, TlsError> {
     let mut params = rcgen::CertificateParams::new(names)?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
     let cert = params.self_signed(&key)?;
-    Ok(PemPair {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+    Ok(PemPair { cert: cert.pem(), key: key.serialize_pem() })
 }
 
 /// A rustls server configuration offering HTTP/2 and HTTP/1.1.
 pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
-    let pem_error = |reason: &str| TlsError::Pem {
-        path: PathBuf::from("<serving certificate>"),
-        reason: reason.into(),
-    };
+    let pem_error =
+        |reason: &str| TlsError::Pem { path: PathBuf::from("<serving certificate>"), reason: reason.into() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(&format!("bad certificate PEM: {e}")))?;
@@ -170,11 +151,8 @@ mod tests {
 
     #[test]
     fn missing_files_are_reported_with_their_path() {
-        let error = load_or_generate(&CertSource::Files {
-            cert: "/nonexistent/c.pem".into(),
-            key: "/k".into(),
-        })
-        .unwrap_err();
+        let error =
+            load_or_generate(&CertSource::Files { cert: "/nonexistent/c.pem".into(), key: "/k".into() }).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/c.pem"), "{error}");
     }
 }

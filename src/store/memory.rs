@@ -51,9 +51,7 @@ struct Group<K> {
 
 impl<K> Default for Group<K> {
     fn default() -> Self {
-        Group {
-            series: RwLock::new(HashMap::new()),
-        }
+        Group { series: RwLock::new(HashMap::new()) }
     }
 }
 
@@ -132,21 +130,13 @@ impl Inner {
             Some(ttl) => now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
             None => i64::MAX,
         };
-        Sample {
-            value: write.value,
-            timestamp_millis: now,
-            expires_at_millis,
-            labels: write.labels,
-        }
+        Sample { value: write.value, timestamp_millis: now, expires_at_millis, labels: write.labels }
     }
 
     fn check_labels(&self, labels: &SeriesLabels) -> Result<(), StoreError> {
         let limit = self.limits.max_labels_per_series;
         if labels.len() > limit {
-            return Err(StoreError::TooManyLabels {
-                count: labels.len(),
-                limit,
-            });
+            return Err(StoreError::TooManyLabels { count: labels.len(), limit });
         }
         Ok(())
     }
@@ -164,31 +154,47 @@ impl Inner {
         self.series.fetch_sub(count, Ordering::AcqRel);
     }
 
-    /// Inserts or replaces `key` in the group `group_key`, creating the group when needed.
-    fn put<K: Hash + Eq>(
+    /// Inserts or replaces the series `key` in the group `group_key`, creating the group when needed. The owned
+    /// key is only built (`make_key`) when the series is new, so an update allocates nothing.
+    fn put<K, Q>(
         &self,
         groups: &DashMap<Box<str>, Group<K>>,
         group_key: &str,
-        key: K,
+        key: &Q,
+        make_key: impl FnOnce() -> K,
         sample: Sample,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StoreError>
+    where
+        K: Hash + Eq + std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         // Fast path: the group exists. The shard read guard is held while the group is written so that the purge
         // (which removes empty groups under the shard write lock) can never drop a group we are writing into.
         if let Some(group) = groups.get(group_key) {
-            return self.put_in_group(&group, key, sample);
+            return self.put_in_group(&group, key, make_key, sample);
         }
         let group = groups.entry(group_key.into()).or_default();
-        self.put_in_group(&group, key, sample)
+        self.put_in_group(&group, key, make_key, sample)
     }
 
-    fn put_in_group<K: Hash + Eq>(&self, group: &Group<K>, key: K, sample: Sample) -> Result<(), StoreError> {
+    fn put_in_group<K, Q>(
+        &self,
+        group: &Group<K>,
+        key: &Q,
+        make_key: impl FnOnce() -> K,
+        sample: Sample,
+    ) -> Result<(), StoreError>
+    where
+        K: Hash + Eq + std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut series = group.write();
-        if let Some(existing) = series.get_mut(&key) {
+        if let Some(existing) = series.get_mut(key) {
             *existing = sample;
             return Ok(());
         }
         self.reserve_series()?;
-        series.insert(key, sample);
+        series.insert(make_key(), sample);
         Ok(())
     }
 
@@ -266,7 +272,7 @@ impl MetricStore for MemoryStore {
         inner.check_labels(&write.labels)?;
         let sample = inner.sample(write);
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        inner.put(&inner.custom, &group_key, Box::from(id.name), sample)
+        inner.put(&inner.custom, &group_key, id.name, || Box::from(id.name), sample)
     }
 
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
@@ -376,13 +382,11 @@ impl MetricStore for MemoryStore {
         inner.check_labels(&write.labels)?;
         let key = write.labels.clone();
         let sample = inner.sample(write);
-        inner.put(&inner.external, &external_group_key(namespace, metric), key, sample)
+        inner.put(&inner.external, &external_group_key(namespace, metric), &key, || key.clone(), sample)
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
-        Ok(self
-            .inner
-            .delete(&self.inner.external, &external_group_key(namespace, metric), labels))
+        Ok(self.inner.delete(&self.inner.external, &external_group_key(namespace, metric), labels))
     }
 
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
@@ -431,44 +435,21 @@ mod tests {
     }
 
     fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
-        SampleWrite {
-            value: Quantity::parse(value).unwrap(),
-            labels: SeriesLabels::empty(),
-            ttl,
-        }
+        SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl }
     }
 
     fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
-        SeriesLabels::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        )
+        SeriesLabels::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
     }
 
     fn pod(name: &str) -> CustomSeriesId<'_> {
-        CustomSeriesId {
-            resource: "pods",
-            namespace: "default",
-            name,
-            metric: "m",
-        }
+        CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" }
     }
 
     #[tokio::test]
     async fn the_last_write_wins_and_carries_its_own_labels_and_timestamp() {
         let (store, clock) = store(Limits::default());
-        store
-            .put_custom(
-                pod("a"),
-                SampleWrite {
-                    labels: labels(&[("q", "x")]),
-                    ..write("1", None)
-                },
-            )
-            .await
-            .unwrap();
+        store.put_custom(pod("a"), SampleWrite { labels: labels(&[("q", "x")]), ..write("1", None) }).await.unwrap();
         clock.advance(5_000);
         store.put_custom(pod("a"), write("2", None)).await.unwrap();
         let sample = store.get_custom(pod("a")).await.unwrap().unwrap();
@@ -481,40 +462,20 @@ mod tests {
     #[tokio::test]
     async fn an_expired_value_is_absent_everywhere_and_purged_later() {
         let (store, clock) = store(Limits::default());
-        store
-            .put_custom(pod("a"), write("1", Some(Duration::from_secs(10))))
-            .await
-            .unwrap();
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
         store.put_custom(pod("b"), write("2", None)).await.unwrap();
-        store
-            .put_external("default", "e", write("3", Some(Duration::from_secs(10))))
-            .await
-            .unwrap();
+        store.put_external("default", "e", write("3", Some(Duration::from_secs(10)))).await.unwrap();
         clock.advance(9_999);
         assert!(store.get_custom(pod("a")).await.unwrap().is_some());
         clock.advance(1);
         assert_eq!(store.get_custom(pod("a")).await.unwrap(), None);
-        let names: Vec<String> = store
-            .list_custom_objects("pods", "default", "m")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let names: Vec<String> =
+            store.list_custom_objects("pods", "default", "m").await.unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["b"]);
         assert!(store.list_external("default", "e").await.unwrap().is_empty());
         assert!(store.list_external_metrics().await.unwrap().is_empty());
-        assert!(
-            store
-                .list_object_metrics("pods", "default", "a")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            !store.delete_custom(pod("a")).await.unwrap(),
-            "deleting an expired value reports nothing deleted"
-        );
+        assert!(store.list_object_metrics("pods", "default", "a").await.unwrap().is_empty());
+        assert!(!store.delete_custom(pod("a")).await.unwrap(), "deleting an expired value reports nothing deleted");
         assert_eq!(store.series_count(), 2);
         assert_eq!(store.purge_expired(), 1);
         assert_eq!(store.series_count(), 1);
@@ -524,109 +485,41 @@ mod tests {
     #[tokio::test]
     async fn a_rewrite_renews_the_deadline() {
         let (store, clock) = store(Limits::default());
-        store
-            .put_custom(pod("a"), write("1", Some(Duration::from_secs(10))))
-            .await
-            .unwrap();
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
         clock.advance(8_000);
-        store
-            .put_custom(pod("a"), write("1", Some(Duration::from_secs(10))))
-            .await
-            .unwrap();
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
         clock.advance(8_000);
         assert!(store.get_custom(pod("a")).await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn limits_refuse_without_changing_anything() {
-        let (store, _) = store(Limits {
-            max_series: 2,
-            max_labels_per_series: 1,
-        });
+        let (store, _) = store(Limits { max_series: 2, max_labels_per_series: 1 });
         store.put_custom(pod("a"), write("1", None)).await.unwrap();
         store.put_external("default", "e", write("1", None)).await.unwrap();
-        assert_eq!(
-            store.put_custom(pod("b"), write("1", None)).await,
-            Err(StoreError::SeriesLimit { limit: 2 })
-        );
+        assert_eq!(store.put_custom(pod("b"), write("1", None)).await, Err(StoreError::SeriesLimit { limit: 2 }));
         assert_eq!(store.get_custom(pod("b")).await.unwrap(), None);
         // Updating an existing series is always allowed.
         store.put_custom(pod("a"), write("2", None)).await.unwrap();
-        let two = SampleWrite {
-            labels: labels(&[("a", "1"), ("b", "2")]),
-            ..write("1", None)
-        };
-        assert_eq!(
-            store.put_custom(pod("a"), two).await,
-            Err(StoreError::TooManyLabels { count: 2, limit: 1 })
-        );
-        assert_eq!(
-            store.get_custom(pod("a")).await.unwrap().unwrap().value.to_string(),
-            "2"
-        );
+        let two = SampleWrite { labels: labels(&[("a", "1"), ("b", "2")]), ..write("1", None) };
+        assert_eq!(store.put_custom(pod("a"), two).await, Err(StoreError::TooManyLabels { count: 2, limit: 1 }));
+        assert_eq!(store.get_custom(pod("a")).await.unwrap().unwrap().value.to_string(), "2");
         let long = "x".repeat(254);
         assert!(matches!(
-            store
-                .put_custom(
-                    CustomSeriesId {
-                        name: &long,
-                        ..pod("a")
-                    },
-                    write("1", None)
-                )
-                .await,
-            Err(StoreError::NameTooLong {
-                what: "object name",
-                len: 254,
-                max: 253
-            })
+            store.put_custom(CustomSeriesId { name: &long, ..pod("a") }, write("1", None)).await,
+            Err(StoreError::NameTooLong { what: "object name", len: 254, max: 253 })
         ));
     }
 
     #[tokio::test]
     async fn external_series_are_identified_by_their_labels() {
         let (store, _) = store(Limits::default());
-        store
-            .put_external(
-                "ns",
-                "q",
-                SampleWrite {
-                    labels: labels(&[("a", "2")]),
-                    ..write("2", None)
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .put_external(
-                "ns",
-                "q",
-                SampleWrite {
-                    labels: labels(&[("a", "1")]),
-                    ..write("1", None)
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .put_external(
-                "ns",
-                "q",
-                SampleWrite {
-                    labels: labels(&[("a", "1")]),
-                    ..write("3", None)
-                },
-            )
-            .await
-            .unwrap();
+        store.put_external("ns", "q", SampleWrite { labels: labels(&[("a", "2")]), ..write("2", None) }).await.unwrap();
+        store.put_external("ns", "q", SampleWrite { labels: labels(&[("a", "1")]), ..write("1", None) }).await.unwrap();
+        store.put_external("ns", "q", SampleWrite { labels: labels(&[("a", "1")]), ..write("3", None) }).await.unwrap();
         store.put_external("ns", "q", write("4", None)).await.unwrap();
-        let values: Vec<String> = store
-            .list_external("ns", "q")
-            .await
-            .unwrap()
-            .iter()
-            .map(|s| s.value.to_string())
-            .collect();
+        let values: Vec<String> =
+            store.list_external("ns", "q").await.unwrap().iter().map(|s| s.value.to_string()).collect();
         assert_eq!(values, ["4", "3", "2"], "sorted by labels, the unlabelled series first");
         assert!(store.delete_external("ns", "q", &labels(&[("a", "1")])).await.unwrap());
         assert_eq!(store.list_external("ns", "q").await.unwrap().len(), 2);
@@ -637,37 +530,15 @@ mod tests {
     async fn discovery_lists_distinct_resource_metric_pairs_with_their_scope() {
         let (store, _) = store(Limits::default());
         store.put_custom(pod("a"), write("1", None)).await.unwrap();
-        store
-            .put_custom(
-                CustomSeriesId {
-                    namespace: "other",
-                    ..pod("a")
-                },
-                write("1", None),
-            )
-            .await
-            .unwrap();
-        let ns = CustomSeriesId {
-            resource: "namespaces",
-            namespace: "",
-            name: "default",
-            metric: "w",
-        };
+        store.put_custom(CustomSeriesId { namespace: "other", ..pod("a") }, write("1", None)).await.unwrap();
+        let ns = CustomSeriesId { resource: "namespaces", namespace: "", name: "default", metric: "w" };
         store.put_custom(ns, write("1", None)).await.unwrap();
         let listed = store.list_custom_metrics().await.unwrap();
         assert_eq!(
             listed,
             [
-                CustomMetricDescriptor {
-                    resource: "namespaces".into(),
-                    metric: "w".into(),
-                    namespaced: false
-                },
-                CustomMetricDescriptor {
-                    resource: "pods".into(),
-                    metric: "m".into(),
-                    namespaced: true
-                },
+                CustomMetricDescriptor { resource: "namespaces".into(), metric: "w".into(), namespaced: false },
+                CustomMetricDescriptor { resource: "pods".into(), metric: "m".into(), namespaced: true },
             ]
         );
     }
@@ -691,27 +562,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers_lose_nothing_and_count_exactly() {
-        let (store, _) = store(Limits {
-            max_series: 10_000,
-            max_labels_per_series: 4,
-        });
+        let (store, _) = store(Limits { max_series: 10_000, max_labels_per_series: 4 });
         let mut tasks = Vec::new();
         for writer in 0..8 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..1_000 {
                     // Half the writes hit series shared by all writers, half hit the writer's own.
-                    let name = if i % 2 == 0 {
-                        format!("shared-{}", i % 100)
-                    } else {
-                        format!("w{writer}-{i}")
-                    };
-                    let id = CustomSeriesId {
-                        resource: "pods",
-                        namespace: "default",
-                        name: &name,
-                        metric: "m",
-                    };
+                    let name = if i % 2 == 0 { format!("shared-{}", i % 100) } else { format!("w{writer}-{i}") };
+                    let id = CustomSeriesId { resource: "pods", namespace: "default", name: &name, metric: "m" };
                     store.put_custom(id, write("1", None)).await.unwrap();
                 }
             }));
@@ -721,28 +580,19 @@ mod tests {
         }
         let expected = 50 + 8 * 500;
         assert_eq!(store.series_count(), expected);
-        assert_eq!(
-            store.list_custom_objects("pods", "default", "m").await.unwrap().len(),
-            expected
-        );
+        assert_eq!(store.list_custom_objects("pods", "default", "m").await.unwrap().len(), expected);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_purger_runs_on_its_interval_and_stops_with_its_guard() {
         let (store, clock) = store(Limits::default());
-        store
-            .put_custom(pod("a"), write("1", Some(Duration::from_secs(1))))
-            .await
-            .unwrap();
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
         let guard = store.spawn_purger(Duration::from_secs(5));
         clock.advance(2_000);
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(store.series_count(), 0);
         drop(guard);
-        store
-            .put_custom(pod("b"), write("1", Some(Duration::from_secs(1))))
-            .await
-            .unwrap();
+        store.put_custom(pod("b"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
         clock.advance(2_000);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(store.series_count(), 1, "no purge after the guard is dropped");

@@ -43,10 +43,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_series: 2_000_000,
-            max_labels_per_series: 16,
-        }
+        Limits { max_series: 2_000_000, max_labels_per_series: 16 }
     }
 }
 
@@ -102,10 +99,7 @@ impl SeriesLabels {
         if map.is_empty() {
             return SeriesLabels(None);
         }
-        let pairs: Vec<Label> = map
-            .into_iter()
-            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-            .collect();
+        let pairs: Vec<Label> = map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect();
         SeriesLabels(Some(pairs.into()))
     }
 
@@ -249,11 +243,7 @@ pub(crate) fn check_external_id(namespace: &str, metric: &str) -> Result<(), Sto
 
 fn check_len(what: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.len() > max {
-        return Err(StoreError::NameTooLong {
-            what,
-            len: value.len(),
-            max,
-        });
+        return Err(StoreError::NameTooLong { what, len: value.len(), max });
     }
     Ok(())
 }

@@ -31,12 +31,7 @@ pub async fn start(extra: &[&str]) -> TestServer {
     install_crypto();
     let cert_dir = tempfile::tempdir().unwrap();
     let cert_flag = format!("--cert-dir={}", cert_dir.path().display());
-    let mut args = vec![
-        "custom-metrics-apiserver",
-        "--standalone",
-        "--secure-port=0",
-        cert_flag.as_str(),
-    ];
+    let mut args = vec!["custom-metrics-apiserver", "--standalone", "--secure-port=0", cert_flag.as_str()];
     args.extend_from_slice(extra);
     let mut config = Config::from_args(args).unwrap();
     // Port 0 means "disabled" for the write port on the command line; tests want an ephemeral one.
@@ -48,10 +43,7 @@ pub async fn start(extra: &[&str]) -> TestServer {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let writer = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let writer = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     TestServer {
         secure: running.secure_addr,
         write: running.write_addr.unwrap(),
@@ -78,21 +70,12 @@ impl TestServer {
         let response = self.client.get(self.api_url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
     /// POST `body` to a write path: (status, body text).
     pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
-        let response = self
-            .writer
-            .post(self.write_url(path))
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let response = self.writer.post(self.write_url(path)).body(body.to_string()).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
@@ -110,17 +93,11 @@ impl TestServer {
 
 /// The items of a list, with every `timestamp` checked for the wire format and then blanked.
 pub fn items(list: &serde_json::Value) -> Vec<serde_json::Value> {
-    let items = list["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items in {list}"))
-        .clone();
+    let items = list["items"].as_array().unwrap_or_else(|| panic!("no items in {list}")).clone();
     items
         .into_iter()
         .map(|mut item| {
-            let ts = item["timestamp"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no timestamp in {item}"))
-                .to_string();
+            let ts = item["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp in {item}")).to_string();
             assert!(is_whole_second_utc(&ts), "timestamp {ts}");
             item["timestamp"] = serde_json::Value::String("T".into());
             item
@@ -138,7 +115,5 @@ pub fn is_whole_second_utc(ts: &str) -> bool {
         && b[13] == b':'
         && b[16] == b':'
         && b[19] == b'Z'
-        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-            .iter()
-            .all(|&i| b[i].is_ascii_digit())
+        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit())
 }
