@@ -150,6 +150,49 @@ mod tests {
     }
 
     #[test]
+    fn the_generated_certificate_is_valid_for_every_service_name() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{ServerName, UnixTime};
+
+        let pair = self_signed().unwrap();
+        let der = CertificateDer::from_pem_slice(pair.cert.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        for name in SELF_SIGNED_NAMES.iter().copied().chain(["custom-metrics-apiserver.custom-metrics.svc"]) {
+            let server_name = ServerName::try_from(name).unwrap();
+            verifier
+                .verify_server_cert(&der, &[], &server_name, &[], UnixTime::now())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let other = ServerName::try_from("example.com").unwrap();
+        assert!(verifier.verify_server_cert(&der, &[], &other, &[], UnixTime::now()).is_err());
+    }
+
+    #[test]
+    fn an_unwritable_directory_still_gets_a_certificate_from_memory() {
+        let pair = load_or_generate(&CertSource::Dir("/proc/custom-metrics-certs".into())).unwrap();
+        assert!(server_config(&pair).is_ok());
+        assert!(!Path::new("/proc/custom-metrics-certs").exists());
+    }
+
+    #[test]
+    fn explicit_files_win_over_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = self_signed().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, &pair.cert).unwrap();
+        std::fs::write(&key, &pair.key).unwrap();
+        let loaded = load_or_generate(&CertSource::Files { cert, key }).unwrap();
+        assert_eq!(loaded.cert, pair.cert);
+        assert!(server_config(&loaded).is_ok());
+        let error = server_config(&PemPair { cert: "junk".into(), key: pair.key }).unwrap_err();
+        assert!(error.to_string().contains("no certificate"), "{error}");
+    }
+
+    #[test]
     fn missing_files_are_reported_with_their_path() {
         let error =
             load_or_generate(&CertSource::Files { cert: "/nonexistent/c.pem".into(), key: "/k".into() }).unwrap_err();
