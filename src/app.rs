@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderValue;
 use hyper::Request;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -81,17 +80,16 @@ impl Handler for WriteHandler {
     }
 }
 
-/// Echoes the client's `Audit-ID`, or gives the response a fresh one, as Kubernetes' filter chain does.
+/// Echoes the `Audit-ID` that kube-apiserver's aggregator sends, so that a proxied request can be found in both
+/// servers' logs. Requests without one get none: a generated ID would cost a random number per request and serve
+/// nobody.
 fn set_audit_id<B>(request: &Request<B>, response: &mut HttpResponse) {
-    let id = request
-        .headers()
-        .get("audit-id")
-        .cloned()
-        .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
-    if let Some(id) = id {
-        response.headers_mut().insert("audit-id", id);
+    if let Some(id) = request.headers().get(AUDIT_ID) {
+        response.headers_mut().insert(AUDIT_ID, id.clone());
     }
 }
+
+const AUDIT_ID: http::header::HeaderName = http::header::HeaderName::from_static("audit-id");
 
 /// A started server: its bound addresses and the handle that stops it.
 pub struct Running {

@@ -515,7 +515,14 @@ async fn the_secure_port_speaks_http2_by_alpn_with_a_certificate_for_localhost()
     let response = http1.get(format!("https://127.0.0.1:{}/apis", server.secure.port())).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     assert_eq!(response.headers()["cache-control"], "no-cache, private");
-    assert!(response.headers().contains_key("audit-id"));
+    assert!(!response.headers().contains_key("audit-id"), "no ID is invented");
+    let response = http1
+        .get(format!("https://127.0.0.1:{}/apis", server.secure.port()))
+        .header("Audit-ID", "e2e-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["audit-id"], "e2e-1234", "the aggregator's audit ID is echoed");
     server.stop().await;
 }
 
