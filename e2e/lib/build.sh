@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Builds what the e2e harness runs. Needs common.sh sourced and $W set.
+#   build_k8s:     e2e/build (etcd, kube-apiserver, kube-controller-manager, cmclient from e2e/k8s); sets E2E_BIN.
+#                  Its last stdout line is E2E_BIN=<dir>. A preset E2E_BIN holding all four binaries skips it.
+#   build_adapter: cargo build --release in the repository (honours CARGO_TARGET_DIR); sets ADAPTER_BIN.
+#                  A preset ADAPTER_BIN (an executable) skips it.
+
+E2E_BINARIES=(etcd kube-apiserver kube-controller-manager cmclient)
+
+have_k8s_binaries() {
+  local b
+  [ -n "${E2E_BIN:-}" ] || return 1
+  for b in "${E2E_BINARIES[@]}"; do [ -x "$E2E_BIN/$b" ] || return 1; done
+}
+
+build_k8s() {
+  if have_k8s_binaries; then
+    log "E2E_BIN=$E2E_BIN preset with all binaries; not running e2e/build"
+    return 0
+  fi
+  [ -x "$E2E_DIR/build" ] || { log "e2e/build is missing or not executable"; return 1; }
+  log "running e2e/build (output: $W/logs/e2e-build.log)"
+  if ! "$E2E_DIR/build" >"$W/logs/e2e-build.out" 2>"$W/logs/e2e-build.log"; then
+    log "e2e/build failed"
+    cat "$W/logs/e2e-build.out" >>"$W/logs/e2e-build.log"
+    return 1
+  fi
+  cat "$W/logs/e2e-build.out" >>"$W/logs/e2e-build.log"
+  E2E_BIN=$(tail -n 1 "$W/logs/e2e-build.out" | sed -n 's/^E2E_BIN=//p')
+  [ -n "$E2E_BIN" ] || { log "e2e/build did not print E2E_BIN=<dir> as its last line"; return 1; }
+  export E2E_BIN
+  have_k8s_binaries || { log "E2E_BIN=$E2E_BIN lacks one of: ${E2E_BINARIES[*]}"; return 1; }
+  log "E2E_BIN=$E2E_BIN"
+}
+
+build_adapter() {
+  if [ -n "${ADAPTER_BIN:-}" ] && [ -x "$ADAPTER_BIN" ]; then
+    log "ADAPTER_BIN=$ADAPTER_BIN preset; not running cargo build"
+    return 0
+  fi
+  log "cargo build --release (output: $W/logs/cargo-build.log)"
+  if ! (cd "$REPO" && cargo build --release) >"$W/logs/cargo-build.log" 2>&1; then
+    log "cargo build --release failed"
+    return 1
+  fi
+  local target=${CARGO_TARGET_DIR:-target}
+  case "$target" in /*) ;; *) target=$REPO/$target ;; esac
+  ADAPTER_BIN=$target/release/custom-metrics-apiserver
+  export ADAPTER_BIN
+  [ -x "$ADAPTER_BIN" ] || { log "cargo built no $ADAPTER_BIN"; return 1; }
+  log "ADAPTER_BIN=$ADAPTER_BIN"
+}
