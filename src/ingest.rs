@@ -66,10 +66,7 @@ pub enum WriteTarget {
 pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
     let not_found = || RequestError::WriteRouteNotFound;
     if let Some(rest) = path.strip_prefix(WRITE_EXTERNAL_PREFIX) {
-        let segments = decode_segments(rest).map_err(|_| not_found())?;
-        if segments.iter().any(String::is_empty) {
-            return Err(not_found());
-        }
+        let segments = owned_segments(rest)?;
         return match segments.as_slice() {
             [ns_literal, namespace, metric] if ns_literal == "namespaces" => {
                 Ok(WriteTarget::External { namespace: namespace.clone(), metric: metric.clone() })
@@ -78,10 +75,7 @@ pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
         };
     }
     let rest = path.strip_prefix(WRITE_PREFIX).ok_or_else(not_found)?;
-    let segments = decode_segments(rest).map_err(|_| not_found())?;
-    if segments.iter().any(String::is_empty) {
-        return Err(not_found());
-    }
+    let segments = owned_segments(rest)?;
     let custom = |namespace: Option<&String>, resource: &String, name: &String, metric: &String| {
         Ok(WriteTarget::Custom {
             namespace: namespace.cloned(),
@@ -100,6 +94,15 @@ pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
         [resource, name, metric] => custom(None, resource, name, metric),
         _ => Err(not_found()),
     }
+}
+
+/// The decoded segments of a write path; an empty segment matches no route.
+fn owned_segments(path: &str) -> Result<Vec<String>, RequestError> {
+    let segments = decode_segments(path).map_err(|_| RequestError::WriteRouteNotFound)?;
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(RequestError::WriteRouteNotFound);
+    }
+    Ok(segments.into_iter().map(|s| s.into_owned()).collect())
 }
 
 /// The query parameters of a write.

@@ -1,26 +1,27 @@
 //! custom.metrics.k8s.io reads: resolve the resource, select the objects, read the store, render the list in the
 //! requested version (wire-contract §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use super::ReadQuery;
 use super::route::{CustomTarget, CustomVersion};
-use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, timestamp};
+use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamps};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::LabelSelector;
 use crate::store::{CustomSeriesId, MetricStore, Sample};
 
-/// One value to render, independent of the API version.
+/// The values a read found, independent of the API version. What all items share is kept once.
 #[derive(Debug)]
-pub struct MetricItem {
-    kind: String,
+pub struct MetricItems {
+    info: Arc<ResourceInfo>,
     api_version: String,
     namespace: String,
-    name: String,
-    metric: String,
     selector: Option<LabelSelector>,
-    sample: Sample,
+    /// (object name, metric name, sample).
+    items: Vec<(String, String, Sample)>,
 }
 
 /// Reads what `target` asks for.
@@ -30,7 +31,7 @@ pub async fn read(
     labels: &dyn LabelIndex,
     target: &CustomTarget,
     query: &ReadQuery,
-) -> Result<Vec<MetricItem>, RequestError> {
+) -> Result<MetricItems, RequestError> {
     // Both selectors are validated on every route, used or not, as Kubernetes does.
     let object_selector = query.label_selector()?;
     let metric_selector = query.metric_label_selector()?;
@@ -43,18 +44,9 @@ pub async fn read(
     };
     let info = mapper.resolve(resource).await?;
     let namespace = store_namespace(&info, namespace)?;
-    let item = |name: &str, metric: &str, sample: Sample| MetricItem {
-        kind: info.kind.clone(),
-        api_version: info.api_version(),
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        metric: metric.to_string(),
-        selector: rendered_selector.clone(),
-        sample,
-    };
     let group_resource = info.group_resource();
 
-    match target {
+    let items = match target {
         CustomTarget::Object { name, metric, .. } => {
             let id = CustomSeriesId { resource: &group_resource, namespace, name, metric };
             let not_found = |selector| RequestError::MetricNotFound {
@@ -67,28 +59,35 @@ pub async fn read(
             if !metric_selector.matches(&*sample.labels) {
                 return Err(not_found(Some(metric_selector.to_string())));
             }
-            Ok(vec![item(name, metric, sample)])
+            vec![(name.clone(), metric.clone(), sample)]
         }
         CustomTarget::AllObjects { metric, .. } => {
             let values = match labels.matching_objects(&info, namespace, &object_selector).await? {
                 None => store.list_custom_objects(&group_resource, namespace, metric).await?,
                 Some(names) => store.get_custom_objects(&group_resource, namespace, metric, &names).await?,
             };
-            Ok(values
+            values
                 .into_iter()
                 .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
-                .map(|(name, sample)| item(&name, metric, sample))
-                .collect())
+                .map(|(name, sample)| (name, metric.clone(), sample))
+                .collect()
         }
         CustomTarget::ObjectMetrics { name, .. } => {
             let values = store.list_object_metrics(&group_resource, namespace, name).await?;
-            Ok(values
+            values
                 .into_iter()
                 .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
-                .map(|(metric, sample)| item(name, &metric, sample))
-                .collect())
+                .map(|(metric, sample)| (name.clone(), metric, sample))
+                .collect()
         }
-    }
+    };
+    Ok(MetricItems {
+        api_version: info.api_version(),
+        namespace: namespace.to_string(),
+        selector: rendered_selector,
+        info,
+        items,
+    })
 }
 
 /// The namespace under which the store keeps the object's values: empty for cluster-scoped resources (HPA asks
@@ -105,22 +104,24 @@ fn store_namespace<'a>(info: &ResourceInfo, namespace: Option<&'a str>) -> Resul
     }
 }
 
-fn object(item: &MetricItem) -> ObjectReference<'_> {
-    ObjectReference { kind: &item.kind, namespace: &item.namespace, name: &item.name, api_version: &item.api_version }
+fn object<'a>(found: &'a MetricItems, name: &'a str) -> ObjectReference<'a> {
+    ObjectReference { kind: &found.info.kind, namespace: &found.namespace, name, api_version: &found.api_version }
 }
 
 /// Renders items as a `MetricValueList` of `version`.
-pub fn render(version: CustomVersion, items: &[MetricItem], pretty: bool) -> HttpResponse {
+pub fn render(version: CustomVersion, found: &MetricItems, pretty: bool) -> HttpResponse {
+    let mut timestamps = Timestamps::default();
     match version {
         CustomVersion::V1Beta1 => {
-            let items = items
+            let items = found
+                .items
                 .iter()
-                .map(|item| MetricValueV1Beta1 {
-                    described_object: object(item),
-                    metric_name: &item.metric,
-                    timestamp: timestamp(item.sample.timestamp_millis),
-                    value: item.sample.value,
-                    selector: item.selector.as_ref(),
+                .map(|(name, metric, sample)| MetricValueV1Beta1 {
+                    described_object: object(found, name),
+                    metric_name: metric,
+                    timestamp: timestamps.format(sample.timestamp_millis),
+                    value: sample.value,
+                    selector: found.selector.as_ref(),
                 })
                 .collect();
             response::json_response(
@@ -130,13 +131,14 @@ pub fn render(version: CustomVersion, items: &[MetricItem], pretty: bool) -> Htt
             )
         }
         CustomVersion::V1Beta2 => {
-            let items = items
+            let items = found
+                .items
                 .iter()
-                .map(|item| MetricValueV1Beta2 {
-                    described_object: object(item),
-                    metric: MetricIdentifier { name: &item.metric, selector: item.selector.as_ref() },
-                    timestamp: timestamp(item.sample.timestamp_millis),
-                    value: item.sample.value,
+                .map(|(name, metric, sample)| MetricValueV1Beta2 {
+                    described_object: object(found, name),
+                    metric: MetricIdentifier { name: metric, selector: found.selector.as_ref() },
+                    timestamp: timestamps.format(sample.timestamp_millis),
+                    value: sample.value,
                 })
                 .collect();
             response::json_response(

@@ -3,6 +3,8 @@
 //! Segments are matched after percent-decoding, so `%2A` is the wildcard `*` that kube-apiserver's aggregator
 //! sends. The shapes follow Kubernetes' request-info parsing, which also decides the 400 "invalid request path".
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 
 use super::types::{CUSTOM_GROUP, EXTERNAL_GROUP};
@@ -107,7 +109,7 @@ pub fn parse(path: &str) -> Result<Option<ApiRoute>, RouteError> {
         return Ok(Some(ApiRoute::GroupList));
     }
     let segments = decode_segments(rest)?;
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     match segs.as_slice() {
         [CUSTOM_GROUP] | [CUSTOM_GROUP, ""] => Ok(Some(ApiRoute::Group(CUSTOM_GROUP))),
         [EXTERNAL_GROUP] | [EXTERNAL_GROUP, ""] => Ok(Some(ApiRoute::Group(EXTERNAL_GROUP))),
@@ -171,13 +173,10 @@ fn parse_custom(tail: &[&str]) -> Result<CustomTarget, RouteError> {
     Ok(target)
 }
 
-/// Splits a path into percent-decoded segments. A segment that is not UTF-8 once decoded matches nothing.
-pub fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
-    path.split('/')
-        .map(|segment| {
-            percent_decode_str(segment).decode_utf8().map(|s| s.into_owned()).map_err(|_| RouteError::NotFound)
-        })
-        .collect()
+/// Splits a path into percent-decoded segments, borrowing those without escapes (nearly all). A segment that is
+/// not UTF-8 once decoded matches nothing.
+pub fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, RouteError> {
+    path.split('/').map(|segment| percent_decode_str(segment).decode_utf8().map_err(|_| RouteError::NotFound)).collect()
 }
 
 #[cfg(test)]

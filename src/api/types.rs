@@ -53,7 +53,7 @@ pub struct MetricValueV1Beta1<'a> {
     pub described_object: ObjectReference<'a>,
     #[serde(rename = "metricName")]
     pub metric_name: &'a str,
-    pub timestamp: String,
+    pub timestamp: std::rc::Rc<str>,
     pub value: Quantity,
     /// Always present: `null` without a metric selector.
     pub selector: Option<&'a LabelSelector>,
@@ -73,7 +73,7 @@ pub struct MetricValueV1Beta2<'a> {
     #[serde(rename = "describedObject")]
     pub described_object: ObjectReference<'a>,
     pub metric: MetricIdentifier<'a>,
-    pub timestamp: String,
+    pub timestamp: std::rc::Rc<str>,
     pub value: Quantity,
 }
 
@@ -139,6 +139,27 @@ pub struct ApiResourceList {
     #[serde(rename = "groupVersion")]
     pub group_version: String,
     pub resources: Vec<ApiResource>,
+}
+
+/// Formats timestamps, reusing the previous text when items share a second (they mostly do in a wildcard read).
+#[derive(Debug, Default)]
+pub struct Timestamps {
+    last: Option<(i64, std::rc::Rc<str>)>,
+}
+
+impl Timestamps {
+    /// The wire text of `millis`.
+    pub fn format(&mut self, millis: i64) -> std::rc::Rc<str> {
+        let secs = millis.div_euclid(1000);
+        match &self.last {
+            Some((last, text)) if *last == secs => std::rc::Rc::clone(text),
+            _ => {
+                let text: std::rc::Rc<str> = timestamp(millis).into();
+                self.last = Some((secs, std::rc::Rc::clone(&text)));
+                text
+            }
+        }
+    }
 }
 
 /// RFC 3339 in UTC with whole seconds (`2026-07-01T10:00:00Z`), as Kubernetes' `metav1.Time` marshals.
