@@ -7,7 +7,7 @@ use http::StatusCode;
 
 use super::ReadQuery;
 use super::route::{CustomTarget, CustomVersion};
-use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamps};
+use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamp};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::LabelSelector;
@@ -17,7 +17,6 @@ use crate::store::{CustomSeriesId, MetricStore, Sample};
 #[derive(Debug)]
 pub struct MetricItems {
     info: Arc<ResourceInfo>,
-    api_version: String,
     namespace: String,
     selector: Option<LabelSelector>,
     /// (object name, metric name, sample).
@@ -81,13 +80,7 @@ pub async fn read(
                 .collect()
         }
     };
-    Ok(MetricItems {
-        api_version: info.api_version(),
-        namespace: namespace.to_string(),
-        selector: rendered_selector,
-        info,
-        items,
-    })
+    Ok(MetricItems { namespace: namespace.to_string(), selector: rendered_selector, info, items })
 }
 
 /// The namespace under which the store keeps the object's values: empty for cluster-scoped resources (HPA asks
@@ -104,22 +97,22 @@ fn store_namespace<'a>(info: &ResourceInfo, namespace: Option<&'a str>) -> Resul
     }
 }
 
-fn object<'a>(found: &'a MetricItems, name: &'a str) -> ObjectReference<'a> {
-    ObjectReference { kind: &found.info.kind, namespace: &found.namespace, name, api_version: &found.api_version }
+fn object<'a>(found: &'a MetricItems, api_version: &'a str, name: &'a str) -> ObjectReference<'a> {
+    ObjectReference { kind: &found.info.kind, namespace: &found.namespace, name, api_version }
 }
 
 /// Renders items as a `MetricValueList` of `version`.
 pub fn render(version: CustomVersion, found: &MetricItems, pretty: bool) -> HttpResponse {
-    let mut timestamps = Timestamps::default();
+    let api_version = found.info.api_version();
     match version {
         CustomVersion::V1Beta1 => {
             let items = found
                 .items
                 .iter()
                 .map(|(name, metric, sample)| MetricValueV1Beta1 {
-                    described_object: object(found, name),
+                    described_object: object(found, &api_version, name),
                     metric_name: metric,
-                    timestamp: timestamps.format(sample.timestamp_millis),
+                    timestamp: Timestamp(sample.timestamp_millis),
                     value: sample.value,
                     selector: found.selector.as_ref(),
                 })
@@ -135,9 +128,9 @@ pub fn render(version: CustomVersion, found: &MetricItems, pretty: bool) -> Http
                 .items
                 .iter()
                 .map(|(name, metric, sample)| MetricValueV1Beta2 {
-                    described_object: object(found, name),
+                    described_object: object(found, &api_version, name),
                     metric: MetricIdentifier { name: metric, selector: found.selector.as_ref() },
-                    timestamp: timestamps.format(sample.timestamp_millis),
+                    timestamp: Timestamp(sample.timestamp_millis),
                     value: sample.value,
                 })
                 .collect();

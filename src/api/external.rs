@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use http::StatusCode;
 
-use super::types::{ExternalMetricValue, List, timestamp};
+use super::types::{ExternalMetricValue, List, Timestamp};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::Selector;
 use crate::store::{MetricStore, Sample};
@@ -29,7 +29,7 @@ pub fn render(metric: &str, samples: &[Sample], pretty: bool) -> HttpResponse {
         .map(|sample| ExternalMetricValue {
             metric_name: metric,
             metric_labels: sample.labels.iter().map(|(k, v)| (&**k, &**v)).collect::<BTreeMap<_, _>>(),
-            timestamp: timestamp(sample.timestamp_millis),
+            timestamp: Timestamp(sample.timestamp_millis),
             value: sample.value,
         })
         .collect();

@@ -129,15 +129,15 @@ impl Api {
             return Err(RequestError::MethodNotAllowed { allow: "GET" });
         }
         response::accepts_json(request.headers())?;
-        let ok = |body: &dyn erased::Body| Ok(body.respond(pretty));
         match route {
-            ApiRoute::GroupList => ok(&discovery::group_list()),
-            ApiRoute::Group(group) => ok(&discovery::group(group)),
-            ApiRoute::CustomResources(version) => {
-                ok(&discovery::custom_resources(self.store.as_ref(), version, self.discovery_limit).await?)
-            }
+            ApiRoute::GroupList => Ok(json_ok(&discovery::group_list(), pretty)),
+            ApiRoute::Group(group) => Ok(json_ok(&discovery::group(group), pretty)),
+            ApiRoute::CustomResources(version) => Ok(json_ok(
+                &discovery::custom_resources(self.store.as_ref(), version, self.discovery_limit).await?,
+                pretty,
+            )),
             ApiRoute::ExternalResources => {
-                ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?)
+                Ok(json_ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?, pretty))
             }
             ApiRoute::Custom(version, target) => {
                 let items =
@@ -218,19 +218,6 @@ fn version_info() -> VersionInfo {
     }
 }
 
-/// Lets the router hand differently typed payloads to one response helper.
-mod erased {
-    use http::StatusCode;
-
-    use crate::response::{self, HttpResponse};
-
-    pub trait Body {
-        fn respond(&self, pretty: bool) -> HttpResponse;
-    }
-
-    impl<T: serde::Serialize> Body for T {
-        fn respond(&self, pretty: bool) -> HttpResponse {
-            response::json_response(StatusCode::OK, self, pretty)
-        }
-    }
+fn json_ok<T: serde::Serialize>(body: &T, pretty: bool) -> HttpResponse {
+    response::json_response(StatusCode::OK, body, pretty)
 }

@@ -53,7 +53,7 @@ pub struct MetricValueV1Beta1<'a> {
     pub described_object: ObjectReference<'a>,
     #[serde(rename = "metricName")]
     pub metric_name: &'a str,
-    pub timestamp: std::rc::Rc<str>,
+    pub timestamp: Timestamp,
     pub value: Quantity,
     /// Always present: `null` without a metric selector.
     pub selector: Option<&'a LabelSelector>,
@@ -73,7 +73,7 @@ pub struct MetricValueV1Beta2<'a> {
     #[serde(rename = "describedObject")]
     pub described_object: ObjectReference<'a>,
     pub metric: MetricIdentifier<'a>,
-    pub timestamp: std::rc::Rc<str>,
+    pub timestamp: Timestamp,
     pub value: Quantity,
 }
 
@@ -85,7 +85,7 @@ pub struct ExternalMetricValue<'a> {
     /// Always present: `{}` without labels.
     #[serde(rename = "metricLabels")]
     pub metric_labels: BTreeMap<&'a str, &'a str>,
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     pub value: Quantity,
 }
 
@@ -141,31 +141,23 @@ pub struct ApiResourceList {
     pub resources: Vec<ApiResource>,
 }
 
-/// Formats timestamps, reusing the previous text when items share a second (they mostly do in a wildcard read).
-#[derive(Debug, Default)]
-pub struct Timestamps {
-    last: Option<(i64, std::rc::Rc<str>)>,
-}
+/// A write time on the wire: RFC 3339 in UTC with whole seconds (`2026-07-01T10:00:00Z`), as Kubernetes'
+/// `metav1.Time` marshals. Serialized straight into the response buffer, without an intermediate string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i64);
 
-impl Timestamps {
-    /// The wire text of `millis`.
-    pub fn format(&mut self, millis: i64) -> std::rc::Rc<str> {
-        let secs = millis.div_euclid(1000);
-        match &self.last {
-            Some((last, text)) if *last == secs => std::rc::Rc::clone(text),
-            _ => {
-                let text: std::rc::Rc<str> = timestamp(millis).into();
-                self.last = Some((secs, std::rc::Rc::clone(&text)));
-                text
-            }
-        }
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = u64::try_from(self.0.div_euclid(1000)).unwrap_or(0);
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fmt::Display::fmt(&humantime::format_rfc3339_seconds(time), f)
     }
 }
 
-/// RFC 3339 in UTC with whole seconds (`2026-07-01T10:00:00Z`), as Kubernetes' `metav1.Time` marshals.
-pub fn timestamp(millis: i64) -> String {
-    let secs = u64::try_from(millis.div_euclid(1000)).unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +166,8 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_whole_seconds() {
-        assert_eq!(timestamp(1_782_900_000_999), "2026-07-01T10:00:00Z");
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp(1_782_900_000_999).to_string(), "2026-07-01T10:00:00Z");
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(serde_json::to_string(&Timestamp(0)).unwrap(), "\"1970-01-01T00:00:00Z\"");
     }
 }

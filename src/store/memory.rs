@@ -168,34 +168,22 @@ impl Inner {
         K: Hash + Eq + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let insert = |group: &Group<K>| {
+            let mut series = group.write();
+            if let Some(existing) = series.get_mut(key) {
+                *existing = sample;
+                return Ok(());
+            }
+            self.reserve_series()?;
+            series.insert(make_key(), sample);
+            Ok(())
+        };
         // Fast path: the group exists. The shard read guard is held while the group is written so that the purge
         // (which removes empty groups under the shard write lock) can never drop a group we are writing into.
         if let Some(group) = groups.get(group_key) {
-            return self.put_in_group(&group, key, make_key, sample);
+            return insert(&group);
         }
-        let group = groups.entry(group_key.into()).or_default();
-        self.put_in_group(&group, key, make_key, sample)
-    }
-
-    fn put_in_group<K, Q>(
-        &self,
-        group: &Group<K>,
-        key: &Q,
-        make_key: impl FnOnce() -> K,
-        sample: Sample,
-    ) -> Result<(), StoreError>
-    where
-        K: Hash + Eq + std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut series = group.write();
-        if let Some(existing) = series.get_mut(key) {
-            *existing = sample;
-            return Ok(());
-        }
-        self.reserve_series()?;
-        series.insert(make_key(), sample);
-        Ok(())
+        insert(&groups.entry(group_key.into()).or_default())
     }
 
     /// Removes `key` from group `group_key`; `true` if a live sample was there.
