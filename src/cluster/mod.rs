@@ -7,7 +7,12 @@
 //! Standalone mode (no cluster) uses the built-in table of [`mapper::BuiltinMapper`] and
 //! [`StandaloneLabelIndex`], which knows no object labels.
 
+pub mod auth_config;
+pub mod client;
+pub mod discovery;
+pub mod label_index;
 pub mod mapper;
+pub mod reviews;
 
 use std::sync::Arc;
 

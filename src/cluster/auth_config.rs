@@ -1,0 +1,1 @@
+//! The authentication configuration from ConfigMap kube-system/extension-apiserver-authentication, watched.

@@ -1,0 +1,1 @@
+//! Building the kube client from in-cluster configuration or kubeconfig files.

@@ -1,0 +1,1 @@
+//! Resource mapping from the cluster's discovery.

@@ -1,0 +1,1 @@
+//! TokenReview and SubjectAccessReview through kube-apiserver.
