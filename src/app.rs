@@ -14,10 +14,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::Api;
 use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelIndex};
 use crate::config::Config;
-use crate::ingest::{self, Ingest};
+use crate::ingest::{self, Ingest, OpenGate};
 use crate::response::{HttpResponse, RequestError};
 use crate::server::health::{Check, Health};
-use crate::server::listener::{self, Handler};
+use crate::server::listener::{self, Connection, Handler};
 use crate::server::shutdown::{self, ShutdownTrigger};
 use crate::server::tls::{self, TlsError};
 use crate::store::memory::PurgerGuard;
@@ -50,7 +50,7 @@ struct SecureHandler {
 }
 
 impl Handler for SecureHandler {
-    async fn call(&self, request: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
+    async fn call(&self, request: Request<Incoming>, _connection: &Connection) -> HttpResponse {
         let path = request.uri().path();
         let mut response = if Health::is_health_path(path) {
             self.health.handle(path, request.uri().query())
@@ -69,13 +69,13 @@ struct WriteHandler {
 }
 
 impl Handler for WriteHandler {
-    async fn call(&self, request: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
+    async fn call(&self, request: Request<Incoming>, _connection: &Connection) -> HttpResponse {
         let path = request.uri().path();
         if Health::is_health_path(path) {
             return self.health.handle(path, request.uri().query());
         }
         if ingest::is_write_path(path) {
-            return self.ingest.handle(request).await;
+            return self.ingest.handle(request, &OpenGate).await;
         }
         RequestError::RouteNotFound.into_response(false)
     }
@@ -124,7 +124,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tracing::info!("running standalone: no authentication or authorization, built-in resource table, in-memory store");
 
     let pem = tls::load_or_generate(&config.cert)?;
-    let acceptor = TlsAcceptor::from(tls::server_config(&pem)?);
+    let acceptor = TlsAcceptor::from(tls::server_config(&pem, false)?);
 
     let (trigger, shutdown) = shutdown::channel();
     let health = Health::new(

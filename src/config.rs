@@ -12,6 +12,15 @@ use crate::server::listener::ConnectionLimits;
 use crate::server::tls::CertSource;
 use crate::store::Limits;
 
+/// How writes are authenticated and authorized (wire-contract §10 item 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteAuth {
+    /// Bearer token checked by TokenReview, then a SubjectAccessReview with verb `create`.
+    Token,
+    /// No checks: whoever reaches a write listener may write.
+    None,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -42,9 +51,16 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_BIND_ADDRESS")]
     pub bind_address: Option<IpAddr>,
 
-    /// Port of the plain-HTTP write API (0 disables it).
-    #[arg(long, env = "CUSTOM_METRICS_WRITE_PORT", default_value_t = 8080)]
-    pub write_port: u16,
+    /// Port of the plain-HTTP write API (0 disables it) [default: 8080 with --write-auth=none, else 0]. Plain
+    /// HTTP carries no tokens: with --write-auth=token the writes are served on the secure port only.
+    #[arg(long, env = "CUSTOM_METRICS_WRITE_PORT")]
+    pub write_port: Option<u16>,
+
+    /// How writes are checked: `token` (bearer token, TokenReview, then a SubjectAccessReview with verb create;
+    /// the default against a cluster) or `none` (anyone who reaches a write listener may write; the only choice
+    /// with --standalone).
+    #[arg(long, env = "CUSTOM_METRICS_WRITE_AUTH", value_enum)]
+    pub write_auth: Option<WriteAuth>,
 
     /// Directory of the serving certificate (apiserver.crt, apiserver.key); a self-signed one is generated and
     /// written there when absent. Ignored when --tls-cert-file is given.
@@ -102,6 +118,154 @@ pub struct Flags {
     /// After SIGTERM, time given to open connections to finish before they are closed.
     #[arg(long, env = "CUSTOM_METRICS_SHUTDOWN_GRACE_PERIOD", default_value = "15s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
+
+    /// kubeconfig file for watching objects and reading discovery [default: in-cluster configuration].
+    #[arg(long, env = "CUSTOM_METRICS_KUBECONFIG", help_heading = "Cluster")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// How often the resource table is read again from the cluster's discovery (an unknown name also triggers a
+    /// read, at most once per --discovery-miss-interval).
+    #[arg(long, env = "CUSTOM_METRICS_DISCOVERY_REFRESH_INTERVAL", default_value = "5m", value_parser = parse_duration, help_heading = "Cluster")]
+    pub discovery_refresh_interval: Duration,
+
+    /// Shortest time between two discovery reads caused by unknown resource names.
+    #[arg(long, env = "CUSTOM_METRICS_DISCOVERY_MISS_INTERVAL", default_value = "10s", value_parser = parse_duration, help_heading = "Cluster")]
+    pub discovery_miss_interval: Duration,
+
+    /// Values of an object that no longer exists in the cluster are removed once it has been gone this long (a
+    /// pod recreated under the same name within it keeps them).
+    #[arg(long, env = "CUSTOM_METRICS_DELETED_OBJECT_GRACE_PERIOD", default_value = "60s", value_parser = parse_duration, help_heading = "Cluster")]
+    pub deleted_object_grace_period: Duration,
+
+    /// Longest wait of a labelSelector read for the first list of a resource type not watched before.
+    #[arg(long, env = "CUSTOM_METRICS_LABEL_INDEX_SYNC_TIMEOUT", default_value = "10s", value_parser = parse_duration, help_heading = "Cluster")]
+    pub label_index_sync_timeout: Duration,
+
+    /// kubeconfig file for TokenReviews and reading the ConfigMap kube-system/extension-apiserver-authentication
+    /// [default: --kubeconfig, else in-cluster].
+    #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_KUBECONFIG", help_heading = "Authentication")]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// How long TokenReview results are cached.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authentication")]
+    pub authentication_token_webhook_cache_ttl: Duration,
+
+    /// Do not read the ConfigMap kube-system/extension-apiserver-authentication; only the flags configure client
+    /// certificate and front-proxy authentication.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_SKIP_LOOKUP", help_heading = "Authentication")]
+    pub authentication_skip_lookup: bool,
+
+    /// Start even when the ConfigMap cannot be read.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_TOLERATE_LOOKUP_FAILURE", help_heading = "Authentication")]
+    pub authentication_tolerate_lookup_failure: bool,
+
+    /// CA bundle for x509 client certificates (CN = user, O = groups) [default: from the ConfigMap].
+    #[arg(long, env = "CUSTOM_METRICS_CLIENT_CA_FILE", help_heading = "Authentication")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// CA bundle of the front proxy (kube-apiserver's --proxy-client-cert-file) [default: from the ConfigMap].
+    #[arg(long, env = "CUSTOM_METRICS_REQUESTHEADER_CLIENT_CA_FILE", help_heading = "Authentication")]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// Common names allowed for front-proxy certificates; empty allows any certificate of the CA
+    /// [default: from the ConfigMap].
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_REQUESTHEADER_ALLOWED_NAMES",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// Headers holding the user name of a front-proxy request [default: from the ConfigMap, else x-remote-user].
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_REQUESTHEADER_USERNAME_HEADERS",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// Headers holding the groups [default: from the ConfigMap, else x-remote-group].
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_REQUESTHEADER_GROUP_HEADERS",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// Prefixes of headers holding extra user information [default: from the ConfigMap, else x-remote-extra-].
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_REQUESTHEADER_EXTRA_HEADERS_PREFIX",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+
+    /// Headers holding the user's UID [default: from the ConfigMap, else none].
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_REQUESTHEADER_UID_HEADERS",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    pub requestheader_uid_headers: Vec<String>,
+
+    /// kubeconfig file for SubjectAccessReviews [default: --kubeconfig, else in-cluster].
+    #[arg(long, env = "CUSTOM_METRICS_AUTHORIZATION_KUBECONFIG", help_heading = "Authorization")]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// How long an allowing SubjectAccessReview is cached.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHORIZATION_WEBHOOK_CACHE_AUTHORIZED_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authorization")]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+
+    /// How long a denying SubjectAccessReview is cached.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHORIZATION_WEBHOOK_CACHE_UNAUTHORIZED_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authorization")]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+
+    /// Paths anyone may request without authorization (exact, or a prefix ending in `*`).
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_AUTHORIZATION_ALWAYS_ALLOW_PATHS",
+        value_delimiter = ',',
+        default_value = "/healthz,/readyz,/livez",
+        help_heading = "Authorization"
+    )]
+    pub authorization_always_allow_paths: Vec<String>,
+}
+
+/// The plain write listener's port when --write-auth=none and none is given.
+const DEFAULT_WRITE_PORT: u16 = 8080;
+
+fn cluster_config(flags: &Flags) -> ClusterConfig {
+    ClusterConfig {
+        kubeconfig: flags.kubeconfig.clone(),
+        authentication_kubeconfig: flags.authentication_kubeconfig.clone(),
+        authorization_kubeconfig: flags.authorization_kubeconfig.clone(),
+        discovery_refresh_interval: flags.discovery_refresh_interval,
+        discovery_miss_interval: flags.discovery_miss_interval,
+        deleted_object_grace_period: flags.deleted_object_grace_period,
+        label_index_sync_timeout: flags.label_index_sync_timeout,
+        authentication: crate::auth::AuthenticationFlags {
+            client_ca_file: flags.client_ca_file.clone(),
+            requestheader_client_ca_file: flags.requestheader_client_ca_file.clone(),
+            requestheader_allowed_names: flags.requestheader_allowed_names.clone(),
+            requestheader_username_headers: flags.requestheader_username_headers.clone(),
+            requestheader_group_headers: flags.requestheader_group_headers.clone(),
+            requestheader_extra_headers_prefix: flags.requestheader_extra_headers_prefix.clone(),
+            requestheader_uid_headers: flags.requestheader_uid_headers.clone(),
+            skip_lookup: flags.authentication_skip_lookup,
+            tolerate_lookup_failure: flags.authentication_tolerate_lookup_failure,
+        },
+        token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
+        authorization_cache_ttl: (
+            flags.authorization_webhook_cache_authorized_ttl,
+            flags.authorization_webhook_cache_unauthorized_ttl,
+        ),
+        always_allow_paths: flags.authorization_always_allow_paths.clone(),
+    }
 }
 
 /// A duration flag: `0`, a number of seconds, or `30s`, `5m`, `1h30m`, `250ms`.
@@ -116,17 +280,56 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Why the flags do not make a runnable configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// Cluster mode is not available yet.
+    /// Tokens would travel in clear text.
     #[error(
-        "running against a cluster is not implemented yet: start with --standalone to run without a cluster (no authentication, built-in resource table, in-memory store)"
+        "--write-port={0} serves plain HTTP, which must not carry bearer tokens: with --write-auth=token the write API is served on the secure port; drop --write-port or choose --write-auth=none"
     )]
-    ClusterModeUnavailable,
+    PlainWritePortWithTokens(u16),
+    /// Standalone mode has no cluster to check tokens against.
+    #[error("--write-auth=token needs a cluster to review tokens: drop --standalone or choose --write-auth=none")]
+    TokensWithoutCluster,
     /// Both listeners on one port.
     #[error("--write-port and --secure-port are both {0}; give them different ports")]
     SamePort(u16),
     /// A limit of zero would refuse everything.
     #[error("{0} must be greater than zero")]
     ZeroLimit(&'static str),
+}
+
+/// How the adapter finds out about the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// No cluster: built-in resource table, no object labels, no authentication.
+    Standalone,
+    /// Against a cluster: discovery, label index, delegated authentication and authorization.
+    Cluster(Box<ClusterConfig>),
+}
+
+/// Everything cluster mode needs beyond the common settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// kubeconfig for watches and discovery; `None` = in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig for TokenReviews and the authentication ConfigMap; `None` = `kubeconfig`.
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// kubeconfig for SubjectAccessReviews; `None` = `kubeconfig`.
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Periodic discovery refresh.
+    pub discovery_refresh_interval: Duration,
+    /// Minimum time between discovery refreshes caused by unknown names.
+    pub discovery_miss_interval: Duration,
+    /// Time after which values of deleted objects are removed.
+    pub deleted_object_grace_period: Duration,
+    /// Bound on waiting for a resource type's first list.
+    pub label_index_sync_timeout: Duration,
+    /// Client-certificate and front-proxy settings.
+    pub authentication: crate::auth::AuthenticationFlags,
+    /// TokenReview cache lifetime.
+    pub token_cache_ttl: Duration,
+    /// SubjectAccessReview cache lifetimes (allowed, denied).
+    pub authorization_cache_ttl: (Duration, Duration),
+    /// Paths served without authorization.
+    pub always_allow_paths: Vec<String>,
 }
 
 /// The validated configuration of one process.
@@ -136,6 +339,10 @@ pub struct Config {
     pub secure_addr: std::net::SocketAddr,
     /// Address of the write listener; `None` when disabled.
     pub write_addr: Option<std::net::SocketAddr>,
+    /// Standalone or against a cluster.
+    pub mode: Mode,
+    /// How writes are checked.
+    pub write_auth: WriteAuth,
     /// The serving certificate's source.
     pub cert: CertSource,
     /// Default lifetime of written values.
@@ -159,11 +366,17 @@ pub struct Config {
 impl Config {
     /// Validates flags into a configuration.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        if !flags.standalone {
-            return Err(ConfigError::ClusterModeUnavailable);
+        let write_auth = flags.write_auth.unwrap_or(if flags.standalone { WriteAuth::None } else { WriteAuth::Token });
+        if flags.standalone && write_auth == WriteAuth::Token {
+            return Err(ConfigError::TokensWithoutCluster);
         }
-        if flags.write_port != 0 && flags.write_port == flags.secure_port {
-            return Err(ConfigError::SamePort(flags.write_port));
+        let write_port = match (write_auth, flags.write_port) {
+            (WriteAuth::Token, Some(port)) if port != 0 => return Err(ConfigError::PlainWritePortWithTokens(port)),
+            (WriteAuth::Token, _) => 0,
+            (WriteAuth::None, port) => port.unwrap_or(DEFAULT_WRITE_PORT),
+        };
+        if write_port != 0 && write_port == flags.secure_port {
+            return Err(ConfigError::SamePort(write_port));
         }
         for (name, value) in [
             ("--max-series", flags.max_series),
@@ -178,13 +391,16 @@ impl Config {
         let default_bind =
             if flags.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         let bind = flags.bind_address.unwrap_or(default_bind);
+        let mode = if flags.standalone { Mode::Standalone } else { Mode::Cluster(Box::new(cluster_config(&flags))) };
         let cert = match (flags.tls_cert_file, flags.tls_private_key_file) {
             (Some(cert), Some(key)) => CertSource::Files { cert, key },
             _ => CertSource::Dir(flags.cert_dir),
         };
         Ok(Config {
             secure_addr: (bind, flags.secure_port).into(),
-            write_addr: (flags.write_port != 0).then(|| (bind, flags.write_port).into()),
+            write_addr: (write_port != 0).then(|| (bind, write_port).into()),
+            mode,
+            write_auth,
             cert,
             metric_ttl: (!flags.metric_ttl.is_zero()).then_some(flags.metric_ttl),
             log_format: flags.log_format,
@@ -200,6 +416,14 @@ impl Config {
             },
             shutdown_grace_period: flags.shutdown_grace_period,
         })
+    }
+
+    /// Whether the adapter runs against a cluster.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        match &self.mode {
+            Mode::Cluster(cluster) => Some(cluster),
+            Mode::Standalone => None,
+        }
     }
 
     /// Parses and validates command-line arguments.
@@ -255,9 +479,50 @@ mod tests {
     }
 
     #[test]
-    fn without_standalone_the_error_names_the_flag() {
-        let error = parse(&[]).unwrap_err();
+    fn cluster_mode_defaults_serve_writes_only_on_the_secure_port() {
+        let config = parse(&["--kubeconfig=/k"]).unwrap();
+        assert_eq!(config.secure_addr, "0.0.0.0:6443".parse().unwrap());
+        assert_eq!(config.write_addr, None);
+        assert_eq!(config.write_auth, WriteAuth::Token);
+        let cluster = config.cluster().unwrap();
+        assert_eq!(cluster.kubeconfig, Some("/k".into()));
+        assert_eq!(cluster.authorization_cache_ttl, (Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!(cluster.token_cache_ttl, Duration::from_secs(10));
+        assert_eq!(cluster.always_allow_paths, ["/healthz", "/readyz", "/livez"]);
+        assert_eq!(cluster.authentication.requestheader_username_headers, Vec::<String>::new());
+        assert!(parse(&["--standalone"]).unwrap().cluster().is_none());
+    }
+
+    #[test]
+    fn requestheader_lists_are_comma_separated_as_in_kubernetes() {
+        let config = parse(&[
+            "--requestheader-allowed-names=front-proxy-client,aggregator",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-,X-Other-",
+            "--client-ca-file=/ca.crt",
+            "--authentication-skip-lookup",
+        ])
+        .unwrap();
+        let authn = &config.cluster().unwrap().authentication;
+        assert_eq!(authn.requestheader_allowed_names, ["front-proxy-client", "aggregator"]);
+        assert_eq!(authn.requestheader_username_headers, ["X-Remote-User"]);
+        assert_eq!(authn.requestheader_extra_headers_prefix, ["X-Remote-Extra-", "X-Other-"]);
+        assert_eq!(authn.client_ca_file, Some("/ca.crt".into()));
+        assert!(authn.skip_lookup);
+    }
+
+    #[test]
+    fn tokens_never_go_to_the_plain_write_port() {
+        let error = parse(&["--write-port=8080"]).unwrap_err();
+        assert!(error.contains("--write-port=8080") && error.contains("--write-auth=none"), "{error}");
+        assert!(parse(&["--write-port=8080", "--write-auth=token"]).is_err());
+        assert_eq!(parse(&["--write-port=0"]).unwrap().write_addr, None);
+        let open = parse(&["--write-auth=none"]).unwrap();
+        assert_eq!(open.write_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(open.write_auth, WriteAuth::None);
+        let error = parse(&["--standalone", "--write-auth=token"]).unwrap_err();
         assert!(error.contains("--standalone"), "{error}");
+        assert_eq!(parse(&["--standalone"]).unwrap().write_auth, WriteAuth::None);
     }
 
     #[test]

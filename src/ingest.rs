@@ -226,18 +226,50 @@ fn validate_metric_name(value: &str) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// A write target resolved to its store identity.
-enum Series<'a> {
+/// A write target resolved to its store identity: what a [`WriteGate`] decides on.
+#[derive(Debug)]
+pub enum Series<'a> {
+    /// A value attached to an object.
     Custom(ResolvedCustom<'a>),
-    External { namespace: &'a str, metric: &'a str },
+    /// An external metric series.
+    External {
+        /// Namespace.
+        namespace: &'a str,
+        /// Metric name.
+        metric: &'a str,
+    },
 }
 
 /// A custom target whose resource is resolved (group-qualified) and whose scope is checked.
-struct ResolvedCustom<'a> {
-    resource: String,
-    namespace: &'a str,
-    name: &'a str,
-    metric: &'a str,
+#[derive(Debug)]
+pub struct ResolvedCustom<'a> {
+    /// Normalised group-qualified resource, e.g. `pods`, `deployments.apps`.
+    pub resource: String,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: &'a str,
+    /// Object name.
+    pub name: &'a str,
+    /// Metric name.
+    pub metric: &'a str,
+}
+
+/// Whether the caller may make a resolved write (`delete` for DELETE). Asked after the path is validated and
+/// resolved, before the body is read or anything is stored.
+#[async_trait::async_trait]
+pub trait WriteGate: Send + Sync {
+    /// `Ok` lets the write proceed; an error is the response.
+    async fn admit(&self, series: &Series<'_>, delete: bool) -> Result<(), RequestError>;
+}
+
+/// `--write-auth=none`: every write is admitted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenGate;
+
+#[async_trait::async_trait]
+impl WriteGate for OpenGate {
+    async fn admit(&self, _series: &Series<'_>, _delete: bool) -> Result<(), RequestError> {
+        Ok(())
+    }
 }
 
 impl ResolvedCustom<'_> {
@@ -266,20 +298,20 @@ impl Ingest {
         Ingest { store, mapper, default_ttl, max_body_bytes }
     }
 
-    /// Answers one write or delete.
-    pub async fn handle<B>(&self, request: Request<B>) -> HttpResponse
+    /// Answers one write or delete, if `gate` admits it.
+    pub async fn handle<B>(&self, request: Request<B>, gate: &dyn WriteGate) -> HttpResponse
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let pretty = response::wants_pretty(None, request.headers());
-        match self.apply(request).await {
+        match self.apply(request, gate).await {
             Ok(response) => response,
             Err(error) => error.into_response(pretty),
         }
     }
 
-    async fn apply<B>(&self, request: Request<B>) -> Result<HttpResponse, RequestError>
+    async fn apply<B>(&self, request: Request<B>, gate: &dyn WriteGate) -> Result<HttpResponse, RequestError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -304,6 +336,7 @@ impl Ingest {
             }
         }
         let series = self.series(&target).await?;
+        gate.admit(&series, method == Method::DELETE).await?;
         if method == Method::DELETE {
             let existed = match &series {
                 Series::Custom(custom) => self.store.delete_custom(custom.id()).await?,
@@ -479,5 +512,48 @@ mod tests {
         for bad in [".", "..", "a b", "a%b", &"m".repeat(254)] {
             assert!(validate_metric_name(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Records what it was asked and refuses everything.
+    #[derive(Default)]
+    struct RefusingGate(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl WriteGate for RefusingGate {
+        async fn admit(&self, series: &Series<'_>, delete: bool) -> Result<(), RequestError> {
+            let seen = match series {
+                Series::Custom(c) => format!("{} {}/{}/{}/{}", delete, c.resource, c.namespace, c.name, c.metric),
+                Series::External { namespace, metric } => format!("{delete} external {namespace}/{metric}"),
+            };
+            self.0.lock().unwrap().push(seen);
+            Err(RequestError::NothingToDelete)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_sees_the_resolved_series_and_a_refusal_stores_nothing() {
+        let store = Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default()));
+        let ingest = Ingest::new(store.clone(), Arc::new(crate::cluster::BuiltinMapper::default()), None, 4096);
+        let gate = RefusingGate::default();
+        let post = |path: &str| {
+            Request::post(path).body(http_body_util::Full::new(Bytes::from_static(b"\"42\""))).unwrap()
+        };
+        for path in [
+            "/write-metrics/namespaces/default/deployment/web/q",
+            "/write-external-metrics/namespaces/default/queue",
+        ] {
+            let response = ingest.handle(post(path), &gate).await;
+            assert_eq!(response.status(), http::StatusCode::NOT_FOUND, "{path}");
+        }
+        let delete = Request::delete("/write-metrics/nodes/n1/temp").body(http_body_util::Empty::new()).unwrap();
+        ingest.handle(delete, &gate).await;
+        assert_eq!(
+            *gate.0.lock().unwrap(),
+            ["false deployments.apps/default/web/q", "false external default/queue", "true nodes//n1/temp"]
+        );
+        assert_eq!(store.series_count(), 0);
+        let response = ingest.handle(post("/write-metrics/namespaces/default/pods/web/q"), &OpenGate).await;
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(store.series_count(), 1);
     }
 }

@@ -1,11 +1,16 @@
 //! The deployment manifest agrees with the program: its arguments parse as our flags, its ports and probes
 //! point at what the program serves, and it registers the three APIServices with the priorities HPA relies on.
 
-use custom_metrics_apiserver::config::Config;
+use custom_metrics_apiserver::config::{Config, WriteAuth};
 use serde_yaml_ng::Value;
 
 fn documents() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/deployment.yaml")).unwrap();
+    documents_of("deployment.yaml")
+}
+
+fn documents_of(file: &str) -> Vec<Value> {
+    let path = format!("{}/deploy/k8s/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
         .filter(|doc| !doc.is_null())
@@ -27,6 +32,10 @@ fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
     let config = Config::from_args(std::iter::once("custom-metrics-apiserver").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("manifest args {args:?} are refused: {e}"));
     assert!(config.secure_addr.ip().is_unspecified(), "the pod must listen on all interfaces");
+    assert!(config.cluster().is_some(), "the manifest must run the adapter in cluster mode");
+    assert!(config.cluster().unwrap().kubeconfig.is_none(), "in a pod the adapter uses its ServiceAccount");
+    assert_eq!(config.write_auth, WriteAuth::Token);
+    assert_eq!(config.write_addr, None, "no plain-HTTP listener: tokens travel over TLS only");
 
     let port = |name: &str| {
         container["ports"]
@@ -39,7 +48,7 @@ fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
             .unwrap()
     };
     assert_eq!(port("https"), u64::from(config.secure_addr.port()));
-    assert_eq!(port("http"), u64::from(config.write_addr.unwrap().port()));
+    assert_eq!(container["ports"].as_sequence().unwrap().len(), 1);
     assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/livez"));
     assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
     assert_eq!(container["readinessProbe"]["httpGet"]["scheme"].as_str(), Some("HTTPS"));
@@ -54,7 +63,7 @@ fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
 }
 
 #[test]
-fn the_service_maps_443_and_80_to_the_named_ports() {
+fn the_service_maps_443_to_the_https_port() {
     let docs = documents();
     let service = find(&docs, "Service", "custom-metrics-apiserver");
     assert_eq!(service["metadata"]["namespace"].as_str(), Some("custom-metrics"));
@@ -64,7 +73,7 @@ fn the_service_maps_443_and_80_to_the_named_ports() {
         .iter()
         .map(|p| (p["port"].as_u64().unwrap(), p["targetPort"].as_str().unwrap()))
         .collect();
-    assert_eq!(ports, [(443, "https"), (80, "http")]);
+    assert_eq!(ports, [(443, "https")]);
 }
 
 #[test]
@@ -106,4 +115,24 @@ fn rbac_delegates_auth_and_lets_the_hpa_controller_read_both_groups() {
         .flat_map(|r| r["apiGroups"].as_sequence().unwrap().iter().map(|g| g.as_str().unwrap()))
         .collect();
     assert!(groups.contains(&"custom.metrics.k8s.io") && groups.contains(&"external.metrics.k8s.io"), "{groups:?}");
+}
+
+#[test]
+fn the_example_writer_may_create_exactly_one_metric() {
+    let docs = documents_of("example-writer.yaml");
+    let account = find(&docs, "ServiceAccount", "metrics-writer");
+    let namespace = account["metadata"]["namespace"].as_str().unwrap();
+    let binding = find(&docs, "RoleBinding", "metrics-writer-requests-per-second");
+    assert_eq!(binding["subjects"][0]["name"].as_str(), Some("metrics-writer"));
+    assert_eq!(binding["subjects"][0]["namespace"].as_str(), Some(namespace));
+    let role = find(&docs, "Role", binding["roleRef"]["name"].as_str().unwrap());
+    assert_eq!(role["metadata"]["namespace"].as_str(), Some(namespace));
+    let rules = role["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_sequence().unwrap().iter().map(|s| s.as_str().unwrap()).collect()
+    }
+    assert_eq!(strings(&rules[0]["apiGroups"]), ["custom.metrics.k8s.io"]);
+    assert_eq!(strings(&rules[0]["resources"]), ["pods/requests_per_second"]);
+    assert_eq!(strings(&rules[0]["verbs"]), ["create"]);
 }

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 # The adapter under test (docs/e2e-harness.md §4.3, profile A): its identity objects from the project manifest,
-# the adapter itself as a local process on 127.0.0.1, and its registration with kube-apiserver through an
+# the adapter itself as a local process on 127.0.0.1 in cluster mode, and its registration with kube-apiserver through an
 # ExternalName Service (externalName: localhost) and the three APIServices with a caBundle for adapter-ca.crt.
 # Needs common.sh sourced, the control plane up (PKI, ADMIN_KUBECONFIG) and ADAPTER_BIN set.
 #
-# Sets: ADAPTER_PORT (HTTPS, default 8443), ADAPTER_WRITE_PORT (plain HTTP), ADAPTER_URL, WRITE_URL.
+# Sets: ADAPTER_PORT (HTTPS, default 8443), ADAPTER_URL, WRITE_URL (the same secure port), WRITER_TOKEN.
 
 ADAPTER_APISERVICES=(v1beta2.custom.metrics.k8s.io v1beta1.custom.metrics.k8s.io v1beta1.external.metrics.k8s.io)
 
@@ -29,26 +29,49 @@ apply_adapter_identity() {
   kubectl apply -f "$W/adapter-identity.yaml" >&2
 }
 
-# start_adapter: run the adapter in standalone mode with the e2e serving certificate; wait for /readyz.
+# sa_kubeconfig NAMESPACE SERVICEACCOUNT FILE: a kubeconfig holding a fresh token of the ServiceAccount, as
+# a pod would have mounted.
+sa_kubeconfig() {
+  local token
+  token=$(kubectl -n "$1" create token "$2" --duration=2h) || return 1
+  kubectl config --kubeconfig="$3" set-cluster e2e --server="$APISERVER_URL" \
+    --certificate-authority="$PKI/ca.crt" --embed-certs=true >/dev/null &&
+    kubectl config --kubeconfig="$3" set-credentials "$2" --token="$token" >/dev/null &&
+    kubectl config --kubeconfig="$3" set-context e2e --cluster=e2e --user="$2" >/dev/null &&
+    kubectl config --kubeconfig="$3" use-context e2e >/dev/null
+}
+
+# start_adapter: run the adapter in cluster mode, as its ServiceAccount (kubeconfig with its token), with the e2e
+# serving certificate; writes go to the secure port with a bearer token. Waits for /readyz (label index synced).
 start_adapter() {
   ADAPTER_PORT=${E2E_ADAPTER_PORT:-8443}
   if ! port_free "$ADAPTER_PORT"; then
     log "127.0.0.1:$ADAPTER_PORT is in use; the adapter gets a free port instead"
     ADAPTER_PORT=$(free_port)
   fi
-  ADAPTER_WRITE_PORT=$(free_port)
   ADAPTER_URL=https://127.0.0.1:$ADAPTER_PORT
-  WRITE_URL=http://127.0.0.1:$ADAPTER_WRITE_PORT
-  export ADAPTER_PORT ADAPTER_WRITE_PORT ADAPTER_URL WRITE_URL
-  start_bg adapter "$ADAPTER_BIN" --standalone --bind-address=127.0.0.1 \
-    --secure-port="$ADAPTER_PORT" --write-port="$ADAPTER_WRITE_PORT" \
+  WRITE_URL=$ADAPTER_URL
+  export ADAPTER_PORT ADAPTER_URL WRITE_URL
+  sa_kubeconfig custom-metrics custom-metrics-apiserver "$W/adapter.kubeconfig" || return 1
+  start_bg adapter "$ADAPTER_BIN" --kubeconfig="$W/adapter.kubeconfig" --bind-address=127.0.0.1 \
+    --secure-port="$ADAPTER_PORT" \
     --tls-cert-file="$PKI/adapter.crt" --tls-private-key-file="$PKI/adapter.key" \
-    --log-format=json
+    --deleted-object-grace-period="${E2E_DELETED_OBJECT_GRACE:-5s}" \
+    --log-format=json --v=4
   wait_until "$E2E_TIMEOUT" "adapter $ADAPTER_URL/readyz" --proc adapter adapter_ready || return 1
-  wait_until "$E2E_TIMEOUT" "adapter write port $WRITE_URL/readyz" --proc adapter \
-    curl -fsS --max-time 2 "$WRITE_URL/readyz" || return 1
-  log "adapter ready: HTTPS $ADAPTER_URL, writes $WRITE_URL"
+  log "adapter ready: HTTPS $ADAPTER_URL (API and token-authorized writes)"
 }
+
+# make_writer: ServiceAccount e2e/e2e-writer bound to the manifest's ClusterRole custom-metrics-writer (may write
+# every metric); WRITER_TOKEN is its token, used by write_metric.
+make_writer() {
+  kubectl -n custom-metrics create serviceaccount e2e-writer >&2 || return 1
+  kubectl create clusterrolebinding e2e-writer --clusterrole=custom-metrics-writer \
+    --serviceaccount=custom-metrics:e2e-writer >&2 || return 1
+  WRITER_TOKEN=$(kubectl -n custom-metrics create token e2e-writer --duration=2h) || return 1
+  export WRITER_TOKEN
+}
+
 # The certificate is verified against adapter-ca.crt, exactly as the aggregator will.
 adapter_ready() { [ "$(curl -fsS --max-time 2 --cacert "$PKI/adapter-ca.crt" "$ADAPTER_URL/readyz")" = ok ]; }
 
@@ -75,12 +98,22 @@ register_adapter() {
 }
 
 # write_metric PATH VALUE: POST VALUE (a JSON quantity string) to the adapter's write API at PATH
-# (PATH starts with /write-metrics or /write-external-metrics, may carry a query). Fails on non-200.
+# (PATH starts with /write-metrics or /write-external-metrics, may carry a query) over TLS, with the e2e
+# writer's bearer token. Fails on non-200.
 write_metric() {
   local path=$1 value=$2 code
-  code=$(curl -sS -o "$W/last-write.out" -w '%{http_code}' --max-time 5 -X POST "$WRITE_URL$path" -d "\"$value\"") || return 1
+  code=$(write_status "$WRITER_TOKEN" "$path" "$value") || return 1
   if [ "$code" != 200 ]; then
     log "write $path = $value answered $code: $(cat "$W/last-write.out")"
     return 1
   fi
+}
+
+# write_status TOKEN PATH VALUE: POST VALUE to the write API with TOKEN (none if empty); prints the HTTP status,
+# the body goes to $W/last-write.out.
+write_status() {
+  local auth=()
+  [ -n "$1" ] && auth=(-H "Authorization: Bearer $1")
+  curl -sS -o "$W/last-write.out" -w '%{http_code}' --max-time 5 --cacert "$PKI/adapter-ca.crt" "${auth[@]}" \
+    -X POST "$WRITE_URL$2" -d "\"$3\""
 }

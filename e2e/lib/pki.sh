@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# PKI of the e2e control plane (docs/e2e-harness.md §3.1): three CAs, the kube-apiserver serving cert, client
+# PKI of the e2e control plane (docs/e2e-harness.md §3.1): three CAs (and a second front-proxy CA), the kube-apiserver serving cert, client
 # certs for the admin (system:masters), kube-controller-manager and the front proxy, the adapter's serving cert
 # (SAN <svc>.<ns>.svc, localhost, 127.0.0.1) and the service-account key pair. Needs OpenSSL >= 3.0 (req -CA).
 #
@@ -28,11 +28,13 @@ gen_certs() (
   ca ca e2e-cluster-ca                  # --client-ca-file; signs the apiserver serving cert and client certs
   ca front-proxy-ca e2e-front-proxy-ca  # --requestheader-client-ca-file
   ca adapter-ca e2e-adapter-ca          # APIService.spec.caBundle
+  ca front-proxy-ca-2 e2e-front-proxy-ca-2  # added to the ConfigMap later: CA rotation without a restart
   leaf apiserver ca "/CN=kube-apiserver" serverAuth \
     "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
   leaf admin ca "/O=system:masters/CN=e2e-admin" clientAuth
   leaf kcm ca "/CN=system:kube-controller-manager" clientAuth
   leaf front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
+  leaf front-proxy-client-2 front-proxy-ca-2 "/CN=front-proxy-client" clientAuth
   leaf adapter adapter-ca "/CN=$SVC.$NS.svc" serverAuth \
     "DNS:$SVC.$NS.svc,DNS:$SVC.$NS.svc.cluster.local,DNS:localhost,IP:127.0.0.1"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
@@ -40,6 +42,7 @@ gen_certs() (
   # The chains must verify, or nothing downstream can work.
   openssl verify -CAfile ca.crt apiserver.crt admin.crt kcm.crt >/dev/null
   openssl verify -CAfile front-proxy-ca.crt front-proxy-client.crt >/dev/null
+  openssl verify -CAfile front-proxy-ca-2.crt front-proxy-client-2.crt >/dev/null
   openssl verify -CAfile adapter-ca.crt adapter.crt >/dev/null
 )
 

@@ -19,12 +19,22 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::shutdown::Shutdown;
+use crate::auth::ClientCertChain;
 use crate::response::HttpResponse;
 
 /// Answers requests; one value serves every connection of a listener.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request.
-    fn call(&self, request: Request<Incoming>, peer: SocketAddr) -> impl Future<Output = HttpResponse> + Send;
+    /// Answers one request arriving on `connection`.
+    fn call(&self, request: Request<Incoming>, connection: &Connection) -> impl Future<Output = HttpResponse> + Send;
+}
+
+/// What a handler knows about the connection a request came on; shared by all of the connection's requests.
+#[derive(Debug)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The TLS client certificate chain the client presented, if any (not yet verified against any CA).
+    pub client_certs: Option<ClientCertChain>,
 }
 
 /// The explicit limits of a listener.
@@ -124,19 +134,30 @@ async fn serve_connection<H: Handler>(
     let mut timed = TimeoutStream::new(stream);
     timed.set_read_timeout(Some(limits.idle_timeout));
     let timed = Box::pin(timed);
-    let service = service_fn(move |request: Request<Incoming>| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<Response<_>, Infallible>(handler.call(request, peer).await) }
-    });
+    let service = |connection: Connection| {
+        let connection = Arc::new(connection);
+        service_fn(move |request: Request<Incoming>| {
+            let (handler, connection) = (Arc::clone(&handler), Arc::clone(&connection));
+            async move { Ok::<Response<_>, Infallible>(handler.call(request, &connection).await) }
+        })
+    };
     match tls {
         Some(acceptor) => {
             let tls_stream = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(timed))
                 .await
                 .map_err(|_| "TLS handshake timed out")??;
+            let client_certs = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .filter(|certs| !certs.is_empty())
+                .map(|certs| ClientCertChain::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
+            let service = service(Connection { peer, client_certs });
             let connection = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
             watcher.watch(connection).await
         }
         None => {
+            let service = service(Connection { peer, client_certs: None });
             let connection = builder.serve_connection(TokioIo::new(timed), service).into_owned();
             watcher.watch(connection).await
         }

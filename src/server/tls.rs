@@ -113,8 +113,9 @@ pub fn self_signed() -> Result<PemPair, TlsError> {
     Ok(PemPair { cert: cert.pem(), key: key.serialize_pem() })
 }
 
-/// A rustls server configuration offering HTTP/2 and HTTP/1.1.
-pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
+/// A rustls server configuration offering HTTP/2 and HTTP/1.1. With `request_client_certs`, clients are asked
+/// for a certificate without being required to send one (Go's `tls.RequestClientCert`).
+pub fn server_config(pair: &PemPair, request_client_certs: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let pem_error =
         |reason: &str| TlsError::Pem { path: PathBuf::from("<serving certificate>"), reason: reason.into() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
@@ -126,12 +127,70 @@ pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
     let key =
         PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|e| pem_error(&format!("bad key PEM: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+    let builder = if request_client_certs {
+        builder.with_client_cert_verifier(Arc::new(RequestClientCert { provider }))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Requests a client certificate and checks only that the client holds its key. Which CA the chain must lead
+/// to depends on the authenticator (front proxy or client certificates) and on a configuration that can change
+/// while connections stay open, so chains are verified per connection by [`crate::auth`], not here. A client
+/// without a certificate proceeds as anonymous or with a bearer token.
+#[derive(Debug)]
+struct RequestClientCert {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: clients then offer whatever certificate they have (Go, curl and rustls clients all do).
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]
@@ -146,7 +205,7 @@ mod tests {
         assert!(certs.join("apiserver.crt").exists());
         let second = load_or_generate(&CertSource::Dir(certs)).unwrap();
         assert_eq!(first.cert, second.cert);
-        assert!(server_config(&first).is_ok());
+        assert!(server_config(&first, false).is_ok());
     }
 
     #[test]
@@ -174,7 +233,7 @@ mod tests {
     #[test]
     fn an_unwritable_directory_still_gets_a_certificate_from_memory() {
         let pair = load_or_generate(&CertSource::Dir("/proc/custom-metrics-certs".into())).unwrap();
-        assert!(server_config(&pair).is_ok());
+        assert!(server_config(&pair, false).is_ok());
         assert!(!Path::new("/proc/custom-metrics-certs").exists());
     }
 
@@ -187,8 +246,8 @@ mod tests {
         std::fs::write(&key, &pair.key).unwrap();
         let loaded = load_or_generate(&CertSource::Files { cert, key }).unwrap();
         assert_eq!(loaded.cert, pair.cert);
-        assert!(server_config(&loaded).is_ok());
-        let error = server_config(&PemPair { cert: "junk".into(), key: pair.key }).unwrap_err();
+        assert!(server_config(&loaded, true).is_ok());
+        let error = server_config(&PemPair { cert: "junk".into(), key: pair.key }, false).unwrap_err();
         assert!(error.to_string().contains("no certificate"), "{error}");
     }
 
