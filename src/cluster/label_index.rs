@@ -511,6 +511,10 @@ pub(crate) mod fake_apiserver {
         documents: Mutex<HashMap<String, Value>>,
         collections: Mutex<HashMap<String, Collection>>,
         forbidden: Mutex<HashSet<String>>,
+        /// Collections whose requests are answered with headers and then nothing; the senders keep them open.
+        stalled: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Bytes>>>>,
+        /// `Accept` header of every request, by path.
+        accepts: Mutex<Vec<(String, String)>>,
         resource_version: AtomicU64,
     }
 
@@ -553,6 +557,13 @@ pub(crate) mod fake_apiserver {
             let path = request.uri().path().to_string();
             let query = request.uri().query().unwrap_or("").to_string();
             self.requests.lock().unwrap().push(format!("{path}?{query}"));
+            let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            self.accepts.lock().unwrap().push((path.clone(), accept.to_string()));
+            if let Some(senders) = self.stalled.lock().unwrap().get_mut(&path) {
+                let (tx, rx) = mpsc::unbounded_channel();
+                senders.push(tx);
+                return http::Response::new(Body::Stream(rx));
+            }
             if let Some(document) = self.documents.lock().unwrap().get(&path) {
                 return json_response(200, document);
             }
@@ -621,6 +632,17 @@ pub(crate) mod fake_apiserver {
         /// Makes `path` a listable, watchable collection.
         pub(crate) fn add_collection(&self, path: &str) {
             self.state.collections.lock().unwrap().entry(path.to_string()).or_default();
+        }
+
+        /// Never finishes answering requests for `path`.
+        pub(crate) fn stall(&self, path: &str) {
+            self.state.stalled.lock().unwrap().entry(path.to_string()).or_default();
+        }
+
+        /// The `Accept` headers of the requests for `path`.
+        pub(crate) fn accepts(&self, path: &str) -> Vec<String> {
+            let accepts = self.state.accepts.lock().unwrap();
+            accepts.iter().filter(|(p, _)| p == path).map(|(_, a)| a.clone()).collect()
         }
 
         /// Answers 403 Forbidden for `path`.
@@ -800,6 +822,11 @@ mod tests {
         })
         .await;
         assert_eq!(server.count(is_list(PODS)), 1, "one initial list, none per read");
+        let accepts = server.accepts(PODS);
+        assert!(
+            !accepts.is_empty() && accepts.iter().all(|a| a.contains("as=PartialObjectMetadata")),
+            "metadata only: {accepts:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -818,6 +845,26 @@ mod tests {
         assert!(error.to_string().contains("listing services from kube-apiserver failed"), "{error}");
         let response = RequestError::from(error).into_response(false);
         assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_for_the_initial_list_only_up_to_the_sync_timeout() {
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.stall("/apis/apps/v1/deployments");
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let mapper = Arc::new(BuiltinMapper::default());
+        let options = LabelIndexOptions { sync_timeout: Duration::from_millis(200), ..options(60_000, 60_000) };
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options);
+        let deployments = mapper.resolve("deployments").await.unwrap();
+        let started = Instant::now();
+        let answer = index.matching_objects(&deployments, "default", &Selector::everything()).await;
+        assert_eq!(answer, Err(LabelIndexError::SyncTimeout { resource: "deployments.apps".into(), timeout_ms: 200 }));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let response = RequestError::from(answer.unwrap_err()).into_response(false);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        // The pods watch is not held up by another resource's.
+        assert_eq!(index.matching_objects(&pods_info(), "default", &Selector::everything()).await, Ok(Some(vec![])));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
