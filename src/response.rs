@@ -133,7 +133,7 @@ impl RequestError {
             | WrongScope(_)
             | BadLabelSelector(_)
             | BadMetricLabelSelector(_)
-            | LabelIndex(_)
+            | LabelIndex(LabelIndexError::NeedsCluster { .. })
             | EmptyBody
             | BodyRead(_)
             | BadValue { .. }
@@ -150,6 +150,11 @@ impl RequestError {
             // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
             Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            // The index may recover (RBAC granted, list finished): the client is told to retry, as for an
+            // unavailable store.
+            LabelIndex(LabelIndexError::WatchFailed { .. } | LabelIndexError::SyncTimeout { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+            }
         }
     }
 

@@ -1,1 +1,401 @@
-//! Resource mapping from the cluster's discovery.
+//! Resource mapping from the cluster's discovery (wire-contract §10 item 7).
+//!
+//! [`DiscoveryMapper`] reads every served resource of every API group at its group's preferred version (custom
+//! resources included, subresources such as `pods/status` left out) into a [`ResourceTable`], which resolves names
+//! with the rules of [`super::mapper`]. The table is replaced whole (an [`ArcSwap`]), so readers never wait for a
+//! refresh.
+//!
+//! Discovery asks `/api` and `/apis` for the aggregated form (`apidiscovery.k8s.io/v2`, two requests) and accepts
+//! the legacy form in the same request; with a legacy answer it then reads one `APIResourceList` per group. A group
+//! whose resource list fails (an unavailable aggregated API such as `metrics.k8s.io`) is left out with a warning
+//! rather than failing the whole discovery.
+//!
+//! The table is refreshed every `refresh`. A name that is not found triggers one more refresh, at most once per
+//! `miss_min_interval` (concurrent misses share it), so that a CRD created a moment ago resolves without letting a
+//! stream of bad names hammer kube-apiserver.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList, APIVersions};
+use kube::core::discovery::v2::{APIGroupDiscovery, APIGroupDiscoveryList};
+use tokio::time::Instant;
+
+use super::mapper::ResourceTable;
+use super::{MapperError, ResourceInfo, ResourceMapper};
+
+/// Accept header for discovery: the aggregated form, else the legacy one (as kubectl asks).
+const DISCOVERY_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+
+/// A [`ResourceMapper`] over the cluster's discovery; see the module documentation.
+pub struct DiscoveryMapper {
+    client: kube::Client,
+    table: ArcSwap<ResourceTable>,
+    /// Counts successful refreshes, so that a miss can tell whether the table changed while it waited.
+    generation: AtomicU64,
+    miss_min_interval: Duration,
+    /// When the last miss-triggered refresh started. The async lock makes concurrent misses share one refresh.
+    last_miss_refresh: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Stops the periodic refresh when dropped.
+#[derive(Debug)]
+pub struct RefreshGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl DiscoveryMapper {
+    /// Runs a first discovery and starts the periodic refresh every `refresh`. A miss refreshes at most once per
+    /// `miss_min_interval`.
+    ///
+    /// # Errors
+    ///
+    /// The first discovery's error: without it no resource name could be resolved.
+    pub async fn start(
+        client: kube::Client,
+        refresh: Duration,
+        miss_min_interval: Duration,
+    ) -> Result<(Arc<Self>, RefreshGuard), kube::Error> {
+        let resources = discover(&client).await?;
+        let mapper = Arc::new(DiscoveryMapper {
+            client,
+            table: ArcSwap::from_pointee(ResourceTable::new(resources)),
+            generation: AtomicU64::new(0),
+            miss_min_interval,
+            last_miss_refresh: tokio::sync::Mutex::new(None),
+        });
+        let weak: Weak<Self> = Arc::downgrade(&mapper);
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(Instant::now() + refresh, refresh);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(mapper) = weak.upgrade() else { return };
+                if let Err(error) = mapper.refresh().await {
+                    tracing::warn!(%error, "periodic API discovery failed; keeping the previous resource table");
+                }
+            }
+        });
+        Ok((mapper, RefreshGuard(task)))
+    }
+
+    /// Runs discovery and swaps the new table in.
+    async fn refresh(&self) -> Result<(), kube::Error> {
+        let resources = discover(&self.client).await?;
+        self.table.store(Arc::new(ResourceTable::new(resources)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ResourceMapper for DiscoveryMapper {
+    async fn resolve(&self, name: &str) -> Result<Arc<ResourceInfo>, MapperError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        if let Ok(info) = self.table.load().resolve(name) {
+            return Ok(info);
+        }
+        let mut last = self.last_miss_refresh.lock().await;
+        // Another miss (or the periodic refresh) refreshed while this one waited: its table is as fresh as ours
+        // would be.
+        if self.generation.load(Ordering::Acquire) != seen {
+            return self.table.load().resolve(name);
+        }
+        if last.is_some_and(|at| at.elapsed() < self.miss_min_interval) {
+            return self.table.load().resolve(name);
+        }
+        *last = Some(Instant::now());
+        if let Err(error) = self.refresh().await {
+            tracing::warn!(%error, resource = name, "API discovery after an unknown resource name failed");
+        }
+        self.table.load().resolve(name)
+    }
+}
+
+/// Reads every served resource, core group first, then the groups in the order `/apis` lists them.
+async fn discover(client: &kube::Client) -> Result<Vec<ResourceInfo>, kube::Error> {
+    let mut resources = Vec::new();
+    let core = get_json(client, "/api").await?;
+    if is_aggregated(&core) {
+        resources.extend(from_aggregated(serde_json::from_value(core).map_err(kube::Error::SerdeError)?));
+    } else {
+        let versions: APIVersions = serde_json::from_value(core).map_err(kube::Error::SerdeError)?;
+        // The core group has a single version in practice; the first is the preferred one.
+        if let Some(version) = versions.versions.first() {
+            let list = client.list_core_api_resources(version).await?;
+            resources.extend(from_resource_list("", version, list));
+        }
+    }
+    let groups = get_json(client, "/apis").await?;
+    if is_aggregated(&groups) {
+        resources.extend(from_aggregated(serde_json::from_value(groups).map_err(kube::Error::SerdeError)?));
+    } else {
+        let groups: APIGroupList = serde_json::from_value(groups).map_err(kube::Error::SerdeError)?;
+        for group in groups.groups {
+            let Some(preferred) = group.preferred_version.as_ref().or(group.versions.first()) else {
+                continue;
+            };
+            match client.list_api_group_resources(&preferred.group_version).await {
+                Ok(list) => resources.extend(from_resource_list(&group.name, &preferred.version, list)),
+                Err(error) => {
+                    tracing::warn!(%error, group = group.name, "API discovery of a group failed; leaving it out")
+                }
+            }
+        }
+    }
+    Ok(resources)
+}
+
+async fn get_json(client: &kube::Client, path: &str) -> Result<serde_json::Value, kube::Error> {
+    let request = http::Request::get(path)
+        .header(http::header::ACCEPT, DISCOVERY_ACCEPT)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    let text = client.request_text(request).await?;
+    serde_json::from_str(&text).map_err(kube::Error::SerdeError)
+}
+
+/// Whether a discovery document is the aggregated form. The kind is checked because a legacy document would
+/// also deserialize, as an empty list, into the aggregated type.
+fn is_aggregated(document: &serde_json::Value) -> bool {
+    document.get("kind").and_then(|k| k.as_str()) == Some("APIGroupDiscoveryList")
+}
+
+/// The resources of an aggregated discovery document at each group's preferred version (listed first).
+fn from_aggregated(list: APIGroupDiscoveryList) -> Vec<ResourceInfo> {
+    list.items.into_iter().flat_map(group_from_aggregated).collect()
+}
+
+fn group_from_aggregated(group: APIGroupDiscovery) -> Vec<ResourceInfo> {
+    let name = group.metadata.and_then(|m| m.name).unwrap_or_default();
+    let Some(preferred) = group.versions.into_iter().next() else {
+        return Vec::new();
+    };
+    let version = preferred.version.unwrap_or_default();
+    preferred
+        .resources
+        .into_iter()
+        .filter_map(|r| {
+            let plural = r.resource?;
+            let kind = r.response_kind.and_then(|k| k.kind)?;
+            let singular = r.singular_resource.filter(|s| !s.is_empty()).unwrap_or_else(|| kind.to_lowercase());
+            Some(ResourceInfo {
+                group: name.clone(),
+                version: version.clone(),
+                plural,
+                singular,
+                kind,
+                namespaced: r.scope.as_deref() == Some("Namespaced"),
+            })
+        })
+        .collect()
+}
+
+/// The resources of a legacy `APIResourceList`, subresources (`pods/status`) left out.
+fn from_resource_list(group: &str, version: &str, list: APIResourceList) -> Vec<ResourceInfo> {
+    list.resources
+        .into_iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| ResourceInfo {
+            group: group.to_string(),
+            version: version.to_string(),
+            // Older servers leave singularName empty; kubectl falls back to the lower-cased kind too.
+            singular: if r.singular_name.is_empty() { r.kind.to_lowercase() } else { r.singular_name },
+            plural: r.name,
+            kind: r.kind,
+            namespaced: r.namespaced,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::label_index::fake_apiserver::FakeApiServer;
+
+    #[test]
+    fn aggregated_documents_give_the_preferred_version_without_subresources() {
+        let document = serde_json::json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "items": [{
+                "metadata": {"name": "example.com"},
+                "versions": [
+                    {"version": "v2", "resources": [
+                        {"resource": "widgets", "singularResource": "widget", "scope": "Namespaced",
+                         "responseKind": {"group": "example.com", "version": "v2", "kind": "Widget"},
+                         "verbs": ["get", "list", "watch"],
+                         "subresources": [{"subresource": "status", "verbs": ["get"]}]},
+                        {"resource": "gadgets", "scope": "Cluster",
+                         "responseKind": {"group": "example.com", "version": "v2", "kind": "Gadget"}}
+                    ]},
+                    {"version": "v1", "resources": [
+                        {"resource": "oldthings", "singularResource": "oldthing", "scope": "Namespaced",
+                         "responseKind": {"kind": "OldThing"}}
+                    ]}
+                ]
+            }]
+        });
+        assert!(is_aggregated(&document));
+        let resources = from_aggregated(serde_json::from_value(document).unwrap());
+        let names: Vec<_> = resources
+            .iter()
+            .map(|r| (r.group_resource(), r.version.as_str(), r.singular.as_str(), r.kind.as_str(), r.namespaced))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("widgets.example.com".to_string(), "v2", "widget", "Widget", true),
+                ("gadgets.example.com".to_string(), "v2", "gadget", "Gadget", false),
+            ]
+        );
+    }
+
+    fn resource(name: &str, singular: &str, kind: &str, namespaced: bool) -> serde_json::Value {
+        serde_json::json!({"name": name, "singularName": singular, "kind": kind, "namespaced": namespaced,
+            "verbs": ["get", "list", "watch"]})
+    }
+
+    fn group(name: &str, version: &str) -> serde_json::Value {
+        let gv = serde_json::json!({"groupVersion": format!("{name}/{version}"), "version": version});
+        serde_json::json!({"name": name, "versions": [gv], "preferredVersion": gv})
+    }
+
+    fn resource_list(group_version: &str, resources: Vec<serde_json::Value>) -> serde_json::Value {
+        serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+            "resources": resources})
+    }
+
+    /// A fake cluster with the core group, apps and one CRD group, in the legacy discovery form.
+    async fn cluster() -> FakeApiServer {
+        let server = FakeApiServer::start().await;
+        server.set_document(
+            "/api",
+            serde_json::json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        );
+        server.set_document(
+            "/api/v1",
+            resource_list(
+                "v1",
+                vec![
+                    resource("pods", "pod", "Pod", true),
+                    resource("pods/status", "", "Pod", true),
+                    resource("namespaces", "namespace", "Namespace", false),
+                    resource("events", "event", "Event", true),
+                ],
+            ),
+        );
+        server.set_document(
+            "/apis/apps/v1",
+            resource_list("apps/v1", vec![resource("deployments", "deployment", "Deployment", true)]),
+        );
+        server.set_document(
+            "/apis/stable.example.com/v1",
+            resource_list("stable.example.com/v1", vec![resource("crontabs", "crontab", "CronTab", true)]),
+        );
+        server.set_document(
+            "/apis/events.k8s.io/v1",
+            resource_list("events.k8s.io/v1", vec![resource("events", "event", "Event", true)]),
+        );
+        set_groups(&server, &[("apps", "v1"), ("events.k8s.io", "v1"), ("stable.example.com", "v1")]);
+        server
+    }
+
+    fn set_groups(server: &FakeApiServer, groups: &[(&str, &str)]) {
+        let groups: Vec<_> = groups.iter().map(|(name, version)| group(name, version)).collect();
+        server.set_document("/apis", serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
+    }
+
+    fn apis_requests(server: &FakeApiServer) -> usize {
+        server.count(|r| r == "/apis?")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn custom_and_group_qualified_names_resolve_from_the_clusters_discovery() {
+        let server = cluster().await;
+        let hour = Duration::from_secs(3600);
+        let (mapper, _guard) = DiscoveryMapper::start(server.client(), hour, hour).await.unwrap();
+        for name in ["crontabs", "crontab", "CronTab", "crontabs.stable.example.com", "crontabs.stable"] {
+            let info = mapper.resolve(name).await.unwrap();
+            assert_eq!((info.group_resource(), info.kind.as_str()), ("crontabs.stable.example.com".into(), "CronTab"));
+        }
+        assert_eq!(mapper.resolve("deployments.apps").await.unwrap().api_version(), "apps/v1");
+        assert_eq!(mapper.resolve("events").await.unwrap().group_resource(), "events", "the core group comes first");
+        assert_eq!(mapper.resolve("events.events.k8s.io").await.unwrap().group_resource(), "events.events.k8s.io");
+        assert!(!mapper.resolve("namespace").await.unwrap().namespaced);
+        assert!(mapper.table.load().resolve("pods/status").is_err(), "subresources are not resources");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miss_refreshes_at_most_once_per_interval_and_then_finds_new_resources() {
+        let server = cluster().await;
+        let interval = Duration::from_millis(500);
+        let (mapper, _guard) =
+            DiscoveryMapper::start(server.client(), Duration::from_secs(3600), interval).await.unwrap();
+        assert_eq!(apis_requests(&server), 1);
+        let started = Instant::now();
+
+        // A miss refreshes once; a second miss within the interval does not.
+        assert_eq!(mapper.resolve("gadgets").await, Err(MapperError::UnknownResource("gadgets".into())));
+        assert_eq!(apis_requests(&server), 2);
+        server.set_document(
+            "/apis/toys.example.com/v1",
+            resource_list("toys.example.com/v1", vec![resource("gadgets", "gadget", "Gadget", false)]),
+        );
+        set_groups(&server, &[("apps", "v1"), ("stable.example.com", "v1"), ("toys.example.com", "v1")]);
+        assert!(mapper.resolve("gadget").await.is_err());
+        assert!(started.elapsed() < interval, "the test machine was too slow for this check");
+        assert_eq!(apis_requests(&server), 2, "rate-limited");
+
+        tokio::time::sleep(interval).await;
+        let gadgets = mapper.resolve("gadgets.toys").await.unwrap();
+        assert_eq!((gadgets.group_resource(), gadgets.namespaced), ("gadgets.toys.example.com".into(), false));
+        assert_eq!(apis_requests(&server), 3);
+
+        // Concurrent misses share one refresh.
+        tokio::time::sleep(interval).await;
+        let misses: Vec<_> = (0..5)
+            .map(|_| {
+                let mapper = Arc::clone(&mapper);
+                tokio::spawn(async move { mapper.resolve("nothings").await })
+            })
+            .collect();
+        for miss in misses {
+            assert!(miss.await.unwrap().is_err());
+        }
+        assert_eq!(apis_requests(&server), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_table_is_refreshed_periodically() {
+        let server = cluster().await;
+        let period = Duration::from_millis(100);
+        let (mapper, guard) = DiscoveryMapper::start(server.client(), period, Duration::from_secs(3600)).await.unwrap();
+        server.set_document(
+            "/apis/toys.example.com/v1",
+            resource_list("toys.example.com/v1", vec![resource("gadgets", "gadget", "Gadget", false)]),
+        );
+        set_groups(&server, &[("toys.example.com", "v1")]);
+        tokio::time::sleep(period * 4).await;
+        assert!(mapper.table.load().resolve("gadgets").is_ok(), "found without a miss");
+        assert!(mapper.table.load().resolve("crontabs").is_err(), "removed groups go");
+        drop(guard);
+        tokio::time::sleep(period).await;
+        let after_drop = apis_requests(&server);
+        tokio::time::sleep(period * 3).await;
+        assert_eq!(apis_requests(&server), after_drop, "no refresh after the guard is dropped");
+    }
+
+    #[test]
+    fn legacy_documents_are_not_taken_for_aggregated_ones() {
+        let legacy = serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []});
+        assert!(!is_aggregated(&legacy));
+    }
+}

@@ -1,1 +1,909 @@
 //! The label index: metadata-only watches of the resource types that have stored metrics.
+//!
+//! [`WatchLabelIndex`] keeps, per watched resource type, a map (namespace, name) -> labels, maintained from a
+//! `watcher` over `PartialObjectMeta` (only metadata crosses the wire). Pods are watched from the start, since HPA
+//! reads pod metrics by selector; any other type is watched from the first time it is needed: a wildcard read
+//! ([`LabelIndex::matching_objects`]) or the sweep below finding stored metrics for it. A re-list replaces the map
+//! whole when it completes (`InitDone`), so an object missing from the re-list is gone. Reads answer from memory:
+//! no request reaches kube-apiserver per read. A read first waits, at most `sync_timeout`, for the type's initial
+//! list; a watch that cannot list (403 from RBAC, for example) makes reads fail with the watch's error while the
+//! watch keeps retrying with back-off.
+//!
+//! # Deleted objects
+//!
+//! Values written for an object stay after the object is deleted until the sweep removes them. Every
+//! `sweep_interval`, for each resource type that has stored custom metrics and whose watch has completed its
+//! initial list, every stored object (namespace, name) that the index does not hold is remembered with the time it
+//! was first seen absent. Once it has been absent for at least `deleted_object_grace`, every stored series of that
+//! object is removed from the store. An object that reappears (or whose values are gone) is forgotten. The grace
+//! period covers an object written before the watch has seen it created. Namespace objects (the cluster-scoped
+//! `namespaces` resource) are handled the same way; the values of objects inside a deleted namespace go when those
+//! objects' own deletions are seen. Resource types are named in the store by `ResourceInfo::group_resource()`
+//! (`pods`, `deployments.apps`) and resolved through the resource mapper; a name the mapper no longer knows is
+//! skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::discovery::ApiResource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::{LabelIndex, LabelIndexError, ResourceInfo, ResourceMapper};
+use crate::selector::Selector;
+use crate::store::MetricStore;
+
+/// How the index waits for watches and cleans up after deleted objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelIndexOptions {
+    /// How long a stored object must be absent from the index before its values are removed.
+    pub deleted_object_grace: Duration,
+    /// How often the sweep for deleted objects runs.
+    pub sweep_interval: Duration,
+    /// How long a read waits for a resource type's initial list before failing.
+    pub sync_timeout: Duration,
+}
+
+/// A [`LabelIndex`] over metadata-only watches; see the module documentation.
+pub struct WatchLabelIndex {
+    client: kube::Client,
+    store: Arc<dyn MetricStore>,
+    mapper: Arc<dyn ResourceMapper>,
+    options: LabelIndexOptions,
+    /// Group-qualified resource -> its watch. The std lock is never held across an `.await`.
+    watches: Mutex<HashMap<String, Arc<ResourceWatch>>>,
+    pods: Arc<ResourceWatch>,
+    tasks: Arc<Tasks>,
+}
+
+/// Stops every watch and the sweep when dropped.
+pub struct IndexGuard(Arc<Tasks>);
+
+impl std::fmt::Debug for IndexGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for IndexGuard {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The background tasks of one index; `None` once closed, so that a watch started later is stopped at once.
+struct Tasks(Mutex<Option<Vec<AbortHandle>>>);
+
+impl Tasks {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match tasks.as_mut() {
+            Some(handles) => handles.push(handle),
+            None => handle.abort(),
+        }
+    }
+
+    fn close(&self) {
+        let handles = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        for handle in handles.into_iter().flatten() {
+            handle.abort();
+        }
+    }
+}
+
+/// Where a watch stands on its way to a complete view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncState {
+    /// The initial list has not finished yet.
+    Pending,
+    /// The initial list failed (the watch retries); the error text.
+    Failed(String),
+    /// An initial list completed; the view is kept current from then on, even across later errors.
+    Synced,
+}
+
+/// One watched resource type.
+struct ResourceWatch {
+    info: ResourceInfo,
+    objects: RwLock<ObjectMap>,
+    state: watch::Sender<SyncState>,
+}
+
+impl ResourceWatch {
+    fn new(info: ResourceInfo) -> Self {
+        ResourceWatch {
+            info,
+            objects: RwLock::new(ObjectMap::default()),
+            state: watch::Sender::new(SyncState::Pending),
+        }
+    }
+
+    fn is_synced(&self) -> bool {
+        *self.state.borrow() == SyncState::Synced
+    }
+
+    fn objects(&self) -> std::sync::RwLockReadGuard<'_, ObjectMap> {
+        // A poisoned lock means a panic while applying one event to plain maps; the maps are still usable.
+        self.objects.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn objects_mut(&self) -> std::sync::RwLockWriteGuard<'_, ObjectMap> {
+        self.objects.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The core pod resource, watched from the start.
+fn pods_info() -> ResourceInfo {
+    ResourceInfo {
+        group: String::new(),
+        version: "v1".into(),
+        plural: "pods".into(),
+        singular: "pod".into(),
+        kind: "Pod".into(),
+        namespaced: true,
+    }
+}
+
+fn api_resource(info: &ResourceInfo) -> ApiResource {
+    ApiResource {
+        group: info.group.clone(),
+        version: info.version.clone(),
+        api_version: if info.group.is_empty() {
+            info.version.clone()
+        } else {
+            format!("{}/{}", info.group, info.version)
+        },
+        kind: info.kind.clone(),
+        plural: info.plural.clone(),
+    }
+}
+
+impl WatchLabelIndex {
+    /// Starts the pods watch and the sweep for deleted objects. Must be called within a tokio runtime.
+    pub fn start(
+        client: kube::Client,
+        store: Arc<dyn MetricStore>,
+        mapper: Arc<dyn ResourceMapper>,
+        options: LabelIndexOptions,
+    ) -> (Arc<Self>, IndexGuard) {
+        let tasks = Arc::new(Tasks(Mutex::new(Some(Vec::new()))));
+        let pods = Arc::new(ResourceWatch::new(pods_info()));
+        let index = Arc::new(WatchLabelIndex {
+            client,
+            store,
+            mapper,
+            options,
+            watches: Mutex::new(HashMap::new()),
+            pods: Arc::clone(&pods),
+            tasks: Arc::clone(&tasks),
+        });
+        index.watch_for(&pods.info);
+        let weak: Weak<Self> = Arc::downgrade(&index);
+        let sweep_interval = options.sweep_interval;
+        tasks.spawn(async move {
+            let mut absent: HashMap<String, AbsentTracker> = HashMap::new();
+            let mut ticker = tokio::time::interval_at(Instant::now() + sweep_interval, sweep_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(index) = weak.upgrade() else { return };
+                index.sweep(&mut absent, Instant::now()).await;
+            }
+        });
+        (index, IndexGuard(tasks))
+    }
+
+    /// True once the pods watch has completed its initial list (for /readyz "informer-sync").
+    pub fn is_initially_synced(&self) -> bool {
+        self.pods.is_synced()
+    }
+
+    /// The watch of `info`'s resource type, started now if it was not yet.
+    fn watch_for(&self, info: &ResourceInfo) -> Arc<ResourceWatch> {
+        let key = info.group_resource();
+        let mut watches = self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = watches.get(&key) {
+            return Arc::clone(existing);
+        }
+        let created = if key == self.pods.info.group_resource() {
+            Arc::clone(&self.pods)
+        } else {
+            Arc::new(ResourceWatch::new(info.clone()))
+        };
+        watches.insert(key, Arc::clone(&created));
+        drop(watches);
+        tracing::info!(resource = %created.info.group_resource(), "starting metadata watch");
+        self.tasks.spawn(run_watch(self.client.clone(), Arc::clone(&created)));
+        created
+    }
+
+    /// One pass of the sweep described in the module documentation.
+    async fn sweep(&self, absent: &mut HashMap<String, AbsentTracker>, now: Instant) {
+        let descriptors = match self.store.list_custom_metrics().await {
+            Ok(descriptors) => descriptors,
+            Err(error) => {
+                tracing::warn!(%error, "deleted-object sweep: listing stored metrics failed");
+                return;
+            }
+        };
+        let mut resources: Vec<String> = descriptors.into_iter().map(|d| d.resource).collect();
+        resources.sort_unstable();
+        resources.dedup();
+        absent.retain(|resource, _| resources.binary_search(resource).is_ok());
+        for resource in resources {
+            let info = match self.mapper.resolve(&resource).await {
+                Ok(info) => info,
+                Err(error) => {
+                    tracing::debug!(%error, resource, "deleted-object sweep: skipping an unknown resource");
+                    continue;
+                }
+            };
+            let watch = self.watch_for(&info);
+            if !watch.is_synced() {
+                continue;
+            }
+            let stored = match self.store.custom_objects(&resource).await {
+                Ok(stored) => stored,
+                Err(error) => {
+                    tracing::warn!(%error, resource, "deleted-object sweep: listing stored objects failed");
+                    continue;
+                }
+            };
+            let gone = {
+                let objects = watch.objects();
+                let tracker = absent.entry(resource.clone()).or_default();
+                tracker.update(
+                    stored,
+                    |namespace, name| objects.contains(namespace, name),
+                    now,
+                    self.options.deleted_object_grace,
+                )
+            };
+            for (namespace, name) in gone {
+                match self.store.delete_object(&resource, &namespace, &name).await {
+                    Ok(removed) => {
+                        tracing::info!(resource, namespace, name, removed, "removed the values of a deleted object")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, resource, namespace, name, "removing a deleted object's values failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LabelIndex for WatchLabelIndex {
+    async fn matching_objects(
+        &self,
+        resource: &ResourceInfo,
+        namespace: &str,
+        selector: &Selector,
+    ) -> Result<Option<Vec<String>>, LabelIndexError> {
+        let watch = self.watch_for(resource);
+        let mut state = watch.state.subscribe();
+        let timeout = self.options.sync_timeout;
+        let settled = tokio::time::timeout(timeout, state.wait_for(|s| *s != SyncState::Pending)).await;
+        let failure = match settled {
+            Err(_) => Some(LabelIndexError::SyncTimeout {
+                resource: resource.group_resource(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+            // The sender lives as long as the watch entry, which outlives this call; be safe anyway.
+            Ok(Err(_)) => Some(LabelIndexError::WatchFailed {
+                resource: resource.group_resource(),
+                cause: "the watch has stopped".into(),
+            }),
+            Ok(Ok(state)) => match &*state {
+                SyncState::Failed(cause) => {
+                    Some(LabelIndexError::WatchFailed { resource: resource.group_resource(), cause: cause.clone() })
+                }
+                SyncState::Synced | SyncState::Pending => None,
+            },
+        };
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let scope = if resource.namespaced { Some(namespace) } else { None };
+        Ok(Some(watch.objects().matching(scope, selector)))
+    }
+}
+
+/// Follows one resource type's metadata watch until the index is stopped.
+async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
+    let resource = watch.info.group_resource();
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(&watch.info));
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = next(stream.as_mut()).await {
+        match item {
+            Ok(event) => {
+                let completed = watch.objects_mut().apply(event);
+                if completed && !watch.is_synced() {
+                    tracing::info!(resource, "metadata watch synced");
+                    watch.state.send_replace(SyncState::Synced);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, resource, "metadata watch failed; retrying with back-off");
+                // Once synced, the view stays usable (and is corrected by the next re-list); before, reads must
+                // learn why there is no view.
+                watch.state.send_if_modified(|state| {
+                    if *state == SyncState::Synced {
+                        return false;
+                    }
+                    *state = SyncState::Failed(error.to_string());
+                    true
+                });
+            }
+        }
+    }
+}
+
+/// The next item of a stream. `futures::StreamExt::next` without a dependency on `futures`: `WatchStreamExt`
+/// extends `Stream`, so a bound on it gives access to `poll_next`.
+async fn next<S: WatchStreamExt + ?Sized>(mut stream: Pin<&mut S>) -> Option<S::Item> {
+    std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+}
+
+/// Labels of one object.
+type Labels = BTreeMap<String, String>;
+
+/// The objects of one resource type with their labels, kept from watcher events: the pure part of a watch.
+#[derive(Debug, Default)]
+struct ObjectMap {
+    /// Namespace (empty for cluster-scoped objects) -> name -> labels.
+    objects: HashMap<String, HashMap<String, Labels>>,
+    /// The re-list in progress (between `Init` and `InitDone`); it replaces `objects` whole when complete.
+    relist: Option<HashMap<String, HashMap<String, Labels>>>,
+}
+
+impl ObjectMap {
+    /// Applies one watcher event; true when it completes a (re-)list.
+    fn apply(&mut self, event: Event<PartialObjectMeta<DynamicObject>>) -> bool {
+        match event {
+            Event::Init => self.relist = Some(HashMap::new()),
+            Event::InitApply(object) => {
+                let (namespace, name, labels) = key_and_labels(object);
+                // An `InitApply` without `Init` does not happen; keeping the object is the safe reading.
+                let target = self.relist.as_mut().unwrap_or(&mut self.objects);
+                target.entry(namespace).or_default().insert(name, labels);
+            }
+            Event::InitDone => {
+                if let Some(listed) = self.relist.take() {
+                    self.objects = listed;
+                }
+                return true;
+            }
+            Event::Apply(object) => {
+                let (namespace, name, labels) = key_and_labels(object);
+                self.objects.entry(namespace).or_default().insert(name, labels);
+            }
+            Event::Delete(object) => {
+                let (namespace, name, _) = key_and_labels(object);
+                if let Some(names) = self.objects.get_mut(&namespace) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        self.objects.remove(&namespace);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.objects.get(namespace).is_some_and(|names| names.contains_key(name))
+    }
+
+    /// Sorted names of the objects in `namespace` (every namespace when `None`) whose labels match `selector`.
+    fn matching(&self, namespace: Option<&str>, selector: &Selector) -> Vec<String> {
+        let namespaces: Vec<&HashMap<String, Labels>> = match namespace {
+            Some(namespace) => self.objects.get(namespace).into_iter().collect(),
+            None => self.objects.values().collect(),
+        };
+        let mut names: Vec<String> = namespaces
+            .into_iter()
+            .flat_map(|names| names.iter())
+            .filter(|(_, labels)| selector.matches(*labels))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+fn key_and_labels(object: PartialObjectMeta<DynamicObject>) -> (String, String, Labels) {
+    let metadata = object.metadata;
+    (metadata.namespace.unwrap_or_default(), metadata.name.unwrap_or_default(), metadata.labels.unwrap_or_default())
+}
+
+/// Stored objects of one resource type that the index does not hold, with when each was first seen absent.
+#[derive(Debug, Default)]
+struct AbsentTracker {
+    since: HashMap<(String, String), Instant>,
+}
+
+impl AbsentTracker {
+    /// Records the sweep's view at `now`: `stored` (namespace, name) pairs, `present` telling which the index
+    /// holds. Returns the objects absent for at least `grace`, whose values are to be removed. Objects no longer
+    /// stored or present again are forgotten.
+    fn update(
+        &mut self,
+        stored: Vec<(String, String)>,
+        present: impl Fn(&str, &str) -> bool,
+        now: Instant,
+        grace: Duration,
+    ) -> Vec<(String, String)> {
+        let mut since = HashMap::new();
+        let mut gone = Vec::new();
+        for key in stored {
+            if present(&key.0, &key.1) {
+                continue;
+            }
+            let first = self.since.get(&key).copied().unwrap_or(now);
+            if now.saturating_duration_since(first) >= grace {
+                gone.push(key.clone());
+            }
+            // Kept even when due: if the removal fails, the next sweep retries at once.
+            since.insert(key, first);
+        }
+        self.since = since;
+        gone
+    }
+}
+
+/// A fake kube-apiserver on 127.0.0.1 for the tests of this module and of `discovery`: canned discovery
+/// documents, and list + watch of metadata collections, counting every request.
+#[cfg(test)]
+pub(crate) mod fake_apiserver {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+
+    /// A response body: whole, or a stream of chunks for a watch.
+    enum Body {
+        Full(Option<Bytes>),
+        Stream(mpsc::UnboundedReceiver<Bytes>),
+    }
+
+    impl http_body::Body for Body {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.get_mut() {
+                Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+                Body::Stream(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Collection {
+        /// (namespace, name) -> labels.
+        objects: BTreeMap<(String, String), BTreeMap<String, String>>,
+        watchers: Vec<mpsc::UnboundedSender<Bytes>>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        requests: Mutex<Vec<String>>,
+        documents: Mutex<HashMap<String, Value>>,
+        collections: Mutex<HashMap<String, Collection>>,
+        forbidden: Mutex<HashSet<String>>,
+        /// Collections whose requests are answered with headers and then nothing; the senders keep them open.
+        stalled: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Bytes>>>>,
+        /// `Accept` header of every request, by path.
+        accepts: Mutex<Vec<(String, String)>>,
+        resource_version: AtomicU64,
+    }
+
+    /// The fake server; stops when dropped.
+    pub(crate) struct FakeApiServer {
+        url: String,
+        state: Arc<State>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for FakeApiServer {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn object(namespace: &str, name: &str, labels: &BTreeMap<String, String>, rv: u64) -> Value {
+        let mut metadata = json!({"name": name, "labels": labels, "resourceVersion": rv.to_string()});
+        if !namespace.is_empty() {
+            metadata["namespace"] = json!(namespace);
+        }
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata})
+    }
+
+    fn json_response(status: u16, value: &Value) -> http::Response<Body> {
+        let mut response = http::Response::new(Body::Full(Some(Bytes::from(value.to_string()))));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        response
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> http::Response<Body> {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code});
+        json_response(code, &body)
+    }
+
+    impl State {
+        fn handle(&self, request: &http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+            let path = request.uri().path().to_string();
+            let query = request.uri().query().unwrap_or("").to_string();
+            self.requests.lock().unwrap().push(format!("{path}?{query}"));
+            let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            self.accepts.lock().unwrap().push((path.clone(), accept.to_string()));
+            if let Some(senders) = self.stalled.lock().unwrap().get_mut(&path) {
+                let (tx, rx) = mpsc::unbounded_channel();
+                senders.push(tx);
+                return http::Response::new(Body::Stream(rx));
+            }
+            if let Some(document) = self.documents.lock().unwrap().get(&path) {
+                return json_response(200, document);
+            }
+            if self.forbidden.lock().unwrap().contains(&path) {
+                let message = format!("{path} is forbidden: User \"system:serviceaccount:x:adapter\" cannot list");
+                return status(403, "Forbidden", &message);
+            }
+            let mut collections = self.collections.lock().unwrap();
+            let Some(collection) = collections.get_mut(&path) else {
+                return status(404, "NotFound", "the server could not find the requested resource");
+            };
+            let rv = self.resource_version.load(Ordering::SeqCst);
+            if query.split('&').any(|p| p == "watch=true") {
+                let (tx, rx) = mpsc::unbounded_channel();
+                collection.watchers.push(tx);
+                let mut response = http::Response::new(Body::Stream(rx));
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                return response;
+            }
+            let items: Vec<Value> =
+                collection.objects.iter().map(|((ns, name), labels)| object(ns, name, labels, rv)).collect();
+            json_response(
+                200,
+                &json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                    "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            )
+        }
+    }
+
+    impl FakeApiServer {
+        pub(crate) async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let state = Arc::new(State::default());
+            let serving = Arc::clone(&state);
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let state = Arc::clone(&serving);
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            let response = state.handle(&request);
+                            async move { Ok::<_, Infallible>(response) }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    });
+                }
+            });
+            FakeApiServer { url, state, task }
+        }
+
+        /// A client of this server.
+        pub(crate) fn client(&self) -> kube::Client {
+            let config = kube::Config::new(self.url.parse().unwrap());
+            kube::Client::try_from(config).unwrap()
+        }
+
+        /// Serves `document` at `path` (a discovery document).
+        pub(crate) fn set_document(&self, path: &str, document: Value) {
+            self.state.documents.lock().unwrap().insert(path.to_string(), document);
+        }
+
+        /// Makes `path` a listable, watchable collection.
+        pub(crate) fn add_collection(&self, path: &str) {
+            self.state.collections.lock().unwrap().entry(path.to_string()).or_default();
+        }
+
+        /// Never finishes answering requests for `path`.
+        pub(crate) fn stall(&self, path: &str) {
+            self.state.stalled.lock().unwrap().entry(path.to_string()).or_default();
+        }
+
+        /// The `Accept` headers of the requests for `path`.
+        pub(crate) fn accepts(&self, path: &str) -> Vec<String> {
+            let accepts = self.state.accepts.lock().unwrap();
+            accepts.iter().filter(|(p, _)| p == path).map(|(_, a)| a.clone()).collect()
+        }
+
+        /// Answers 403 Forbidden for `path`.
+        pub(crate) fn forbid(&self, path: &str) {
+            self.state.forbidden.lock().unwrap().insert(path.to_string());
+        }
+
+        fn event(&self, path: &str, kind: &str, namespace: &str, name: &str, labels: &[(&str, &str)], delete: bool) {
+            let rv = self.state.resource_version.fetch_add(1, Ordering::SeqCst) + 1;
+            let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut collections = self.state.collections.lock().unwrap();
+            let collection = collections.entry(path.to_string()).or_default();
+            let key = (namespace.to_string(), name.to_string());
+            if delete {
+                collection.objects.remove(&key);
+            } else {
+                collection.objects.insert(key, labels.clone());
+            }
+            let line = format!("{}\n", json!({"type": kind, "object": object(namespace, name, &labels, rv)}));
+            collection.watchers.retain(|tx| tx.send(Bytes::from(line.clone())).is_ok());
+        }
+
+        /// Creates an object (an ADDED event to open watches).
+        pub(crate) fn add_object(&self, path: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) {
+            self.event(path, "ADDED", namespace, name, labels, false);
+        }
+
+        /// Deletes an object (a DELETED event to open watches).
+        pub(crate) fn delete_object(&self, path: &str, namespace: &str, name: &str) {
+            self.event(path, "DELETED", namespace, name, &[], true);
+        }
+
+        /// Whether a watch of `path` is open.
+        pub(crate) fn is_watched(&self, path: &str) -> bool {
+            self.state.collections.lock().unwrap().get(path).is_some_and(|c| c.watchers.iter().any(|w| !w.is_closed()))
+        }
+
+        /// Requests received so far whose `path?query` satisfies `filter`.
+        pub(crate) fn count(&self, filter: impl Fn(&str) -> bool) -> usize {
+            self.state.requests.lock().unwrap().iter().filter(|r| filter(r)).count()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake_apiserver::FakeApiServer;
+    use super::*;
+    use crate::cluster::BuiltinMapper;
+    use crate::quantity::Quantity;
+    use crate::response::RequestError;
+    use crate::store::{CustomSeriesId, MemoryStore, SampleWrite, SeriesLabels};
+
+    fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<DynamicObject> {
+        let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        };
+        PartialObjectMeta { types: None, metadata, _phantom: std::marker::PhantomData }
+    }
+
+    fn selector(s: &str) -> Selector {
+        Selector::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_object_map_follows_events_and_matches_selectors_per_namespace() {
+        let mut map = ObjectMap::default();
+        assert!(!map.apply(Event::Init));
+        map.apply(Event::InitApply(meta("default", "web-2", &[("app", "web")])));
+        map.apply(Event::InitApply(meta("default", "db-1", &[("app", "db")])));
+        map.apply(Event::InitApply(meta("other", "web-9", &[("app", "web")])));
+        assert!(map.matching(Some("default"), &Selector::everything()).is_empty(), "nothing before InitDone");
+        assert!(map.apply(Event::InitDone));
+        map.apply(Event::Apply(meta("default", "web-1", &[("app", "web"), ("tier", "front")])));
+        assert_eq!(map.matching(Some("default"), &selector("app=web")), ["web-1", "web-2"]);
+        assert_eq!(map.matching(Some("default"), &Selector::everything()), ["db-1", "web-1", "web-2"]);
+        assert_eq!(map.matching(Some("default"), &selector("app=web,tier!=front")), ["web-2"]);
+        assert_eq!(map.matching(Some("nowhere"), &Selector::everything()), Vec::<String>::new());
+        assert_eq!(map.matching(None, &selector("app in (web)")), ["web-1", "web-2", "web-9"]);
+        // A relabelled object matches by its new labels.
+        map.apply(Event::Apply(meta("default", "web-2", &[("app", "api")])));
+        assert_eq!(map.matching(Some("default"), &selector("app=web")), ["web-1"]);
+        map.apply(Event::Delete(meta("default", "web-1", &[])));
+        assert!(!map.contains("default", "web-1"));
+        assert!(map.contains("other", "web-9"));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_view_when_complete_and_drops_what_it_missed() {
+        let mut map = ObjectMap::default();
+        map.apply(Event::Init);
+        map.apply(Event::InitApply(meta("ns", "a", &[])));
+        map.apply(Event::InitApply(meta("ns", "b", &[])));
+        map.apply(Event::InitDone);
+        map.apply(Event::Init);
+        map.apply(Event::InitApply(meta("ns", "b", &[])));
+        map.apply(Event::InitApply(meta("ns", "c", &[])));
+        assert!(map.contains("ns", "a") && !map.contains("ns", "c"), "the old view answers during the re-list");
+        map.apply(Event::InitDone);
+        assert_eq!(map.matching(Some("ns"), &Selector::everything()), ["b", "c"]);
+        assert!(!map.contains("ns", "a"), "missing from the re-list means deleted");
+    }
+
+    #[test]
+    fn an_absent_object_is_due_after_the_grace_period_and_forgotten_when_back() {
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let stored = || vec![("ns".to_string(), "a".to_string()), ("ns".to_string(), "b".to_string())];
+        let mut tracker = AbsentTracker::default();
+        let only_b = |_: &str, name: &str| name == "b";
+        assert!(tracker.update(stored(), only_b, at(0), grace).is_empty());
+        assert!(tracker.update(stored(), only_b, at(9), grace).is_empty(), "not before the grace period");
+        assert_eq!(tracker.update(stored(), only_b, at(10), grace), [("ns".to_string(), "a".to_string())]);
+
+        let mut tracker = AbsentTracker::default();
+        tracker.update(stored(), only_b, at(0), grace);
+        tracker.update(stored(), |_, _| true, at(5), grace);
+        assert!(tracker.update(stored(), only_b, at(12), grace).is_empty(), "reappearing restarts the clock");
+        assert_eq!(tracker.update(stored(), only_b, at(22), grace).len(), 1);
+        tracker.update(Vec::new(), only_b, at(23), grace);
+        assert!(tracker.since.is_empty(), "objects no longer stored are forgotten");
+    }
+
+    fn options(grace_ms: u64, sweep_ms: u64) -> LabelIndexOptions {
+        LabelIndexOptions {
+            deleted_object_grace: Duration::from_millis(grace_ms),
+            sweep_interval: Duration::from_millis(sweep_ms),
+            sync_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Polls `condition` every 20 ms for at most 5 s.
+    async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    const PODS: &str = "/api/v1/pods";
+
+    fn is_list(path: &'static str) -> impl Fn(&str) -> bool {
+        move |r: &str| r.starts_with(&format!("{path}?")) && !r.contains("watch=true")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_answer_from_the_watch_without_listing_and_follow_added_and_deleted_events() {
+        let server = FakeApiServer::start().await;
+        server.add_object(PODS, "default", "web-1", &[("app", "web")]);
+        server.add_object(PODS, "default", "db-1", &[("app", "db")]);
+        server.add_object(PODS, "other", "web-9", &[("app", "web")]);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let (index, _guard) =
+            WatchLabelIndex::start(server.client(), store, Arc::new(BuiltinMapper::default()), options(60_000, 60_000));
+        let pods = pods_info();
+
+        let web = selector("app=web");
+        assert_eq!(index.matching_objects(&pods, "default", &web).await, Ok(Some(vec!["web-1".into()])));
+        assert!(index.is_initially_synced());
+        let all = index.matching_objects(&pods, "default", &Selector::everything()).await;
+        assert_eq!(all, Ok(Some(vec!["db-1".into(), "web-1".into()])));
+
+        eventually("the watch is open", async || server.is_watched(PODS)).await;
+        server.add_object(PODS, "default", "web-2", &[("app", "web")]);
+        eventually("web-2 is indexed", async || {
+            index.matching_objects(&pods, "default", &web).await == Ok(Some(vec!["web-1".into(), "web-2".into()]))
+        })
+        .await;
+        server.delete_object(PODS, "default", "web-1");
+        eventually("web-1 is gone", async || {
+            index.matching_objects(&pods, "default", &web).await == Ok(Some(vec!["web-2".into()]))
+        })
+        .await;
+        assert_eq!(server.count(is_list(PODS)), 1, "one initial list, none per read");
+        let accepts = server.accepts(PODS);
+        assert!(
+            !accepts.is_empty() && accepts.iter().all(|a| a.contains("as=PartialObjectMetadata")),
+            "metadata only: {accepts:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resource_the_adapter_may_not_list_is_a_clear_503() {
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.forbid("/api/v1/services");
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let mapper = Arc::new(BuiltinMapper::default());
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options(60_000, 60_000));
+        let services = mapper.resolve("services").await.unwrap();
+        let error = index.matching_objects(&services, "default", &Selector::everything()).await.unwrap_err();
+        let LabelIndexError::WatchFailed { resource, cause } = &error else { panic!("unexpected {error:?}") };
+        assert_eq!(resource, "services");
+        assert!(cause.contains("forbidden"), "{cause}");
+        assert!(error.to_string().contains("listing services from kube-apiserver failed"), "{error}");
+        let response = RequestError::from(error).into_response(false);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_for_the_initial_list_only_up_to_the_sync_timeout() {
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.stall("/apis/apps/v1/deployments");
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let mapper = Arc::new(BuiltinMapper::default());
+        let options = LabelIndexOptions { sync_timeout: Duration::from_millis(200), ..options(60_000, 60_000) };
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options);
+        let deployments = mapper.resolve("deployments").await.unwrap();
+        let started = Instant::now();
+        let answer = index.matching_objects(&deployments, "default", &Selector::everything()).await;
+        assert_eq!(answer, Err(LabelIndexError::SyncTimeout { resource: "deployments.apps".into(), timeout_ms: 200 }));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let response = RequestError::from(answer.unwrap_err()).into_response(false);
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        // The pods watch is not held up by another resource's.
+        assert_eq!(index.matching_objects(&pods_info(), "default", &Selector::everything()).await, Ok(Some(vec![])));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweep_removes_values_of_deleted_objects_after_the_grace_period_only() {
+        const NAMESPACES: &str = "/api/v1/namespaces";
+        let server = FakeApiServer::start().await;
+        server.add_object(PODS, "default", "web-1", &[]);
+        server.add_object(NAMESPACES, "", "default", &[]);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
+        let namespace = |name| CustomSeriesId { resource: "namespaces", namespace: "", name, metric: "m" };
+        for id in [pod("web-1"), pod("ghost"), CustomSeriesId { metric: "n", ..pod("ghost") }] {
+            store.put_custom(id, one()).await.unwrap();
+        }
+        for id in [namespace("default"), namespace("gone")] {
+            store.put_custom(id, one()).await.unwrap();
+        }
+        let grace = Duration::from_millis(800);
+        let started = Instant::now();
+        let (_index, _guard) = WatchLabelIndex::start(
+            server.client(),
+            store.clone(),
+            Arc::new(BuiltinMapper::default()),
+            options(800, 50),
+        );
+        eventually("the namespaces watch started by the sweep is open", async || server.is_watched(NAMESPACES)).await;
+        assert!(store.get_custom(pod("ghost")).await.unwrap().is_some());
+        eventually("ghost's values are removed", async || {
+            store.list_object_metrics("pods", "default", "ghost").await.unwrap().is_empty()
+        })
+        .await;
+        assert!(started.elapsed() >= grace, "removed after {:?}, before the grace period", started.elapsed());
+        eventually("the gone namespace's value is removed", async || {
+            store.get_custom(namespace("gone")).await.unwrap().is_none()
+        })
+        .await;
+        assert!(store.get_custom(pod("web-1")).await.unwrap().is_some(), "existing objects keep their values");
+        assert!(store.get_custom(namespace("default")).await.unwrap().is_some());
+        assert_eq!(store.series_count(), 2);
+    }
+}

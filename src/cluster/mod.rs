@@ -79,6 +79,25 @@ pub enum LabelIndexError {
         /// The group-qualified resource asked for.
         resource: String,
     },
+    /// The watch of the resource could not list it from kube-apiserver (for example 403 Forbidden: the adapter's
+    /// RBAC does not grant list and watch on it).
+    #[error("the labels of {resource} are unknown: listing {resource} from kube-apiserver failed: {cause}")]
+    WatchFailed {
+        /// The group-qualified resource asked for.
+        resource: String,
+        /// The watch's last error.
+        cause: String,
+    },
+    /// The watch of the resource had not completed its initial list within the allowed time.
+    #[error(
+        "the labels of {resource} are not known yet: its initial list from kube-apiserver took longer than {timeout_ms} ms"
+    )]
+    SyncTimeout {
+        /// The group-qualified resource asked for.
+        resource: String,
+        /// How long the request waited, in milliseconds.
+        timeout_ms: u64,
+    },
 }
 
 /// Which objects match a label selector.

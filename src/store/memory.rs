@@ -364,6 +364,44 @@ impl MetricStore for MemoryStore {
         Ok(items)
     }
 
+    async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let now = self.inner.now();
+        let mut objects = Vec::new();
+        for group in self.inner.custom.iter() {
+            let Some((r, namespace, _)) = split_custom_group_key(group.key()) else {
+                continue;
+            };
+            if r != resource {
+                continue;
+            }
+            objects.extend(
+                group
+                    .read()
+                    .iter()
+                    .filter(|(_, s)| s.is_live(now))
+                    .map(|(name, _)| (namespace.to_string(), name.to_string())),
+            );
+        }
+        objects.sort_unstable();
+        objects.dedup();
+        Ok(objects)
+    }
+
+    async fn delete_object(&self, resource: &str, namespace: &str, name: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for group in self.inner.custom.iter() {
+            let Some((r, ns, _)) = split_custom_group_key(group.key()) else {
+                continue;
+            };
+            if r == resource && ns == namespace && group.write().remove(name).is_some() {
+                removed += 1;
+            }
+        }
+        // Groups left empty stay until the next purge, as after `delete_custom`.
+        self.inner.release_series(removed);
+        Ok(removed)
+    }
+
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
         check_external_id(namespace, metric)?;
         let inner = &self.inner;
@@ -546,6 +584,41 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(got, ["c", "a"]);
+    }
+
+    #[tokio::test]
+    async fn custom_objects_lists_each_live_object_of_a_resource_once() {
+        let (store, clock) = store(Limits::default());
+        store.put_custom(pod("b"), write("1", None)).await.unwrap();
+        store.put_custom(CustomSeriesId { metric: "n", ..pod("b") }, write("1", None)).await.unwrap();
+        store.put_custom(CustomSeriesId { namespace: "other", ..pod("a") }, write("1", None)).await.unwrap();
+        store.put_custom(pod("gone"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
+        let ns = CustomSeriesId { resource: "namespaces", namespace: "", name: "default", metric: "m" };
+        store.put_custom(ns, write("1", None)).await.unwrap();
+        clock.advance(1_000);
+        let objects = store.custom_objects("pods").await.unwrap();
+        let expected = [("default", "b"), ("other", "a")].map(|(ns, n)| (ns.to_string(), n.to_string()));
+        assert_eq!(objects, expected, "sorted, de-duplicated across metrics, expired and other resources left out");
+        assert_eq!(store.custom_objects("namespaces").await.unwrap(), [(String::new(), "default".to_string())]);
+        assert!(store.custom_objects("services").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn delete_object_removes_every_metric_of_that_object_only() {
+        let (store, _) = store(Limits::default());
+        store.put_custom(pod("a"), write("1", None)).await.unwrap();
+        store.put_custom(CustomSeriesId { metric: "n", ..pod("a") }, write("2", None)).await.unwrap();
+        store.put_custom(pod("b"), write("3", None)).await.unwrap();
+        store.put_custom(CustomSeriesId { namespace: "other", ..pod("a") }, write("4", None)).await.unwrap();
+        let svc = CustomSeriesId { resource: "services", ..pod("a") };
+        store.put_custom(svc, write("5", None)).await.unwrap();
+        assert_eq!(store.delete_object("pods", "default", "a").await.unwrap(), 2);
+        assert!(store.list_object_metrics("pods", "default", "a").await.unwrap().is_empty());
+        assert!(store.get_custom(pod("b")).await.unwrap().is_some());
+        assert!(store.get_custom(CustomSeriesId { namespace: "other", ..pod("a") }).await.unwrap().is_some());
+        assert!(store.get_custom(svc).await.unwrap().is_some());
+        assert_eq!(store.series_count(), 3, "the series count follows the removal");
+        assert_eq!(store.delete_object("pods", "default", "a").await.unwrap(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

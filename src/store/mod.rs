@@ -213,6 +213,11 @@ pub trait MetricStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, Sample)>, StoreError>;
     /// The (resource, metric) pairs that have a live value, sorted and de-duplicated.
     async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError>;
+    /// The objects of `resource` that have at least one live value, as (namespace, name), sorted and de-duplicated.
+    /// The label index's sweep uses it to find values of deleted objects.
+    async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Removes every series (any metric, live or expired) of one object; returns how many were removed.
+    async fn delete_object(&self, resource: &str, namespace: &str, name: &str) -> Result<usize, StoreError>;
 
     /// Stores an external value for (namespace, metric, labels); last write wins.
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError>;
