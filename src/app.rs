@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,15 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
-use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelIndex};
-use crate::config::Config;
-use crate::ingest::{self, Ingest, OpenGate};
-use crate::response::{HttpResponse, RequestError};
+use crate::auth::{self, AuthConfigError, Authenticator, Authorizer, UserInfo};
+use crate::cluster::client::{self, ClientError};
+use crate::cluster::discovery::DiscoveryMapper;
+use crate::cluster::label_index::{LabelIndexOptions, WatchLabelIndex};
+use crate::cluster::reviews::{KubeAccessReviewer, KubeTokenReviewer};
+use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelIndex, auth_config};
+use crate::config::{ClusterConfig, Config, WriteAuth};
+use crate::ingest::{self, Ingest, OpenGate, Series, WriteGate};
+use crate::response::{self, HttpResponse, RequestError};
 use crate::server::health::{Check, Health};
 use crate::server::listener::{self, Connection, Handler};
 use crate::server::shutdown::{self, ShutdownTrigger};
@@ -41,28 +47,114 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// No client for the cluster.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The first discovery of the cluster's resources failed.
+    #[error("reading the cluster's API discovery: {0}")]
+    Discovery(#[source] kube::Error),
+    /// The authentication configuration could not be read.
+    #[error("authentication configuration: {0}")]
+    Authentication(#[from] AuthConfigError),
 }
 
-/// The secure port: health, then the Kubernetes APIs. The write API joins it with cluster-mode authentication.
+/// Who may do what on the secure port.
+enum Access {
+    /// Standalone: nobody is checked.
+    Open,
+    /// Cluster mode: delegated authentication and authorization (wire-contract §6.2, §6.3).
+    Delegated(Box<Delegated>),
+}
+
+/// The checks of cluster mode.
+struct Delegated {
+    /// Front proxy, client certificates, bearer tokens, anonymous.
+    authenticator: Authenticator,
+    /// Always-allowed paths, `system:masters`, SubjectAccessReview.
+    authorizer: Authorizer,
+}
+
+/// The secure port: health and the Kubernetes APIs, and in cluster mode with `--write-auth=token` the write API;
+/// in cluster mode every request is authenticated and authorized first.
 struct SecureHandler {
     health: Health,
     api: Api,
+    access: Access,
+    /// The write API, when served on this port.
+    ingest: Option<Ingest>,
 }
 
 impl Handler for SecureHandler {
-    async fn call(&self, request: Request<Incoming>, _connection: &Connection) -> HttpResponse {
-        let path = request.uri().path();
-        let mut response = if Health::is_health_path(path) {
-            self.health.handle(path, request.uri().query())
-        } else {
-            self.api.handle(&request).await
-        };
-        set_audit_id(&request, &mut response);
+    async fn call(&self, request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+        let audit_id = request.headers().get(AUDIT_ID).cloned();
+        let mut response = self.respond(request, connection).await;
+        // Echoes the Audit-ID that kube-apiserver's aggregator sends, so that a proxied request can be found in
+        // both servers' logs. Requests without one get none: a generated ID would cost a random number per
+        // request and serve nobody.
+        if let Some(id) = audit_id {
+            response.headers_mut().insert(AUDIT_ID, id);
+        }
         response
     }
 }
 
-/// The write port: the write API and health endpoints, nothing else (§10 item 14).
+impl SecureHandler {
+    async fn respond(&self, mut request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+        if let Access::Delegated(delegated) = &self.access {
+            let Delegated { authenticator, authorizer } = delegated.as_ref();
+            let pretty = response::wants_pretty(None, request.headers());
+            let user = match authenticator.authenticate(request.headers_mut(), connection.client_certs.as_ref()).await {
+                Ok(user) => user,
+                Err(error) => return error.into_response(pretty),
+            };
+            if let Some(ingest) = &self.ingest
+                && ingest::is_write_path(request.uri().path())
+            {
+                // A write is authorized on what it resolves to, so the gate runs inside ingest.
+                if user.is_anonymous() {
+                    return RequestError::Unauthorized(Vec::new()).into_response(pretty);
+                }
+                return ingest.handle(request, &AuthorizedWrite { user, authorizer }).await;
+            }
+            let attributes =
+                auth::request_attributes(request.method(), request.uri().path(), request.uri().query(), user);
+            if let Err(error) = authorizer.authorize(&attributes).await {
+                return error.into_response(pretty);
+            }
+        }
+        let path = request.uri().path();
+        if Health::is_health_path(path) {
+            return self.health.handle(path, request.uri().query());
+        }
+        self.api.handle(&request).await
+    }
+}
+
+/// Admits a write when the user may `create` (or `delete`) the metric it resolves to (§10 item 12).
+struct AuthorizedWrite<'a> {
+    user: UserInfo,
+    authorizer: &'a Authorizer,
+}
+
+#[async_trait::async_trait]
+impl WriteGate for AuthorizedWrite<'_> {
+    async fn admit(&self, series: &Series<'_>, delete: bool) -> Result<(), RequestError> {
+        let user = self.user.clone();
+        let mut attributes = match series {
+            Series::Custom(custom) => {
+                auth::custom_write_attributes(user, &custom.resource, custom.namespace, custom.name, custom.metric)
+            }
+            Series::External { namespace, metric } => auth::external_write_attributes(user, namespace, metric),
+        };
+        if delete {
+            attributes.verb = "delete".to_string();
+        }
+        self.authorizer.authorize(&attributes).await
+    }
+}
+
+/// The plain write port: the write API and health endpoints, nothing else (§10 item 14). Only with
+/// `--write-auth=none`: plain HTTP never carries tokens.
 struct WriteHandler {
     health: Health,
     ingest: Ingest,
@@ -81,16 +173,79 @@ impl Handler for WriteHandler {
     }
 }
 
-/// Echoes the `Audit-ID` that kube-apiserver's aggregator sends, so that a proxied request can be found in both
-/// servers' logs. Requests without one get none: a generated ID would cost a random number per request and serve
-/// nobody.
-fn set_audit_id<B>(request: &Request<B>, response: &mut HttpResponse) {
-    if let Some(id) = request.headers().get(AUDIT_ID) {
-        response.headers_mut().insert(AUDIT_ID, id.clone());
-    }
+const AUDIT_ID: http::header::HeaderName = http::header::HeaderName::from_static("audit-id");
+
+/// What cluster mode adds: the cluster-backed mapper and label index, the access checks, and the guards that
+/// keep their background tasks alive.
+struct ClusterParts {
+    mapper: Arc<dyn ResourceMapper>,
+    labels: Arc<dyn LabelIndex>,
+    access: Access,
+    readiness: Check,
+    guards: Guards,
 }
 
-const AUDIT_ID: http::header::HeaderName = http::header::HeaderName::from_static("audit-id");
+/// Background tasks (discovery refresh, watches) that stop when dropped.
+type Guards = Vec<Box<dyn std::any::Any + Send + Sync>>;
+
+async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) -> Result<ClusterParts, StartError> {
+    let client = client::client(cluster.kubeconfig.as_deref()).await?;
+    let client_for = |path: &Option<PathBuf>| {
+        let (path, client) = (path.clone(), client.clone());
+        async move {
+            match path {
+                Some(path) => client::client(Some(&path)).await,
+                None => Ok(client),
+            }
+        }
+    };
+    let authn_client = client_for(&cluster.authentication_kubeconfig).await?;
+    let authz_client = client_for(&cluster.authorization_kubeconfig).await?;
+
+    let (mapper, refresh) =
+        DiscoveryMapper::start(client.clone(), cluster.discovery_refresh_interval, cluster.discovery_miss_interval)
+            .await
+            .map_err(StartError::Discovery)?;
+    let mapper: Arc<dyn ResourceMapper> = mapper;
+    let options = LabelIndexOptions {
+        deleted_object_grace: cluster.deleted_object_grace_period,
+        sweep_interval: sweep_interval(cluster.deleted_object_grace_period),
+        sync_timeout: cluster.label_index_sync_timeout,
+    };
+    let (index, index_guard) = WatchLabelIndex::start(client, Arc::clone(store), Arc::clone(&mapper), options);
+    let synced = Arc::clone(&index);
+    let readiness = Check::readiness("informer-sync", move || {
+        if synced.is_initially_synced() { Ok(()) } else { Err("the pods watch has not listed yet".to_string()) }
+    });
+
+    let (auth_config, auth_watch) =
+        auth_config::load_and_watch(authn_client.clone(), cluster.authentication.clone()).await?;
+    let authenticator =
+        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl);
+    let (allowed_ttl, denied_ttl) = cluster.authorization_cache_ttl;
+    let authorizer = Authorizer::new(
+        Arc::new(KubeAccessReviewer::new(authz_client)),
+        cluster.always_allow_paths.clone(),
+        allowed_ttl,
+        denied_ttl,
+    );
+    tracing::info!(
+        "running against the cluster: delegated authentication and authorization, resources from discovery, label index"
+    );
+    Ok(ClusterParts {
+        mapper,
+        labels: index,
+        access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
+        readiness,
+        guards: vec![Box::new(refresh), Box::new(index_guard), Box::new(auth_watch)],
+    })
+}
+
+/// The deleted-object sweep runs often enough that values go within about 1.5 grace periods, but at most every
+/// 30 s and at least every second.
+fn sweep_interval(grace: Duration) -> Duration {
+    (grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 
 /// A started server: its bound addresses and the handle that stops it.
 pub struct Running {
@@ -102,6 +257,8 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Purges expired values for as long as the server runs.
     _purger: PurgerGuard,
+    /// Cluster-mode background tasks, stopped with the server.
+    _guards: Guards,
 }
 
 impl Running {
@@ -114,23 +271,38 @@ impl Running {
     }
 }
 
-/// Builds everything from `config`, binds both listeners and starts serving in the background.
+/// Builds everything from `config`, binds the listeners and starts serving in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let store = MemoryStore::new(config.limits);
     let purger = store.spawn_purger(PURGE_INTERVAL);
     let store: Arc<dyn MetricStore> = Arc::new(store);
-    let mapper: Arc<dyn ResourceMapper> = Arc::new(BuiltinMapper::default());
-    let labels: Arc<dyn LabelIndex> = Arc::new(StandaloneLabelIndex);
-    tracing::info!("running standalone: no authentication or authorization, built-in resource table, in-memory store");
+    let parts = match config.cluster() {
+        Some(cluster) => cluster_parts(cluster, &store).await?,
+        None => {
+            tracing::info!(
+                "running standalone: no authentication or authorization, built-in resource table, in-memory store"
+            );
+            ClusterParts {
+                mapper: Arc::new(BuiltinMapper::default()),
+                labels: Arc::new(StandaloneLabelIndex),
+                access: Access::Open,
+                // Nothing to wait for.
+                readiness: Check::readiness("informer-sync", || Ok(())),
+                guards: Vec::new(),
+            }
+        }
+    };
+    let ClusterParts { mapper, labels, access, readiness, guards } = parts;
 
     let pem = tls::load_or_generate(&config.cert)?;
-    let acceptor = TlsAcceptor::from(tls::server_config(&pem, false)?);
+    let request_client_certs = matches!(access, Access::Delegated(_));
+    let acceptor = TlsAcceptor::from(tls::server_config(&pem, request_client_certs)?);
 
     let (trigger, shutdown) = shutdown::channel();
     let health = Health::new(
         shutdown.clone(),
         // The in-memory store is always reachable; a networked backend will report its connection here.
-        vec![Check::liveness("store", || Ok(()))],
+        vec![Check::liveness("store", || Ok(())), readiness],
     );
 
     let secure = bind(config.secure_addr).await?;
@@ -141,10 +313,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let write_addr = write.as_ref().map(|l| local_addr(l, config.secure_addr));
 
+    let ingest =
+        || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
+    let secure_ingest = (config.write_auth == WriteAuth::Token).then(ingest);
+    let write_ingest = write.as_ref().map(|_| ingest());
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics);
-    let secure_handler = Arc::new(SecureHandler { health: health.clone(), api });
+    let secure_handler = Arc::new(SecureHandler { health: health.clone(), api, access, ingest: secure_ingest });
     let mut tasks = Vec::new();
-    tracing::info!(listener = "secure", address = %secure_addr, "listening");
+    tracing::info!(listener = "secure", address = %secure_addr, writes = config.write_auth == WriteAuth::Token, "listening");
     tasks.push(tokio::spawn(listener::serve(
         secure,
         Some(acceptor),
@@ -153,8 +329,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown.clone(),
         config.shutdown_grace_period,
     )));
-    if let (Some(write), Some(write_addr)) = (write, write_addr) {
-        let ingest = Ingest::new(store, mapper, config.metric_ttl, config.max_request_body_bytes);
+    if let (Some(write), Some(write_addr), Some(ingest)) = (write, write_addr, write_ingest) {
         let write_handler = Arc::new(WriteHandler { health, ingest });
         tracing::info!(listener = "write", address = %write_addr, "listening");
         tasks.push(tokio::spawn(listener::serve(
@@ -166,7 +341,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             config.shutdown_grace_period,
         )));
     }
-    Ok(Running { secure_addr, write_addr, trigger, tasks, _purger: purger })
+    Ok(Running { secure_addr, write_addr, trigger, tasks, _purger: purger, _guards: guards })
 }
 
 /// Runs until `stop` resolves (normally SIGTERM or SIGINT), then drains.

@@ -285,6 +285,9 @@ pub enum ConfigError {
         "--write-port={0} serves plain HTTP, which must not carry bearer tokens: with --write-auth=token the write API is served on the secure port; drop --write-port or choose --write-auth=none"
     )]
     PlainWritePortWithTokens(u16),
+    /// A bad always-allow path pattern.
+    #[error(transparent)]
+    AlwaysAllowPath(#[from] crate::auth::PathPatternError),
     /// Standalone mode has no cluster to check tokens against.
     #[error("--write-auth=token needs a cluster to review tokens: drop --standalone or choose --write-auth=none")]
     TokensWithoutCluster,
@@ -375,6 +378,7 @@ impl Config {
             (WriteAuth::Token, _) => 0,
             (WriteAuth::None, port) => port.unwrap_or(DEFAULT_WRITE_PORT),
         };
+        crate::auth::check_always_allow_paths(&flags.authorization_always_allow_paths)?;
         if write_port != 0 && write_port == flags.secure_port {
             return Err(ConfigError::SamePort(write_port));
         }
@@ -532,5 +536,6 @@ mod tests {
         assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
+        assert!(parse(&["--authorization-always-allow-paths=/a*b"]).unwrap_err().contains("trailing *"));
     }
 }

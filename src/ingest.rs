@@ -535,13 +535,11 @@ mod tests {
         let store = Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default()));
         let ingest = Ingest::new(store.clone(), Arc::new(crate::cluster::BuiltinMapper::default()), None, 4096);
         let gate = RefusingGate::default();
-        let post = |path: &str| {
-            Request::post(path).body(http_body_util::Full::new(Bytes::from_static(b"\"42\""))).unwrap()
-        };
-        for path in [
-            "/write-metrics/namespaces/default/deployment/web/q",
-            "/write-external-metrics/namespaces/default/queue",
-        ] {
+        let post =
+            |path: &str| Request::post(path).body(http_body_util::Full::new(Bytes::from_static(b"\"42\""))).unwrap();
+        for path in
+            ["/write-metrics/namespaces/default/deployment/web/q", "/write-external-metrics/namespaces/default/queue"]
+        {
             let response = ingest.handle(post(path), &gate).await;
             assert_eq!(response.status(), http::StatusCode::NOT_FOUND, "{path}");
         }

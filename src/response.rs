@@ -7,6 +7,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::auth::{AuthenticationError, ReviewError};
 use crate::cluster::{LabelIndexError, MapperError};
 use crate::quantity::QuantityError;
 use crate::selector::SelectorError;
@@ -115,6 +116,24 @@ pub enum RequestError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No authenticator recognised the request and at least one rejected it (kept for logs, never shown).
+    #[error("Unauthorized")]
+    Unauthorized(Vec<AuthenticationError>),
+    /// Authorization denied the request (Kubernetes' `ForbiddenStatusError`).
+    #[error("{message}")]
+    Forbidden {
+        /// The whole message, e.g. `pods.custom.metrics.k8s.io "*" is forbidden: User "alice" cannot …`.
+        message: String,
+        /// `details.name`: the object name, if any.
+        name: String,
+        /// `details.group`: the API group.
+        group: String,
+        /// `details.kind`: the resource.
+        kind: String,
+    },
+    /// The authorization check (SubjectAccessReview) could not be made.
+    #[error("the authorization check could not be made: {0}")]
+    AuthorizationFailed(std::sync::Arc<ReviewError>),
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
@@ -155,6 +174,9 @@ impl RequestError {
             LabelIndex(LabelIndexError::WatchFailed { .. } | LabelIndexError::SyncTimeout { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
+            AuthorizationFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
 
@@ -167,6 +189,10 @@ impl RequestError {
         let message = self.to_string();
         let details = match &self {
             RequestError::RouteNotFound | RequestError::MethodNotAllowed { .. } => Some(StatusDetails::default()),
+            RequestError::Forbidden { name, group, kind, .. } => {
+                let given = |s: &String| (!s.is_empty()).then(|| s.clone());
+                Some(StatusDetails { name: given(name), group: given(group), kind: given(kind) })
+            }
             _ => None,
         };
         let status = Status::failure(code, Some(reason), &message, details);
@@ -341,6 +367,59 @@ mod tests {
         assert!(
             body.contains("\"message\":\"the server could not find the metric q for deployments.apps web with selector a=b\",\"reason\":\"NotFound\",\"code\":404"),
             "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_the_kubernetes_401_without_details() {
+        let response = RequestError::Unauthorized(vec![AuthenticationError::InvalidToken]).into_response(false);
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            body_of(response).await,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn forbidden_carries_name_group_and_kind_in_details() {
+        let message = r#"pods.custom.metrics.k8s.io "*" is forbidden: User "alice" cannot get resource "pods/q" in API group "custom.metrics.k8s.io" in the namespace "default""#;
+        let error = RequestError::Forbidden {
+            message: message.into(),
+            name: "*".into(),
+            group: "custom.metrics.k8s.io".into(),
+            kind: "pods".into(),
+        };
+        let response = error.into_response(false);
+        assert_eq!(response.status(), 403);
+        let body: serde_json::Value = serde_json::from_str(&body_of(response).await).unwrap();
+        assert_eq!(body["message"], message);
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(body["code"], 403);
+        assert_eq!(body["details"], serde_json::json!({"name": "*", "group": "custom.metrics.k8s.io", "kind": "pods"}));
+
+        let non_resource = RequestError::Forbidden {
+            message: r#"forbidden: User "alice" cannot get path "/metrics""#.into(),
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+        };
+        let body = body_of(non_resource.into_response(false)).await;
+        assert!(body.contains(r#""reason":"Forbidden","details":{},"code":403"#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_authorization_check_is_an_internal_error() {
+        let error = RequestError::AuthorizationFailed(std::sync::Arc::new(ReviewError::BadAnswer {
+            review: "SubjectAccessReview",
+            reason: "allowed and denied".into(),
+        }));
+        let response = error.into_response(false);
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = serde_json::from_str(&body_of(response).await).unwrap();
+        assert_eq!(body["reason"], "InternalError");
+        assert_eq!(
+            body["message"],
+            "the authorization check could not be made: SubjectAccessReview answer is unusable: allowed and denied"
         );
     }
 

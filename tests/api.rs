@@ -497,7 +497,7 @@ async fn the_write_port_serves_only_writes_and_health() {
         assert_eq!((status, body), (200, json!("ok")), "{path}");
     }
     let (_, body) = server.get("/readyz?verbose").await;
-    assert_eq!(body, json!("[+]ping ok\n[+]store ok\n[+]shutdown ok\nreadyz check passed\n"));
+    assert_eq!(body, json!("[+]ping ok\n[+]store ok\n[+]informer-sync ok\n[+]shutdown ok\nreadyz check passed\n"));
     server.stop().await;
 }
 

@@ -1,6 +1,6 @@
 //! End-to-end test of the real binary in standalone mode: written with the real curl, read back over HTTPS with
 //! the real `kubectl get --raw`, stopped with SIGTERM. Also the command line itself: --help, environment
-//! variables, and the refusal to start without --standalone.
+//! variables, and the refusals to start without a cluster or with tokens on plain HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -171,11 +171,24 @@ fn every_flag_can_come_from_the_environment() {
 }
 
 #[test]
-fn without_standalone_it_exits_64_naming_the_flag() {
-    let output = Command::new(BIN).output().unwrap();
+fn outside_a_cluster_without_a_kubeconfig_it_fails_naming_both_ways_out() {
+    let output = Command::new(BIN)
+        .args(["--secure-port=0"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--kubeconfig") && stderr.contains("--standalone"), "{stderr}");
+}
+
+#[test]
+fn a_plain_write_port_with_token_auth_exits_64() {
+    let output = Command::new(BIN).args(["--write-port=8080"]).output().unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--standalone"), "{stderr}");
+    assert!(stderr.contains("--write-auth=none"), "{stderr}");
 }
 
 #[test]

@@ -1,0 +1,601 @@
+//! Authentication: who made a request (wire-contract §6.2).
+//!
+//! The authenticators run in Kubernetes' order, front proxy -> client certificate -> bearer token; the first that
+//! recognises the request wins and its user gets group `system:authenticated`. An authenticator may abstain (no
+//! certificate, no header) or fail (a certificate that does not verify, a CN not allowed, a token that the
+//! TokenReview rejects). When none recognises the request, any failure is a 401, otherwise the user is
+//! `system:anonymous`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+
+use super::config::{AuthenticationConfig, RequestHeaderConfig};
+use super::x509::{CaRole, ClientCertChain};
+use super::{ReviewError, UserInfo};
+use crate::response::RequestError;
+
+/// The extra key under which Kubernetes records which credential authenticated a user.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// Cached token reviews at most.
+const TOKEN_CACHE_CAPACITY: u64 = 10_000;
+
+/// Checks a bearer token (a TokenReview in a cluster).
+#[async_trait]
+pub trait TokenReviewer: Send + Sync + 'static {
+    /// The token's user, or `None` when the token does not authenticate anyone.
+    async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError>;
+}
+
+/// Why an authenticator rejected a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticationError {
+    /// The client certificate does not chain to the front-proxy CA.
+    #[error("front proxy: {0}")]
+    FrontProxyCertificate(String),
+    /// The front proxy's certificate has a common name that is not allowed.
+    #[error("x509: subject with cn={0} is not in the allowed list")]
+    NameNotAllowed(String),
+    /// The client certificate does not chain to the client CA.
+    #[error("client certificate: {0}")]
+    ClientCertificate(String),
+    /// The TokenReview says the token is not valid.
+    #[error("invalid bearer token")]
+    InvalidToken,
+    /// The TokenReview could not be made.
+    #[error(transparent)]
+    TokenReview(Arc<ReviewError>),
+}
+
+/// Authenticates requests; cheap to share (`Arc`).
+pub struct Authenticator {
+    config: Arc<ArcSwap<AuthenticationConfig>>,
+    tokens: Option<Arc<dyn TokenReviewer>>,
+    /// SHA-256 of a token -> its user (`None`: not authenticated). Tokens are never kept in clear.
+    token_cache: Option<moka::future::Cache<[u8; 32], Option<Arc<UserInfo>>>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config.load())
+            .field("tokens", &self.tokens.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator reading the configuration in force from `config` on every request. Without `tokens`,
+    /// bearer tokens are ignored. Token reviews, positive and negative, are remembered for `token_cache_ttl`
+    /// (zero: not at all); failed reviews are not remembered.
+    pub fn new(
+        config: Arc<ArcSwap<AuthenticationConfig>>,
+        tokens: Option<Arc<dyn TokenReviewer>>,
+        token_cache_ttl: Duration,
+    ) -> Self {
+        let token_cache = (!token_cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder().max_capacity(TOKEN_CACHE_CAPACITY).time_to_live(token_cache_ttl).build()
+        });
+        Authenticator { config, tokens, token_cache }
+    }
+
+    /// Front proxy (a certificate chaining to the requestheader CA with an allowed CN; identity from headers, which
+    /// are then removed from `headers`) -> x509 client certificate (client CA; CN = user, O = groups) -> bearer
+    /// token through the [`TokenReviewer`] (the `Authorization` header is removed when it authenticates) ->
+    /// anonymous. Authenticated users get `system:authenticated`.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Unauthorized`] when no authenticator recognises the request and at least one failed.
+    pub async fn authenticate(
+        &self,
+        headers: &mut HeaderMap,
+        client_certs: Option<&ClientCertChain>,
+    ) -> Result<UserInfo, RequestError> {
+        let chain = client_certs.filter(|c| !c.is_empty());
+        let mut errors = Vec::new();
+        let found = {
+            let config = self.config.load();
+            front_proxy(&config, chain, headers, &mut errors)
+                .or_else(|| client_certificate(&config, chain, &mut errors))
+        };
+        let found = match found {
+            Some(user) => Some(user),
+            None => match self.bearer_token(headers).await {
+                Ok(Some(user)) => {
+                    headers.remove(AUTHORIZATION);
+                    Some(user)
+                }
+                Ok(None) => None,
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            },
+        };
+        match found {
+            Some(mut user) => {
+                user.add_authenticated_group();
+                Ok(user)
+            }
+            None if errors.is_empty() => Ok(UserInfo::anonymous()),
+            None => {
+                let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                tracing::info!(errors = ?reasons, "unable to authenticate the request");
+                Err(RequestError::Unauthorized(errors))
+            }
+        }
+    }
+
+    async fn bearer_token(&self, headers: &HeaderMap) -> Result<Option<UserInfo>, AuthenticationError> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let mut parts = value.trim().splitn(3, ' ');
+        let (Some(scheme), Some(token)) = (parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Ok(None);
+        }
+        let review = async { tokens.review(token).await.map(|user| user.map(Arc::new)) };
+        let user = match &self.token_cache {
+            Some(cache) => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+                let mut key = [0u8; 32];
+                key.copy_from_slice(digest.as_ref());
+                // Concurrent requests with the same token share one review.
+                cache.try_get_with(key, review).await.map_err(AuthenticationError::TokenReview)?
+            }
+            None => review.await.map_err(|e| AuthenticationError::TokenReview(Arc::new(e)))?,
+        };
+        match user {
+            Some(user) => Ok(Some(UserInfo::clone(&user))),
+            None => Err(AuthenticationError::InvalidToken),
+        }
+    }
+}
+
+/// The front-proxy authenticator (Kubernetes' requestheader authenticator behind its x509 CA verifier).
+fn front_proxy(
+    config: &AuthenticationConfig,
+    chain: Option<&ClientCertChain>,
+    headers: &mut HeaderMap,
+    errors: &mut Vec<AuthenticationError>,
+) -> Option<UserInfo> {
+    let (Some(rh), Some(chain)) = (&config.request_header, chain) else {
+        return None;
+    };
+    if let Err(error) = chain.verify(CaRole::FrontProxy, config.generation(), &rh.ca) {
+        errors.push(AuthenticationError::FrontProxyCertificate(error));
+        return None;
+    }
+    let common_name = match chain.subject() {
+        Ok(subject) => &subject.common_name,
+        Err(error) => {
+            errors.push(AuthenticationError::FrontProxyCertificate(error));
+            return None;
+        }
+    };
+    if !rh.allowed_names.is_empty() && !rh.allowed_names.iter().any(|n| n == common_name) {
+        errors.push(AuthenticationError::NameNotAllowed(common_name.clone()));
+        return None;
+    }
+    let name = first_value(headers, &rh.username_headers)?;
+    let user = UserInfo {
+        name,
+        uid: first_value(headers, &rh.uid_headers).unwrap_or_default(),
+        groups: all_values(headers, &rh.group_headers),
+        extra: extra_values(headers, &rh.extra_headers_prefixes),
+    };
+    remove_request_headers(headers, rh);
+    Some(user)
+}
+
+/// The x509 client-certificate authenticator: user = CN, groups = O.
+fn client_certificate(
+    config: &AuthenticationConfig,
+    chain: Option<&ClientCertChain>,
+    errors: &mut Vec<AuthenticationError>,
+) -> Option<UserInfo> {
+    let (Some(ca), Some(chain)) = (&config.client_ca, chain) else {
+        return None;
+    };
+    if let Err(error) = chain.verify(CaRole::Client, config.generation(), ca) {
+        errors.push(AuthenticationError::ClientCertificate(error));
+        return None;
+    }
+    let subject = match chain.subject() {
+        Ok(subject) => subject,
+        Err(error) => {
+            errors.push(AuthenticationError::ClientCertificate(error));
+            return None;
+        }
+    };
+    if subject.common_name.is_empty() {
+        return None;
+    }
+    let mut extra = BTreeMap::new();
+    extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("X509SHA256={}", subject.sha256_hex)]);
+    Some(UserInfo {
+        name: subject.common_name.clone(),
+        uid: String::new(),
+        groups: subject.organizations.clone(),
+        extra,
+    })
+}
+
+fn header_text(value: &http::HeaderValue) -> String {
+    String::from_utf8_lossy(value.as_bytes()).into_owned()
+}
+
+/// The first value of the first of `names` that has a non-empty first value.
+fn first_value(headers: &HeaderMap, names: &[HeaderName]) -> Option<String> {
+    names.iter().filter_map(|name| headers.get(name)).map(header_text).find(|v| !v.is_empty())
+}
+
+/// Every non-empty value of every one of `names`, each header line one value.
+fn all_values(headers: &HeaderMap, names: &[HeaderName]) -> Vec<String> {
+    names.iter().flat_map(|name| headers.get_all(name)).map(header_text).filter(|v| !v.is_empty()).collect()
+}
+
+/// Extra attributes: key = the header name after the prefix, lower-cased and percent-decoded.
+fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for prefix in prefixes {
+        for (name, value) in headers {
+            if let Some(key) = name.as_str().strip_prefix(prefix.as_str()) {
+                extra.entry(path_unescape(key)).or_default().push(header_text(value));
+            }
+        }
+    }
+    extra
+}
+
+fn remove_request_headers(headers: &mut HeaderMap, rh: &RequestHeaderConfig) {
+    for name in rh.username_headers.iter().chain(&rh.uid_headers).chain(&rh.group_headers) {
+        headers.remove(name);
+    }
+    let extra: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| rh.extra_headers_prefixes.iter().any(|p| name.as_str().starts_with(p.as_str())))
+        .cloned()
+        .collect();
+    for name in extra {
+        headers.remove(name);
+    }
+}
+
+/// Go's `url.PathUnescape`, keeping the input unchanged when it is not valid (as Kubernetes does).
+fn path_unescape(encoded: &str) -> String {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                None => return encoded.to_string(),
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| encoded.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::config::{
+        AuthenticationFlags, CM_ALLOWED_NAMES, CM_CLIENT_CA, CM_EXTRA_PREFIXES, CM_GROUP_HEADERS, CM_REQUESTHEADER_CA,
+        CM_UID_HEADERS, CM_USERNAME_HEADERS,
+    };
+    use crate::auth::testing::TestCa;
+    use http::HeaderValue;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Fixture {
+        client_ca: TestCa,
+        proxy_ca: TestCa,
+        config: Arc<ArcSwap<AuthenticationConfig>>,
+    }
+
+    fn configmap(client_ca: &TestCa, proxy_ca: &TestCa, allowed: &str) -> BTreeMap<String, String> {
+        [
+            (CM_CLIENT_CA, client_ca.pem()),
+            (CM_REQUESTHEADER_CA, proxy_ca.pem()),
+            (CM_ALLOWED_NAMES, allowed.to_string()),
+            (CM_USERNAME_HEADERS, r#"["X-Remote-User"]"#.to_string()),
+            (CM_GROUP_HEADERS, r#"["X-Remote-Group"]"#.to_string()),
+            (CM_EXTRA_PREFIXES, r#"["X-Remote-Extra-"]"#.to_string()),
+            (CM_UID_HEADERS, r#"["X-Remote-Uid"]"#.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    impl Fixture {
+        fn new(allowed: &str) -> Self {
+            let client_ca = TestCa::new("client-ca");
+            let proxy_ca = TestCa::new("front-proxy-ca");
+            let data = configmap(&client_ca, &proxy_ca, allowed);
+            let config =
+                AuthenticationConfig::from_flags_and_configmap(&AuthenticationFlags::default(), Some(&data)).unwrap();
+            Fixture { client_ca, proxy_ca, config: Arc::new(ArcSwap::from_pointee(config)) }
+        }
+
+        fn authenticator(&self) -> Authenticator {
+            Authenticator::new(Arc::clone(&self.config), None, Duration::ZERO)
+        }
+
+        fn proxy_chain(&self) -> ClientCertChain {
+            self.proxy_ca.client_chain("front-proxy-client", &[])
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn alice_headers() -> HeaderMap {
+        headers(&[("X-Remote-User", "alice"), ("X-Remote-Group", "dev"), ("Accept", "application/json")])
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_front_proxy_identity_comes_from_the_headers_which_are_then_removed() {
+        let fixture = Fixture::new(r#"["front-proxy-client"]"#);
+        let mut headers = headers(&[
+            ("x-remote-user", "alice"),
+            ("X-REMOTE-USER", "ignored-second-value"),
+            ("X-Remote-Uid", "uid-1"),
+            ("X-Remote-Group", "dev"),
+            ("X-Remote-Group", ""),
+            ("x-remote-group", "ops"),
+            ("X-Remote-Extra-Scopes", "a"),
+            ("X-Remote-Extra-scopes", "b"),
+            ("X-Remote-Extra-Example.com%2fTeam", "blue"),
+            ("X-Remote-Extra-Bad%zz", "kept"),
+            ("Accept", "application/json"),
+        ]);
+        let user = fixture.authenticator().authenticate(&mut headers, Some(&fixture.proxy_chain())).await.unwrap();
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.uid, "uid-1");
+        assert_eq!(user.groups, strings(&["dev", "ops", "system:authenticated"]));
+        let mut extra = BTreeMap::new();
+        extra.insert("scopes".to_string(), strings(&["a", "b"]));
+        extra.insert("example.com/team".to_string(), strings(&["blue"]));
+        extra.insert("bad%zz".to_string(), strings(&["kept"]));
+        assert_eq!(user.extra, extra);
+        assert_eq!(headers.len(), 1, "only Accept remains: {headers:?}");
+        assert!(headers.contains_key("accept"));
+    }
+
+    #[tokio::test]
+    async fn remote_user_headers_never_authenticate_without_a_verified_front_proxy_certificate() {
+        let fixture = Fixture::new("");
+        let authenticator = fixture.authenticator();
+
+        // A certificate from a CA the adapter does not trust: an authentication error.
+        let stranger = TestCa::new("front-proxy-ca").client_chain("front-proxy-client", &[]);
+        let mut h = alice_headers();
+        let result = authenticator.authenticate(&mut h, Some(&stranger)).await;
+        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+
+        // A certificate from the client CA: the certificate's identity, never the header's.
+        let bob = fixture.client_ca.client_chain("bob", &["team"]);
+        let mut h = alice_headers();
+        let user = authenticator.authenticate(&mut h, Some(&bob)).await.unwrap();
+        assert_eq!(user.name, "bob");
+        assert_eq!(user.groups, strings(&["team", "system:authenticated"]));
+
+        // No certificate: anonymous.
+        let mut h = alice_headers();
+        let user = authenticator.authenticate(&mut h, None).await.unwrap();
+        assert_eq!(user, UserInfo::anonymous());
+        let user = authenticator.authenticate(&mut h, Some(&ClientCertChain::new(vec![]))).await.unwrap();
+        assert_eq!(user, UserInfo::anonymous());
+    }
+
+    #[tokio::test]
+    async fn a_front_proxy_common_name_outside_the_allowed_list_is_a_401() {
+        let fixture = Fixture::new(r#"["front-proxy-client"]"#);
+        let chain = fixture.proxy_ca.client_chain("someone-else", &[]);
+        let mut h = alice_headers();
+        match fixture.authenticator().authenticate(&mut h, Some(&chain)).await {
+            Err(RequestError::Unauthorized(errors)) => {
+                let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                assert!(
+                    messages.contains(&"x509: subject with cn=someone-else is not in the allowed list".to_string()),
+                    "{messages:?}"
+                );
+            }
+            other => panic!("expected a 401, got {other:?}"),
+        }
+        // An empty allowed list accepts any name.
+        let fixture = Fixture::new("[]");
+        let chain = fixture.proxy_ca.client_chain("someone-else", &[]);
+        let mut h = alice_headers();
+        assert_eq!(fixture.authenticator().authenticate(&mut h, Some(&chain)).await.unwrap().name, "alice");
+    }
+
+    #[tokio::test]
+    async fn a_front_proxy_request_without_user_header_is_not_the_proxy() {
+        let fixture = Fixture::new("");
+        let mut h = headers(&[("X-Remote-Group", "system:masters")]);
+        // The front proxy abstains, and its certificate does not chain to the client CA: as in Kubernetes, a 401.
+        let result = fixture.authenticator().authenticate(&mut h, Some(&fixture.proxy_chain())).await;
+        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert!(h.contains_key("x-remote-group"), "headers are removed only when used");
+
+        // Without a client CA, nothing fails: anonymous.
+        let proxy_only = AuthenticationConfig::new(None, fixture.config.load().request_header.clone());
+        fixture.config.store(Arc::new(proxy_only));
+        let user = fixture.authenticator().authenticate(&mut h, Some(&fixture.proxy_chain())).await.unwrap();
+        assert_eq!(user, UserInfo::anonymous());
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_gives_cn_as_user_and_o_as_groups() {
+        let fixture = Fixture::new("");
+        let chain = fixture.client_ca.client_chain("carol", &["dev", "ops"]);
+        let user = fixture.authenticator().authenticate(&mut HeaderMap::new(), Some(&chain)).await.unwrap();
+        assert_eq!(user.name, "carol");
+        assert_eq!(user.groups, strings(&["dev", "ops", "system:authenticated"]));
+        let credential = &user.extra[CREDENTIAL_ID_KEY];
+        assert!(credential[0].starts_with("X509SHA256=") && credential[0].len() == 11 + 64, "{credential:?}");
+
+        // No common name: this authenticator abstains, so the front proxy's failure to verify it decides (401)...
+        let no_cn = ClientCertChain::new(vec![fixture.client_ca.leaf_with(None, &["dev"], vec![])]);
+        let result = fixture.authenticator().authenticate(&mut HeaderMap::new(), Some(&no_cn)).await;
+        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        // ... and without a front proxy configured, the request is anonymous.
+        let client_only = AuthenticationConfig::new(fixture.config.load().client_ca.clone(), None);
+        fixture.config.store(Arc::new(client_only));
+        let no_cn = ClientCertChain::new(vec![fixture.client_ca.leaf_with(None, &["dev"], vec![])]);
+        let user = fixture.authenticator().authenticate(&mut HeaderMap::new(), Some(&no_cn)).await.unwrap();
+        assert!(user.is_anonymous());
+    }
+
+    #[tokio::test]
+    async fn a_rotated_front_proxy_ca_applies_to_an_open_connection() {
+        let fixture = Fixture::new("");
+        let authenticator = fixture.authenticator();
+        let new_ca = TestCa::new("new-front-proxy-ca");
+        let connection = new_ca.client_chain("front-proxy-client", &[]);
+        let mut h = alice_headers();
+        assert!(authenticator.authenticate(&mut h, Some(&connection)).await.is_err());
+
+        let data = configmap(&fixture.client_ca, &new_ca, "");
+        let rotated =
+            AuthenticationConfig::from_flags_and_configmap(&AuthenticationFlags::default(), Some(&data)).unwrap();
+        fixture.config.store(Arc::new(rotated));
+        let mut h = alice_headers();
+        assert_eq!(authenticator.authenticate(&mut h, Some(&connection)).await.unwrap().name, "alice");
+        // And the old CA no longer counts.
+        let mut h = alice_headers();
+        assert!(authenticator.authenticate(&mut h, Some(&fixture.proxy_chain())).await.is_err());
+    }
+
+    /// A token reviewer that knows one token and counts its calls.
+    struct Tokens {
+        calls: AtomicUsize,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl TokenReviewer for Tokens {
+        async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(ReviewError::BadAnswer { review: "TokenReview", reason: "test".into() });
+            }
+            Ok((token == "good").then(|| UserInfo {
+                name: "system:serviceaccount:default:hpa".into(),
+                groups: strings(&["system:serviceaccounts", "system:authenticated"]),
+                ..UserInfo::default()
+            }))
+        }
+    }
+
+    fn token_authenticator(fail: bool, ttl: Duration) -> (Authenticator, Arc<Tokens>) {
+        let tokens = Arc::new(Tokens { calls: AtomicUsize::new(0), fail });
+        let config = Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default()));
+        let reviewer: Arc<dyn TokenReviewer> = tokens.clone();
+        (Authenticator::new(config, Some(reviewer), ttl), tokens)
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_is_reviewed_and_removed_from_the_request() {
+        let (authenticator, _) = token_authenticator(false, Duration::from_secs(10));
+        let mut h = headers(&[("Authorization", "Bearer good")]);
+        let user = authenticator.authenticate(&mut h, None).await.unwrap();
+        assert_eq!(user.name, "system:serviceaccount:default:hpa");
+        assert_eq!(user.groups, strings(&["system:serviceaccounts", "system:authenticated"]));
+        assert!(!h.contains_key(AUTHORIZATION));
+
+        let mut h = headers(&[("Authorization", "bearer bad")]);
+        match authenticator.authenticate(&mut h, None).await {
+            Err(RequestError::Unauthorized(errors)) => {
+                assert!(matches!(errors[..], [AuthenticationError::InvalidToken]), "{errors:?}")
+            }
+            other => panic!("expected a 401, got {other:?}"),
+        }
+        assert!(h.contains_key(AUTHORIZATION));
+
+        for value in ["Basic Zm9vOmJhcg==", "Bearer", "Bearer  good", "   "] {
+            let mut h = headers(&[("Authorization", value)]);
+            assert!(authenticator.authenticate(&mut h, None).await.unwrap().is_anonymous(), "{value:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn token_reviews_are_cached_both_ways_but_failures_are_not() {
+        let (authenticator, tokens) = token_authenticator(false, Duration::from_secs(10));
+        for _ in 0..3 {
+            let _ = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer good")]), None).await;
+            let _ = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer bad")]), None).await;
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 2);
+
+        let (authenticator, tokens) = token_authenticator(true, Duration::from_secs(10));
+        for _ in 0..3 {
+            let result = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer good")]), None).await;
+            assert!(matches!(result, Err(RequestError::Unauthorized(_))));
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
+
+        let (authenticator, tokens) = token_authenticator(false, Duration::ZERO);
+        for _ in 0..3 {
+            let _ = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer good")]), None).await;
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 3, "a zero TTL caches nothing");
+    }
+
+    #[tokio::test]
+    async fn the_front_proxy_wins_over_a_token() {
+        let fixture = Fixture::new("");
+        let tokens: Arc<dyn TokenReviewer> = Arc::new(Tokens { calls: AtomicUsize::new(0), fail: false });
+        let authenticator = Authenticator::new(Arc::clone(&fixture.config), Some(tokens), Duration::ZERO);
+        let mut h = alice_headers();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer good"));
+        let user = authenticator.authenticate(&mut h, Some(&fixture.proxy_chain())).await.unwrap();
+        assert_eq!(user.name, "alice");
+        // A token rescues a connection whose certificate fails, as in Kubernetes' union of authenticators.
+        let stranger = TestCa::new("x").client_chain("x", &[]);
+        let user = authenticator.authenticate(&mut h, Some(&stranger)).await.unwrap();
+        assert_eq!(user.name, "system:serviceaccount:default:hpa");
+    }
+
+    #[test]
+    fn path_unescape_follows_go() {
+        assert_eq!(path_unescape("example.com%2fteam"), "example.com/team");
+        assert_eq!(path_unescape("a+b"), "a+b");
+        assert_eq!(path_unescape("bad%zz"), "bad%zz");
+        assert_eq!(path_unescape("cut%2"), "cut%2");
+        assert_eq!(path_unescape("%e2%82%ac"), "€");
+    }
+}
