@@ -22,6 +22,7 @@ use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelI
 use crate::config::{ClusterConfig, Config, WriteAuth};
 use crate::ingest::{self, Ingest, OpenGate, Series, WriteGate};
 use crate::response::{self, HttpResponse, RequestError};
+use crate::server::body;
 use crate::server::health::{Check, Health};
 use crate::server::listener::{self, Connection, Handler};
 use crate::server::shutdown::{self, ShutdownTrigger};
@@ -82,6 +83,8 @@ struct SecureHandler {
     access: Access,
     /// The write API, when served on this port.
     ingest: Option<Ingest>,
+    /// How much of an unread request body is drained before answering.
+    max_body_bytes: usize,
 }
 
 impl Handler for SecureHandler {
@@ -105,28 +108,40 @@ impl SecureHandler {
             let pretty = response::wants_pretty(None, request.headers());
             let user = match authenticator.authenticate(request.headers_mut(), connection.client_certs.as_ref()).await {
                 Ok(user) => user,
-                Err(error) => return error.into_response(pretty),
+                Err(error) => return self.refuse(request, error, pretty).await,
             };
             if let Some(ingest) = &self.ingest
                 && ingest::is_write_path(request.uri().path())
             {
                 // A write is authorized on what it resolves to, so the gate runs inside ingest.
                 if user.is_anonymous() {
-                    return RequestError::Unauthorized(Vec::new()).into_response(pretty);
+                    return self.refuse(request, RequestError::Unauthorized(Vec::new()), pretty).await;
                 }
                 return ingest.handle(request, &AuthorizedWrite { user, authorizer }).await;
             }
             let attributes =
                 auth::request_attributes(request.method(), request.uri().path(), request.uri().query(), user);
             if let Err(error) = authorizer.authorize(&attributes).await {
-                return error.into_response(pretty);
+                return self.refuse(request, error, pretty).await;
             }
         }
+        // Reads have no body; anything sent along is drained after answering.
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, ());
         let path = request.uri().path();
-        if Health::is_health_path(path) {
-            return self.health.handle(path, request.uri().query());
-        }
-        self.api.handle(&request).await
+        let response = if Health::is_health_path(path) {
+            self.health.handle(path, request.uri().query())
+        } else {
+            self.api.handle(&request).await
+        };
+        body::drain(body, self.max_body_bytes).await;
+        response
+    }
+
+    /// Answers with `error` after draining the request body.
+    async fn refuse(&self, request: Request<Incoming>, error: RequestError, pretty: bool) -> HttpResponse {
+        body::drain(request.into_body(), self.max_body_bytes).await;
+        error.into_response(pretty)
     }
 }
 
@@ -318,7 +333,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let secure_ingest = (config.write_auth == WriteAuth::Token).then(ingest);
     let write_ingest = write.as_ref().map(|_| ingest());
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics);
-    let secure_handler = Arc::new(SecureHandler { health: health.clone(), api, access, ingest: secure_ingest });
+    let secure_handler = Arc::new(SecureHandler {
+        health: health.clone(),
+        api,
+        access,
+        ingest: secure_ingest,
+        max_body_bytes: config.max_request_body_bytes,
+    });
     let mut tasks = Vec::new();
     tracing::info!(listener = "secure", address = %secure_addr, writes = config.write_auth == WriteAuth::Token, "listening");
     tasks.push(tokio::spawn(listener::serve(

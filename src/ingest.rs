@@ -22,6 +22,7 @@ use crate::cluster::ResourceMapper;
 use crate::quantity::Quantity;
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;
+use crate::server::body::drain;
 use crate::store::{
     CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesLabels,
 };
@@ -305,23 +306,35 @@ impl Ingest {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let pretty = response::wants_pretty(None, request.headers());
-        match self.apply(request, gate).await {
+        let (parts, body) = request.into_parts();
+        let mut body = Some(body);
+        let result = self.apply(&parts, &mut body, gate).await;
+        if let Some(unread) = body {
+            drain(unread, self.max_body_bytes).await;
+        }
+        match result {
             Ok(response) => response,
             Err(error) => error.into_response(pretty),
         }
     }
 
-    async fn apply<B>(&self, request: Request<B>, gate: &dyn WriteGate) -> Result<HttpResponse, RequestError>
+    /// Takes `body` only when it reads it.
+    async fn apply<B>(
+        &self,
+        request: &http::request::Parts,
+        body: &mut Option<B>,
+        gate: &dyn WriteGate,
+    ) -> Result<HttpResponse, RequestError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let target = parse_path(request.uri().path())?;
-        let method = request.method().clone();
+        let target = parse_path(request.uri.path())?;
+        let method = request.method.clone();
         if method != Method::POST && method != Method::DELETE {
             return Err(RequestError::MethodNotAllowed { allow: "POST, DELETE" });
         }
-        let query = parse_query(request.uri().query())?;
+        let query = parse_query(request.uri.query())?;
         match &target {
             WriteTarget::Custom { namespace, name, metric, .. } => {
                 if let Some(namespace) = namespace {
@@ -346,7 +359,10 @@ impl Ingest {
             };
             return if existed { Ok(response::empty_response()) } else { Err(RequestError::NothingToDelete) };
         }
-        let value = self.read_value(request).await?;
+        let value = match body.take() {
+            Some(body) => self.read_value(&request.headers, body).await?,
+            None => return Err(RequestError::EmptyBody),
+        };
         let write = SampleWrite { value, labels: query.labels, ttl: query.ttl.or(self.default_ttl) };
         match &series {
             Series::Custom(custom) => self.store.put_custom(custom.id(), write).await?,
@@ -382,27 +398,24 @@ impl Ingest {
         }
     }
 
-    async fn read_value<B>(&self, request: Request<B>) -> Result<Quantity, RequestError>
+    async fn read_value<B>(&self, headers: &http::HeaderMap, body: B) -> Result<Quantity, RequestError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+        if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
             let encoding = encoding.to_str().unwrap_or("").trim();
             if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
                 return Err(RequestError::UnsupportedEncoding(encoding.to_string()));
             }
         }
         let limit = self.max_body_bytes;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(RequestError::BodyTooLarge { limit });
         }
-        let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
+        let body = Limited::new(body, limit).collect().await.map_err(|error| {
             if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 RequestError::BodyTooLarge { limit }
             } else {

@@ -170,6 +170,26 @@ fn every_flag_can_come_from_the_environment() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "403", "the second series exceeds CUSTOM_METRICS_MAX_SERIES=1");
 }
 
+/// curl over HTTP/2 reports a request whose answer arrived before its body was read as failed (the stream is
+/// reset) unless the server reads the rest of the body first.
+#[test]
+fn curl_gets_an_early_answer_to_a_post_over_http2_every_time() {
+    let adapter = Adapter::start(&[], &["--standalone"]);
+    let url = format!(
+        "https://127.0.0.1:{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/a/q",
+        adapter.secure_port
+    );
+    for attempt in 0..40 {
+        let output = Command::new("curl")
+            .args(["-sS", "-k", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "-X", "POST", &url])
+            .args(["-d", "\"42\""])
+            .output()
+            .expect("curl must be installed");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout, "405 2", "attempt {attempt}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
 #[test]
 fn outside_a_cluster_without_a_kubeconfig_it_fails_naming_both_ways_out() {
     let output = Command::new(BIN)

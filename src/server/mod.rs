@@ -1,5 +1,6 @@
 //! Serving: TLS, the accept loop with its limits, health endpoints and shutdown. Knows nothing of metrics.
 
+pub mod body;
 pub mod health;
 pub mod listener;
 pub mod shutdown;
