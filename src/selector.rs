@@ -70,8 +70,9 @@ impl SelectorError {
 
 /// Go `strconv.Quote` (what `%q` prints for a string). Printability of non-ASCII characters is
 /// approximated (controls, non-ASCII spaces, common format characters and private-use characters
-/// are escaped; Go additionally escapes unassigned code points).
-fn go_quote(s: &str) -> String {
+/// are escaped; Go additionally escapes unassigned code points). Shared with the authorizer's 403 messages so
+/// that both quote exactly as Kubernetes does.
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::request_info::{Attributes, Target};
 use super::{MASTERS_GROUP, ReviewError};
 use crate::response::RequestError;
+use crate::selector::go_quote;
 
 /// Cached SubjectAccessReview answers at most.
 const DECISION_CACHE_CAPACITY: u64 = 10_000;
@@ -174,30 +175,6 @@ pub fn forbidden(attributes: &Attributes, reason: &str) -> RequestError {
         format!("{qualified} {} is forbidden: {error}", go_quote(name))
     };
     RequestError::Forbidden { message, name: name.to_string(), group: group.to_string(), kind: resource.to_string() }
-}
-
-/// Go's `%q` (`strconv.Quote`) for the strings that appear in messages.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
