@@ -147,8 +147,9 @@ impl WatchState {
 mod tests {
     use super::*;
     use crate::auth::config::{CM_CLIENT_CA, CM_REQUESTHEADER_CA};
-    use crate::auth::testing::{FakeApiServer, FakeResponse, RecordedRequest, TestCa, status_body};
+    use crate::auth::testing::TestCa;
     use crate::auth::{Authenticator, ClientCertChain};
+    use crate::cluster::fake_apiserver::{FakeApiServer, FakeResponse, RecordedRequest, status_body};
     use serde_json::json;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -170,10 +171,10 @@ mod tests {
         let (events, receiver) = mpsc::unbounded_channel();
         let receiver = Mutex::new(Some(receiver));
         let idle = Mutex::new(Vec::new());
-        let server = FakeApiServer::start(move |request: &RecordedRequest| {
+        let server = FakeApiServer::answering(move |request: &RecordedRequest| {
             if request.path == format!("{PATH}/{CONFIGMAP_NAME}") {
                 FakeResponse::Json(200, initial.clone())
-            } else if request.path == PATH && request.query.contains("watch=true") {
+            } else if request.path == PATH && request.is_watch() {
                 match receiver.lock().unwrap().take() {
                     Some(receiver) => FakeResponse::Stream(receiver),
                     None => {
@@ -211,7 +212,7 @@ mod tests {
         let new_ca = TestCa::new("front-proxy-ca-2");
         let (old_pem, new_pem) = (old_ca.pem(), new_ca.pem());
         let (server, events) = configmap_server(configmap("1", &[(CM_REQUESTHEADER_CA, &old_pem)])).await;
-        let (config, guard) = load_and_watch(server.client.clone(), AuthenticationFlags::default()).await.unwrap();
+        let (config, guard) = load_and_watch(server.client(), AuthenticationFlags::default()).await.unwrap();
         assert!(guard.is_watching());
         let authenticator = Authenticator::new(Arc::clone(&config), None, Duration::ZERO);
         let old_proxy = old_ca.client_chain("front-proxy-client", &[]);
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(name_of(&authenticator, &new_proxy).await, None);
 
         // Wait for the watch to start, then rotate the CA.
-        let watching = || server.requests().iter().any(|r| r.query.contains("watch=true"));
+        let watching = || server.requests().iter().any(RecordedRequest::is_watch);
         tokio::time::timeout(Duration::from_secs(10), async {
             while !watching() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -228,7 +229,7 @@ mod tests {
         })
         .await
         .expect("the watch starts");
-        let watch = server.requests().into_iter().find(|r| r.query.contains("watch=true")).unwrap();
+        let watch = server.requests().into_iter().find(RecordedRequest::is_watch).unwrap();
         assert!(
             watch.query.contains("fieldSelector=metadata.name%3Dextension-apiserver-authentication"),
             "{}",
@@ -250,34 +251,35 @@ mod tests {
 
     #[tokio::test]
     async fn lookup_failures_are_errors_unless_tolerated() {
-        let server = FakeApiServer::start(|_: &RecordedRequest| {
+        let server = FakeApiServer::answering(|_: &RecordedRequest| {
             FakeResponse::Json(403, status_body(403, "Forbidden", "configmaps is forbidden"))
         })
         .await;
-        let error = load_and_watch(server.client.clone(), AuthenticationFlags::default()).await.unwrap_err();
+        let error = load_and_watch(server.client(), AuthenticationFlags::default()).await.unwrap_err();
         assert!(matches!(error, AuthConfigError::Lookup { .. }), "{error:?}");
 
         let flags = AuthenticationFlags { tolerate_lookup_failure: true, ..AuthenticationFlags::default() };
-        let (config, _guard) = load_and_watch(server.client.clone(), flags).await.unwrap();
+        let (config, _guard) = load_and_watch(server.client(), flags).await.unwrap();
         assert!(config.load().request_header.is_none());
     }
 
     #[tokio::test]
     async fn a_missing_configmap_is_not_an_error() {
         let server =
-            FakeApiServer::start(|_: &RecordedRequest| FakeResponse::Json(404, status_body(404, "NotFound", "no")))
+            FakeApiServer::answering(|_: &RecordedRequest| FakeResponse::Json(404, status_body(404, "NotFound", "no")))
                 .await;
-        let (config, _guard) = load_and_watch(server.client.clone(), AuthenticationFlags::default()).await.unwrap();
+        let (config, _guard) = load_and_watch(server.client(), AuthenticationFlags::default()).await.unwrap();
         assert!(config.load().client_ca.is_none());
     }
 
     #[tokio::test]
     async fn skip_lookup_reads_nothing_from_the_cluster() {
-        let server =
-            FakeApiServer::start(|_: &RecordedRequest| FakeResponse::Json(500, status_body(500, "InternalError", "")))
-                .await;
+        let server = FakeApiServer::answering(|_: &RecordedRequest| {
+            FakeResponse::Json(500, status_body(500, "InternalError", ""))
+        })
+        .await;
         let flags = AuthenticationFlags { skip_lookup: true, ..AuthenticationFlags::default() };
-        let (config, guard) = load_and_watch(server.client.clone(), flags).await.unwrap();
+        let (config, guard) = load_and_watch(server.client(), flags).await.unwrap();
         assert!(!guard.is_watching());
         assert!(config.load().request_header.is_none());
         assert!(server.requests().is_empty());

@@ -218,7 +218,7 @@ fn from_resource_list(group: &str, version: &str, list: APIResourceList) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::label_index::fake_apiserver::FakeApiServer;
+    use crate::cluster::fake_apiserver::FakeApiServer;
 
     #[test]
     fn aggregated_documents_give_the_preferred_version_without_subresources() {
@@ -314,7 +314,7 @@ mod tests {
     }
 
     fn apis_requests(server: &FakeApiServer) -> usize {
-        server.count(|r| r == "/apis?")
+        server.count(|r| r.path == "/apis" && r.query.is_empty())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

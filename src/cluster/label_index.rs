@@ -464,234 +464,11 @@ impl AbsentTracker {
     }
 }
 
-/// A fake kube-apiserver on 127.0.0.1 for the tests of this module and of `discovery`: canned discovery
-/// documents, and list + watch of metadata collections, counting every request.
-#[cfg(test)]
-pub(crate) mod fake_apiserver {
-    use std::collections::{BTreeMap, HashMap, HashSet};
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
-
-    use bytes::Bytes;
-    use http_body::Frame;
-    use serde_json::{Value, json};
-    use tokio::sync::mpsc;
-
-    /// A response body: whole, or a stream of chunks for a watch.
-    enum Body {
-        Full(Option<Bytes>),
-        Stream(mpsc::UnboundedReceiver<Bytes>),
-    }
-
-    impl http_body::Body for Body {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            match self.get_mut() {
-                Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-                Body::Stream(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
-            }
-        }
-    }
-
-    #[derive(Default)]
-    struct Collection {
-        /// (namespace, name) -> labels.
-        objects: BTreeMap<(String, String), BTreeMap<String, String>>,
-        watchers: Vec<mpsc::UnboundedSender<Bytes>>,
-    }
-
-    #[derive(Default)]
-    struct State {
-        requests: Mutex<Vec<String>>,
-        documents: Mutex<HashMap<String, Value>>,
-        collections: Mutex<HashMap<String, Collection>>,
-        forbidden: Mutex<HashSet<String>>,
-        /// Collections whose requests are answered with headers and then nothing; the senders keep them open.
-        stalled: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Bytes>>>>,
-        /// `Accept` header of every request, by path.
-        accepts: Mutex<Vec<(String, String)>>,
-        resource_version: AtomicU64,
-    }
-
-    /// The fake server; stops when dropped.
-    pub(crate) struct FakeApiServer {
-        url: String,
-        state: Arc<State>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for FakeApiServer {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    fn object(namespace: &str, name: &str, labels: &BTreeMap<String, String>, rv: u64) -> Value {
-        let mut metadata = json!({"name": name, "labels": labels, "resourceVersion": rv.to_string()});
-        if !namespace.is_empty() {
-            metadata["namespace"] = json!(namespace);
-        }
-        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata})
-    }
-
-    fn json_response(status: u16, value: &Value) -> http::Response<Body> {
-        let mut response = http::Response::new(Body::Full(Some(Bytes::from(value.to_string()))));
-        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-        response
-    }
-
-    fn status(code: u16, reason: &str, message: &str) -> http::Response<Body> {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code});
-        json_response(code, &body)
-    }
-
-    impl State {
-        fn handle(&self, request: &http::Request<hyper::body::Incoming>) -> http::Response<Body> {
-            let path = request.uri().path().to_string();
-            let query = request.uri().query().unwrap_or("").to_string();
-            self.requests.lock().unwrap().push(format!("{path}?{query}"));
-            let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-            self.accepts.lock().unwrap().push((path.clone(), accept.to_string()));
-            if let Some(senders) = self.stalled.lock().unwrap().get_mut(&path) {
-                let (tx, rx) = mpsc::unbounded_channel();
-                senders.push(tx);
-                return http::Response::new(Body::Stream(rx));
-            }
-            if let Some(document) = self.documents.lock().unwrap().get(&path) {
-                return json_response(200, document);
-            }
-            if self.forbidden.lock().unwrap().contains(&path) {
-                let message = format!("{path} is forbidden: User \"system:serviceaccount:x:adapter\" cannot list");
-                return status(403, "Forbidden", &message);
-            }
-            let mut collections = self.collections.lock().unwrap();
-            let Some(collection) = collections.get_mut(&path) else {
-                return status(404, "NotFound", "the server could not find the requested resource");
-            };
-            let rv = self.resource_version.load(Ordering::SeqCst);
-            if query.split('&').any(|p| p == "watch=true") {
-                let (tx, rx) = mpsc::unbounded_channel();
-                collection.watchers.push(tx);
-                let mut response = http::Response::new(Body::Stream(rx));
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                return response;
-            }
-            let items: Vec<Value> =
-                collection.objects.iter().map(|((ns, name), labels)| object(ns, name, labels, rv)).collect();
-            json_response(
-                200,
-                &json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-                    "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
-            )
-        }
-    }
-
-    impl FakeApiServer {
-        pub(crate) async fn start() -> Self {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let state = Arc::new(State::default());
-            let serving = Arc::clone(&state);
-            let task = tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
-                    let state = Arc::clone(&serving);
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let response = state.handle(&request);
-                            async move { Ok::<_, Infallible>(response) }
-                        });
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                    });
-                }
-            });
-            FakeApiServer { url, state, task }
-        }
-
-        /// A client of this server.
-        pub(crate) fn client(&self) -> kube::Client {
-            let config = kube::Config::new(self.url.parse().unwrap());
-            kube::Client::try_from(config).unwrap()
-        }
-
-        /// Serves `document` at `path` (a discovery document).
-        pub(crate) fn set_document(&self, path: &str, document: Value) {
-            self.state.documents.lock().unwrap().insert(path.to_string(), document);
-        }
-
-        /// Makes `path` a listable, watchable collection.
-        pub(crate) fn add_collection(&self, path: &str) {
-            self.state.collections.lock().unwrap().entry(path.to_string()).or_default();
-        }
-
-        /// Never finishes answering requests for `path`.
-        pub(crate) fn stall(&self, path: &str) {
-            self.state.stalled.lock().unwrap().entry(path.to_string()).or_default();
-        }
-
-        /// The `Accept` headers of the requests for `path`.
-        pub(crate) fn accepts(&self, path: &str) -> Vec<String> {
-            let accepts = self.state.accepts.lock().unwrap();
-            accepts.iter().filter(|(p, _)| p == path).map(|(_, a)| a.clone()).collect()
-        }
-
-        /// Answers 403 Forbidden for `path`.
-        pub(crate) fn forbid(&self, path: &str) {
-            self.state.forbidden.lock().unwrap().insert(path.to_string());
-        }
-
-        fn event(&self, path: &str, kind: &str, namespace: &str, name: &str, labels: &[(&str, &str)], delete: bool) {
-            let rv = self.state.resource_version.fetch_add(1, Ordering::SeqCst) + 1;
-            let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            let mut collections = self.state.collections.lock().unwrap();
-            let collection = collections.entry(path.to_string()).or_default();
-            let key = (namespace.to_string(), name.to_string());
-            if delete {
-                collection.objects.remove(&key);
-            } else {
-                collection.objects.insert(key, labels.clone());
-            }
-            let line = format!("{}\n", json!({"type": kind, "object": object(namespace, name, &labels, rv)}));
-            collection.watchers.retain(|tx| tx.send(Bytes::from(line.clone())).is_ok());
-        }
-
-        /// Creates an object (an ADDED event to open watches).
-        pub(crate) fn add_object(&self, path: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) {
-            self.event(path, "ADDED", namespace, name, labels, false);
-        }
-
-        /// Deletes an object (a DELETED event to open watches).
-        pub(crate) fn delete_object(&self, path: &str, namespace: &str, name: &str) {
-            self.event(path, "DELETED", namespace, name, &[], true);
-        }
-
-        /// Whether a watch of `path` is open.
-        pub(crate) fn is_watched(&self, path: &str) -> bool {
-            self.state.collections.lock().unwrap().get(path).is_some_and(|c| c.watchers.iter().any(|w| !w.is_closed()))
-        }
-
-        /// Requests received so far whose `path?query` satisfies `filter`.
-        pub(crate) fn count(&self, filter: impl Fn(&str) -> bool) -> usize {
-            self.state.requests.lock().unwrap().iter().filter(|r| filter(r)).count()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::fake_apiserver::FakeApiServer;
     use super::*;
     use crate::cluster::BuiltinMapper;
+    use crate::cluster::fake_apiserver::{FakeApiServer, RecordedRequest};
     use crate::quantity::Quantity;
     use crate::response::RequestError;
     use crate::store::{CustomSeriesId, MemoryStore, SampleWrite, SeriesLabels};
@@ -789,8 +566,8 @@ mod tests {
 
     const PODS: &str = "/api/v1/pods";
 
-    fn is_list(path: &'static str) -> impl Fn(&str) -> bool {
-        move |r: &str| r.starts_with(&format!("{path}?")) && !r.contains("watch=true")
+    fn is_list(path: &'static str) -> impl Fn(&RecordedRequest) -> bool {
+        move |r: &RecordedRequest| r.path == path && !r.is_watch()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,7 +599,7 @@ mod tests {
         })
         .await;
         assert_eq!(server.count(is_list(PODS)), 1, "one initial list, none per read");
-        let accepts = server.accepts(PODS);
+        let accepts: Vec<String> = server.requests().into_iter().filter(|r| r.path == PODS).map(|r| r.accept).collect();
         assert!(
             !accepts.is_empty() && accepts.iter().all(|a| a.contains("as=PartialObjectMetadata")),
             "metadata only: {accepts:?}"

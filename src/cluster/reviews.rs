@@ -134,12 +134,12 @@ impl AccessReviewer for KubeAccessReviewer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testing::{FakeApiServer, FakeResponse, status_body};
     use crate::auth::{custom_write_attributes, request_attributes};
+    use crate::cluster::fake_apiserver::{FakeApiServer, FakeResponse, RecordedRequest, status_body};
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    fn token_server(answer: serde_json::Value) -> impl Fn(&crate::auth::testing::RecordedRequest) -> FakeResponse {
+    fn token_server(answer: serde_json::Value) -> impl Fn(&RecordedRequest) -> FakeResponse {
         move |request| {
             if request.path == "/apis/authentication.k8s.io/v1/tokenreviews" {
                 let mut body = request.body.clone();
@@ -153,7 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_review_posts_the_token_and_reads_the_user() {
-        let server = FakeApiServer::start(token_server(json!({
+        let server = FakeApiServer::answering(token_server(json!({
             "authenticated": true,
             "user": {
                 "username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
@@ -163,7 +163,7 @@ mod tests {
             }
         })))
         .await;
-        let user = KubeTokenReviewer::new(server.client.clone()).review("secret-token").await.unwrap().unwrap();
+        let user = KubeTokenReviewer::new(server.client()).review("secret-token").await.unwrap().unwrap();
         assert_eq!(user.name, "system:serviceaccount:kube-system:horizontal-pod-autoscaler");
         assert_eq!(user.uid, "u-1");
         assert_eq!(user.groups, vec!["system:serviceaccounts".to_string(), "system:authenticated".to_string()]);
@@ -180,18 +180,18 @@ mod tests {
     #[tokio::test]
     async fn an_unauthenticated_token_is_none_and_an_api_error_is_an_error() {
         let server =
-            FakeApiServer::start(token_server(json!({"authenticated": false, "error": "token expired"}))).await;
-        assert_eq!(KubeTokenReviewer::new(server.client.clone()).review("old").await.unwrap(), None);
+            FakeApiServer::answering(token_server(json!({"authenticated": false, "error": "token expired"}))).await;
+        assert_eq!(KubeTokenReviewer::new(server.client()).review("old").await.unwrap(), None);
 
-        let server = FakeApiServer::start(|_: &crate::auth::testing::RecordedRequest| {
+        let server = FakeApiServer::answering(|_: &RecordedRequest| {
             FakeResponse::Json(403, status_body(403, "Forbidden", "tokenreviews.authentication.k8s.io is forbidden"))
         })
         .await;
-        let error = KubeTokenReviewer::new(server.client.clone()).review("t").await.unwrap_err();
+        let error = KubeTokenReviewer::new(server.client()).review("t").await.unwrap_err();
         assert!(matches!(error, ReviewError::Request { review: "TokenReview", .. }), "{error:?}");
     }
 
-    fn access_server(status: serde_json::Value) -> impl Fn(&crate::auth::testing::RecordedRequest) -> FakeResponse {
+    fn access_server(status: serde_json::Value) -> impl Fn(&RecordedRequest) -> FakeResponse {
         move |request| {
             if request.path == "/apis/authorization.k8s.io/v1/subjectaccessreviews" {
                 let mut body = request.body.clone();
@@ -212,8 +212,9 @@ mod tests {
     #[tokio::test]
     async fn a_resource_review_sends_user_and_resource_attributes() {
         let server =
-            FakeApiServer::start(access_server(json!({"allowed": false, "reason": "no RBAC policy matched"}))).await;
-        let reviewer = KubeAccessReviewer::new(server.client.clone());
+            FakeApiServer::answering(access_server(json!({"allowed": false, "reason": "no RBAC policy matched"})))
+                .await;
+        let reviewer = KubeAccessReviewer::new(server.client());
         let attributes = custom_write_attributes(alice(), "deployments.apps", "default", "web", "q");
         let decision = reviewer.review(&attributes).await.unwrap();
         assert_eq!(decision, Decision { allowed: false, reason: "no RBAC policy matched".into() });
@@ -242,8 +243,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_non_resource_review_sends_path_and_verb() {
-        let server = FakeApiServer::start(access_server(json!({"allowed": true}))).await;
-        let reviewer = KubeAccessReviewer::new(server.client.clone());
+        let server = FakeApiServer::answering(access_server(json!({"allowed": true}))).await;
+        let reviewer = KubeAccessReviewer::new(server.client());
         let user = UserInfo { name: "bob".into(), ..UserInfo::default() };
         let attributes = request_attributes(&http::Method::GET, "/apis/custom.metrics.k8s.io/v1beta2", None, user);
         assert_eq!(reviewer.review(&attributes).await.unwrap(), Decision { allowed: true, reason: String::new() });
@@ -255,8 +256,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_review_that_allows_and_denies_is_an_error() {
-        let server = FakeApiServer::start(access_server(json!({"allowed": true, "denied": true}))).await;
-        let reviewer = KubeAccessReviewer::new(server.client.clone());
+        let server = FakeApiServer::answering(access_server(json!({"allowed": true, "denied": true}))).await;
+        let reviewer = KubeAccessReviewer::new(server.client());
         let attributes = request_attributes(&http::Method::GET, "/metrics", None, alice());
         assert!(matches!(reviewer.review(&attributes).await, Err(ReviewError::BadAnswer { .. })));
     }
