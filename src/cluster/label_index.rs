@@ -430,9 +430,15 @@ fn key_and_labels(object: PartialObjectMeta<DynamicObject>) -> (String, String, 
 }
 
 /// Stored objects of one resource type that the index does not hold, with when each was first seen absent.
+///
+/// Keyed by a 64-bit hash of (namespace, name) rather than the names themselves, and updated in place: with many
+/// absent objects (values written for objects that never existed) the tracker then costs about 50 bytes per object
+/// instead of several times that. Two objects whose hashes collide share one clock, which can only delay a removal.
 #[derive(Debug, Default)]
 struct AbsentTracker {
-    since: HashMap<(String, String), Instant>,
+    /// Object hash -> (first seen absent, number of the last update that saw it absent).
+    since: HashMap<u64, (Instant, u64)>,
+    updates: u64,
 }
 
 impl AbsentTracker {
@@ -446,22 +452,31 @@ impl AbsentTracker {
         now: Instant,
         grace: Duration,
     ) -> Vec<(String, String)> {
-        let mut since = HashMap::new();
+        self.updates += 1;
+        let update = self.updates;
         let mut gone = Vec::new();
-        for key in stored {
-            if present(&key.0, &key.1) {
+        for (namespace, name) in stored {
+            if present(&namespace, &name) {
                 continue;
             }
-            let first = self.since.get(&key).copied().unwrap_or(now);
-            if now.saturating_duration_since(first) >= grace {
-                gone.push(key.clone());
-            }
             // Kept even when due: if the removal fails, the next sweep retries at once.
-            since.insert(key, first);
+            let entry = self.since.entry(object_hash(&namespace, &name)).or_insert((now, update));
+            entry.1 = update;
+            if now.saturating_duration_since(entry.0) >= grace {
+                gone.push((namespace, name));
+            }
         }
-        self.since = since;
+        self.since.retain(|_, (_, seen)| *seen == update);
         gone
     }
+}
+
+/// A hash of an object's identity, for [`AbsentTracker`].
+fn object_hash(namespace: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (namespace, name).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
