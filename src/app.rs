@@ -331,7 +331,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let ingest =
         || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
     let secure_ingest = (config.write_auth == WriteAuth::Token).then(ingest);
-    let write_ingest = write.as_ref().map(|_| ingest());
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics);
     let secure_handler = Arc::new(SecureHandler {
         health: health.clone(),
@@ -350,8 +349,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown.clone(),
         config.shutdown_grace_period,
     )));
-    if let (Some(write), Some(write_addr), Some(ingest)) = (write, write_addr, write_ingest) {
-        let write_handler = Arc::new(WriteHandler { health, ingest });
+    if let (Some(write), Some(write_addr)) = (write, write_addr) {
+        let write_handler = Arc::new(WriteHandler { health, ingest: ingest() });
         tracing::info!(listener = "write", address = %write_addr, "listening");
         tasks.push(tokio::spawn(listener::serve(
             write,

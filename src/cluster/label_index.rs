@@ -431,9 +431,9 @@ fn key_and_labels(object: PartialObjectMeta<DynamicObject>) -> (String, String, 
 
 /// Stored objects of one resource type that the index does not hold, with when each was first seen absent.
 ///
-/// Keyed by a 64-bit hash of (namespace, name) rather than the names themselves, and updated in place: with many
-/// absent objects (values written for objects that never existed) the tracker then costs about 50 bytes per object
-/// instead of several times that. Two objects whose hashes collide share one clock, which can only delay a removal.
+/// Keyed by a 64-bit hash of (namespace, name) rather than the names themselves, and updated in place rather than
+/// rebuilt, because there can be very many absent objects (values written for objects that never existed).
+/// Two objects whose hashes collide share one clock, which can only delay a removal.
 #[derive(Debug, Default)]
 struct AbsentTracker {
     /// Object hash -> (first seen absent, number of the last update that saw it absent).
