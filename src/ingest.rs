@@ -10,6 +10,7 @@
 //! Bad input is refused with a 4xx `Status` that names what was wrong, and nothing is stored. Uses the store, the
 //! quantity and selector cores and the resource mapper; never the read API.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,70 +41,66 @@ pub fn is_write_path(path: &str) -> bool {
         || path == "/write-external-metrics"
 }
 
-/// What a write path names.
+/// What a write path names; segments are borrowed from the path unless they were percent-encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteTarget {
+pub enum WriteTarget<'a> {
     /// A value on one object.
     Custom {
         /// The namespace in the path; `None` on the cluster-scoped routes.
-        namespace: Option<String>,
+        namespace: Option<Cow<'a, str>>,
         /// The resource as written in the path.
-        resource: String,
+        resource: Cow<'a, str>,
         /// Object name.
-        name: String,
+        name: Cow<'a, str>,
         /// Metric name.
-        metric: String,
+        metric: Cow<'a, str>,
     },
     /// An external series (its labels come from the query).
     External {
         /// Namespace.
-        namespace: String,
+        namespace: Cow<'a, str>,
         /// Metric name.
-        metric: String,
+        metric: Cow<'a, str>,
     },
 }
 
 /// Parses a write path (W1-W3, external). Any empty segment matches nothing.
-pub fn parse_path(path: &str) -> Result<WriteTarget, RequestError> {
-    let not_found = || RequestError::WriteRouteNotFound;
+pub fn parse_path(path: &str) -> Result<WriteTarget<'_>, RequestError> {
     if let Some(rest) = path.strip_prefix(WRITE_EXTERNAL_PREFIX) {
-        let segments = owned_segments(rest)?;
-        return match segments.as_slice() {
-            [ns_literal, namespace, metric] if ns_literal == "namespaces" => {
-                Ok(WriteTarget::External { namespace: namespace.clone(), metric: metric.clone() })
+        let mut segments = segments(rest)?.into_iter();
+        return match (segments.next(), segments.next(), segments.next(), segments.next()) {
+            (Some(ns_literal), Some(namespace), Some(metric), None) if ns_literal == "namespaces" => {
+                Ok(WriteTarget::External { namespace, metric })
             }
-            _ => Err(not_found()),
+            _ => Err(RequestError::WriteRouteNotFound),
         };
     }
-    let rest = path.strip_prefix(WRITE_PREFIX).ok_or_else(not_found)?;
-    let segments = owned_segments(rest)?;
-    let custom = |namespace: Option<&String>, resource: &String, name: &String, metric: &String| {
-        Ok(WriteTarget::Custom {
-            namespace: namespace.cloned(),
-            resource: resource.clone(),
-            name: name.clone(),
-            metric: metric.clone(),
-        })
-    };
-    match segments.as_slice() {
-        [ns_literal, namespace, resource, name, metric] if ns_literal == "namespaces" => {
+    let rest = path.strip_prefix(WRITE_PREFIX).ok_or(RequestError::WriteRouteNotFound)?;
+    let custom = |namespace, resource, name, metric| Ok(WriteTarget::Custom { namespace, resource, name, metric });
+    let mut segments = segments(rest)?.into_iter();
+    match (segments.next(), segments.next(), segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some(ns_literal), Some(namespace), Some(resource), Some(name), Some(metric), None)
+            if ns_literal == "namespaces" =>
+        {
             custom(Some(namespace), resource, name, metric)
         }
-        [resource, name, metrics_literal, metric] if metrics_literal == "metrics" => {
+        (Some(resource), Some(name), Some(metrics_literal), Some(metric), None, None)
+            if metrics_literal == "metrics" =>
+        {
             custom(None, resource, name, metric)
         }
-        [resource, name, metric] => custom(None, resource, name, metric),
-        _ => Err(not_found()),
+        (Some(resource), Some(name), Some(metric), None, None, None) => custom(None, resource, name, metric),
+        _ => Err(RequestError::WriteRouteNotFound),
     }
 }
 
 /// The decoded segments of a write path; an empty segment matches no route.
-fn owned_segments(path: &str) -> Result<Vec<String>, RequestError> {
+fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, RequestError> {
     let segments = decode_segments(path).map_err(|_| RequestError::WriteRouteNotFound)?;
     if segments.iter().any(|s| s.is_empty()) {
         return Err(RequestError::WriteRouteNotFound);
     }
-    Ok(segments.into_iter().map(|s| s.into_owned()).collect())
+    Ok(segments)
 }
 
 /// The query parameters of a write.
@@ -157,14 +154,25 @@ pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
     if text.is_empty() {
         return Err(RequestError::EmptyBody);
     }
-    let quantity_text = if text.starts_with('"') {
-        let decoded: String = serde_json::from_str(text).map_err(|e| RequestError::BadJson(e.to_string()))?;
-        // Go's Quantity unmarshalling trims spaces inside the string too.
-        decoded.trim().to_string()
+    let decoded: Cow<'_, str> = if text.starts_with('"') {
+        match plain_json_string(text) {
+            // The common case, `"42"`, needs no JSON decoder.
+            Some(inner) => Cow::Borrowed(inner),
+            None => Cow::Owned(serde_json::from_str(text).map_err(|e| RequestError::BadJson(e.to_string()))?),
+        }
     } else {
-        text.to_string()
+        Cow::Borrowed(text)
     };
-    Quantity::parse(&quantity_text).map_err(|source| RequestError::BadValue { body: shorten(&quantity_text), source })
+    // Go's Quantity unmarshalling trims spaces inside the string too.
+    let quantity_text = decoded.trim();
+    Quantity::parse(quantity_text).map_err(|source| RequestError::BadValue { body: shorten(quantity_text), source })
+}
+
+/// The content of a JSON string literal that has no escapes, no inner quotes and no control characters (what
+/// JSON forbids unescaped), so that it decodes to itself; `None` for anything else.
+fn plain_json_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    inner.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20).then_some(inner)
 }
 
 fn shorten(text: &str) -> String {
@@ -305,7 +313,6 @@ impl Ingest {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let pretty = response::wants_pretty(None, request.headers());
         let (parts, body) = request.into_parts();
         let mut body = Some(body);
         let result = self.apply(&parts, &mut body, gate).await;
@@ -314,7 +321,7 @@ impl Ingest {
         }
         match result {
             Ok(response) => response,
-            Err(error) => error.into_response(pretty),
+            Err(error) => error.into_response(response::wants_pretty(None, &parts.headers)),
         }
     }
 
@@ -372,7 +379,7 @@ impl Ingest {
     }
 
     /// The store identity of a write target: custom resources resolved and their scope checked.
-    async fn series<'a>(&self, target: &'a WriteTarget) -> Result<Series<'a>, RequestError> {
+    async fn series<'a>(&self, target: &'a WriteTarget<'_>) -> Result<Series<'a>, RequestError> {
         match target {
             WriteTarget::Custom { namespace, resource, name, metric } => {
                 let (resource, namespace) = self.resolve(resource, namespace.as_deref()).await?;
@@ -430,9 +437,9 @@ impl Ingest {
 mod tests {
     use super::*;
 
-    fn custom(ns: Option<&str>, resource: &str, name: &str, metric: &str) -> WriteTarget {
+    fn custom<'a>(ns: Option<&'a str>, resource: &'a str, name: &'a str, metric: &'a str) -> WriteTarget<'a> {
         WriteTarget::Custom {
-            namespace: ns.map(String::from),
+            namespace: ns.map(Cow::from),
             resource: resource.into(),
             name: name.into(),
             metric: metric.into(),
@@ -493,6 +500,20 @@ mod tests {
             assert!(matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })), "{bad}");
         }
         assert!(matches!(parse_body(&[0xff, 0xfe]), Err(RequestError::BadJson(_))));
+    }
+
+    #[test]
+    fn a_plain_json_string_is_taken_as_is_only_when_the_json_decoder_agrees() {
+        for text in [r#""42""#, r#""1500m""#, r#"" 4 ""#, r#""""#, "\"\u{e9}\"", "\"\u{7f}\""] {
+            let decoded: String = serde_json::from_str(text).unwrap();
+            assert_eq!(plain_json_string(text), Some(decoded.as_str()), "{text}");
+        }
+        // Escapes, inner quotes, control characters and unterminated strings are left to the JSON decoder.
+        for text in [r#""4\u0032""#, r#""4\"2""#, r#""4"2""#, "\"4\t\"", "\"", r#""42"#, r#"42""#] {
+            assert_eq!(plain_json_string(text), None, "{text}");
+        }
+        assert_eq!(parse_body(br#""4\u0032""#).map(|q| q.to_string()).unwrap(), "42");
+        assert!(matches!(parse_body(b"\"4\t\""), Err(RequestError::BadJson(_))));
     }
 
     #[test]

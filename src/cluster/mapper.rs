@@ -5,6 +5,7 @@
 //! prefix of the full group (`storage` for `storage.k8s.io`); with several matches, the earlier group in discovery
 //! order wins (the core group first). Short names (`po`, `deploy`) are not accepted, as in Kubernetes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -39,10 +40,10 @@ impl ResourceTable {
     pub fn resolve(&self, name: &str) -> Result<Arc<ResourceInfo>, MapperError> {
         let unknown = || MapperError::UnknownResource(name.to_string());
         let (resource, group) = match name.split_once('.') {
-            Some((resource, group)) => (resource, Some(group.to_lowercase())),
+            Some((resource, group)) => (resource, Some(lowercase(group))),
             None => (name, None),
         };
-        let candidates = self.by_name.get(&resource.to_lowercase()).ok_or_else(unknown)?;
+        let candidates = self.by_name.get(lowercase(resource).as_ref()).ok_or_else(unknown)?;
         let found = match group.as_deref() {
             None => candidates.first(),
             Some(group) => candidates.iter().find(|r| r.group == group).or_else(|| {
@@ -51,6 +52,11 @@ impl ResourceTable {
         };
         found.cloned().ok_or_else(unknown)
     }
+}
+
+/// `text` in lower case, without a copy when it already is (as resource names nearly always are).
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_uppercase) { Cow::Owned(text.to_lowercase()) } else { Cow::Borrowed(text) }
 }
 
 /// The built-in Kubernetes resources, for standalone mode.
