@@ -6,6 +6,8 @@ fmt_int() { awk -v v="$1" 'BEGIN { s = sprintf("%d", v + 0.5); t = ""
   while (length(s) > 3) { t = "," substr(s, length(s) - 2) t; s = substr(s, 1, length(s) - 3) }; print s t }'; }
 # mib KIB: KiB as "12.3 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+# median X...: the median of the numbers (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # rss_kib PID: the resident set size of PID in KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
