@@ -166,6 +166,14 @@ impl Quantity {
 
     /// Go `ParseQuantity`. No whitespace is allowed; see the module docs for the limits.
     pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
+        match parse_plain_integer(s) {
+            Some(value) => Ok(Quantity::from_i64(value, Format::DecimalSI)),
+            None => Quantity::parse_general(s),
+        }
+    }
+
+    /// [`Quantity::parse`] for every input (the plain-integer fast path aside).
+    fn parse_general(s: &str) -> Result<Quantity, QuantityError> {
         if s.is_empty() {
             return Err(QuantityError::Format);
         }
@@ -404,6 +412,21 @@ fn is_suffix_letter(b: u8) -> bool {
 
 /// Go `parseQuantityString`: sign, leading zeros, integer digits, `.` + digits, then a run of
 /// suffix letters, an optional sign and digits; anything left over is a format error.
+/// A plain integer of at most 18 digits with an optional sign (`42`, `-7`, `+0`): nearly every value written,
+/// and exactly an `i64`, so it needs none of the general parser's digit arithmetic.
+fn parse_plain_integer(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+    Some(if negative { -magnitude } else { magnitude })
+}
+
 fn scan(s: &[u8]) -> Result<Scanned<'_>, QuantityError> {
     let end = s.len();
     let mut pos = 0;
@@ -652,6 +675,28 @@ impl serde::de::Visitor<'_> for QuantityVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_integer_fast_path_agrees_with_the_general_parser() {
+        let mut inputs: Vec<String> = (-2000..2000).map(|v: i64| v.to_string()).collect();
+        for text in ["+0", "-0", "000", "+42", "0042", "-000100", "999999999999999999", "-999999999999999999"] {
+            inputs.push(text.to_string());
+        }
+        for exp in 0..18 {
+            inputs.push(10i64.pow(exp).to_string());
+            inputs.push((10i64.pow(exp) * 7 - 1).to_string());
+        }
+        for text in &inputs {
+            assert!(parse_plain_integer(text).is_some(), "{text}");
+            let (fast, general) = (Quantity::parse(text).unwrap(), Quantity::parse_general(text).unwrap());
+            assert_eq!(fast, general, "{text}");
+            assert_eq!(fast.to_string(), general.to_string(), "{text}");
+        }
+        // Longer numbers, suffixes, fractions, exponents and bare signs take the general path.
+        for text in ["1234567890123456789", "1k", "1.5", "1e3", "-", "+", "", "4 2", "١"] {
+            assert_eq!(parse_plain_integer(text), None, "{text}");
+        }
+    }
 
     fn q(s: &str) -> Quantity {
         match Quantity::parse(s) {

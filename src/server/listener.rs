@@ -15,9 +15,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::idle::IdleTimeout;
 use super::shutdown::Shutdown;
 use crate::auth::ClientCertChain;
 use crate::response::HttpResponse;
@@ -131,9 +131,7 @@ async fn serve_connection<H: Handler>(
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let _ = stream.set_nodelay(true);
-    let mut timed = TimeoutStream::new(stream);
-    timed.set_read_timeout(Some(limits.idle_timeout));
-    let timed = Box::pin(timed);
+    let timed = IdleTimeout::new(stream, limits.idle_timeout);
     let service = |connection: Connection| {
         let connection = Arc::new(connection);
         service_fn(move |request: Request<Incoming>| {

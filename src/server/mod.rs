@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod health;
+pub mod idle;
 pub mod listener;
 pub mod shutdown;
 pub mod tls;
