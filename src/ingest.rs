@@ -65,32 +65,36 @@ pub enum WriteTarget<'a> {
 }
 
 /// Parses a write path (W1-W3, external). Any empty segment matches nothing.
-pub fn parse_path(path: &str) -> Result<WriteTarget<'_>, RequestError> {
+pub fn parse_path<'a>(path: &'a str) -> Result<WriteTarget<'a>, RequestError> {
+    let not_found = || RequestError::WriteRouteNotFound;
+    // Cloning a segment copies text only when it was percent-decoded; the others borrow from `path`.
     if let Some(rest) = path.strip_prefix(WRITE_EXTERNAL_PREFIX) {
-        let mut segments = segments(rest)?.into_iter();
-        return match (segments.next(), segments.next(), segments.next(), segments.next()) {
-            (Some(ns_literal), Some(namespace), Some(metric), None) if ns_literal == "namespaces" => {
-                Ok(WriteTarget::External { namespace, metric })
+        return match segments(rest)?.as_slice() {
+            [ns_literal, namespace, metric] if ns_literal == "namespaces" => {
+                Ok(WriteTarget::External { namespace: namespace.clone(), metric: metric.clone() })
             }
-            _ => Err(RequestError::WriteRouteNotFound),
+            _ => Err(not_found()),
         };
     }
-    let rest = path.strip_prefix(WRITE_PREFIX).ok_or(RequestError::WriteRouteNotFound)?;
-    let custom = |namespace, resource, name, metric| Ok(WriteTarget::Custom { namespace, resource, name, metric });
-    let mut segments = segments(rest)?.into_iter();
-    match (segments.next(), segments.next(), segments.next(), segments.next(), segments.next(), segments.next()) {
-        (Some(ns_literal), Some(namespace), Some(resource), Some(name), Some(metric), None)
-            if ns_literal == "namespaces" =>
-        {
+    let rest = path.strip_prefix(WRITE_PREFIX).ok_or_else(not_found)?;
+    let custom =
+        |namespace: Option<&Cow<'a, str>>, resource: &Cow<'a, str>, name: &Cow<'a, str>, metric: &Cow<'a, str>| {
+            Ok(WriteTarget::Custom {
+                namespace: namespace.cloned(),
+                resource: resource.clone(),
+                name: name.clone(),
+                metric: metric.clone(),
+            })
+        };
+    match segments(rest)?.as_slice() {
+        [ns_literal, namespace, resource, name, metric] if ns_literal == "namespaces" => {
             custom(Some(namespace), resource, name, metric)
         }
-        (Some(resource), Some(name), Some(metrics_literal), Some(metric), None, None)
-            if metrics_literal == "metrics" =>
-        {
+        [resource, name, metrics_literal, metric] if metrics_literal == "metrics" => {
             custom(None, resource, name, metric)
         }
-        (Some(resource), Some(name), Some(metric), None, None, None) => custom(None, resource, name, metric),
-        _ => Err(RequestError::WriteRouteNotFound),
+        [resource, name, metric] => custom(None, resource, name, metric),
+        _ => Err(not_found()),
     }
 }
 
@@ -429,7 +433,7 @@ impl Ingest {
                 RequestError::BodyRead(error.to_string())
             }
         };
-        // A plain buffer rather than `collect()`, whose frame queue costs more than the rest of a small write.
+        // A plain buffer: `collect()` would queue the frames in a `VecDeque` and copy them out again.
         let mut body = std::pin::pin!(Limited::new(body, limit));
         let mut bytes = Vec::new();
         while let Some(frame) = body.frame().await {

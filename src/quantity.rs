@@ -410,23 +410,19 @@ fn is_suffix_letter(b: u8) -> bool {
     matches!(b, b'e' | b'E' | b'i' | b'n' | b'u' | b'm' | b'k' | b'K' | b'M' | b'G' | b'T' | b'P')
 }
 
-/// Go `parseQuantityString`: sign, leading zeros, integer digits, `.` + digits, then a run of
-/// suffix letters, an optional sign and digits; anything left over is a format error.
 /// A plain integer of at most 18 digits with an optional sign (`42`, `-7`, `+0`): nearly every value written,
-/// and exactly an `i64`, so it needs none of the general parser's digit arithmetic.
+/// and exactly an `i64`, so it needs none of the general parser's digit arithmetic. `i64::from_str` accepts
+/// exactly an optional sign and ASCII digits.
 fn parse_plain_integer(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.as_bytes() {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        rest => (false, rest),
-    };
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits.len() > 18 {
         return None;
     }
-    let magnitude = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
-    Some(if negative { -magnitude } else { magnitude })
+    s.parse().ok()
 }
 
+/// Go `parseQuantityString`: sign, leading zeros, integer digits, `.` + digits, then a run of
+/// suffix letters, an optional sign and digits; anything left over is a format error.
 fn scan(s: &[u8]) -> Result<Scanned<'_>, QuantityError> {
     let end = s.len();
     let mut pos = 0;
