@@ -262,8 +262,8 @@ impl RequestError {
             // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
             Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
             // The read is well-formed but asks for more than one response may carry: a quota, as above. Not 429
-            // or 5xx: client-go retries those, and the same read would fail again; a 403 is passed through by
-            // kube-apiserver's aggregator, and the HPA shows its message in its FailedGetPodsMetric event.
+            // or 503, which invite a retry that would fail the same way; kube-apiserver's aggregator passes the 403
+            // through, and the HPA shows its message in its FailedGet...Metric event.
             TooManyItems { .. } | ResponseTooLarge { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             // The index may recover (RBAC granted, list finished): the client is told to retry, as for an

@@ -45,9 +45,10 @@ pub struct ReadLimits {
 }
 
 impl Default for ReadLimits {
-    /// 10,000 items is ten times the largest HPA target this adapter is benchmarked with; 32 MiB holds that many
-    /// items with long names and a selector of some hundred bytes, indented; 4 KiB is more than the longest
-    /// selectors HPAs send (a few labels of a workload) and bounds a selector's terms to about 2,000.
+    /// 10,000 items is ten times the wildcard read of the benchmark (1,000 pods); 32 MiB holds that many items
+    /// with 253-character names and a selector of a few hundred bytes, even indented; 4 KiB is many times a
+    /// workload's selector of a few labels, and bounds a selector to about 2,000 terms (each at least one byte and
+    /// a comma).
     fn default() -> Self {
         ReadLimits { max_list_items: 10_000, max_response_bytes: 32 << 20, max_selector_bytes: 4096 }
     }
