@@ -332,7 +332,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let ingest =
         || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
     let secure_ingest = (config.write_auth == WriteAuth::Token).then(ingest);
-    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics);
+    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads);
     let secure_handler = Arc::new(SecureHandler {
         health: health.clone(),
         api,

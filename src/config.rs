@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::api::ReadLimits;
 use crate::server::listener::ConnectionLimits;
 use crate::server::tls::CertSource;
 use crate::store::Limits;
@@ -102,6 +103,20 @@ pub struct Flags {
     /// Largest accepted write body in bytes; larger ones are refused with 413.
     #[arg(long, env = "CUSTOM_METRICS_MAX_REQUEST_BODY_BYTES", default_value_t = 4096)]
     pub max_request_body_bytes: usize,
+
+    /// Items one list read (wildcard, every metric of an object, external) returns at most; a read that would
+    /// return more is refused with 403.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_LIST_ITEMS", default_value_t = ReadLimits::default().max_list_items)]
+    pub max_list_items: usize,
+
+    /// Bytes of one read's response body at most; a read whose answer would be larger is refused with 403.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_RESPONSE_BYTES", default_value_t = ReadLimits::default().max_response_bytes)]
+    pub max_response_bytes: usize,
+
+    /// Bytes of a labelSelector or metricLabelSelector query value at most (after URL decoding); longer ones are
+    /// refused with 400.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_SELECTOR_BYTES", default_value_t = ReadLimits::default().max_selector_bytes)]
+    pub max_selector_bytes: usize,
 
     /// Open connections per listener at most; further clients wait to be accepted.
     #[arg(long, env = "CUSTOM_METRICS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
@@ -360,6 +375,8 @@ pub struct Config {
     pub discovery_max_metrics: usize,
     /// Largest write body.
     pub max_request_body_bytes: usize,
+    /// Bounds on what one read returns.
+    pub reads: ReadLimits,
     /// Limits of both listeners.
     pub connections: ConnectionLimits,
     /// Drain time after SIGTERM.
@@ -387,6 +404,9 @@ impl Config {
             ("--max-request-body-bytes", flags.max_request_body_bytes),
             ("--max-connections", flags.max_connections),
             ("--discovery-max-metrics", flags.discovery_max_metrics),
+            ("--max-list-items", flags.max_list_items),
+            ("--max-response-bytes", flags.max_response_bytes),
+            ("--max-selector-bytes", flags.max_selector_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -412,6 +432,11 @@ impl Config {
             limits: Limits { max_series: flags.max_series, max_labels_per_series: flags.max_labels_per_series },
             discovery_max_metrics: flags.discovery_max_metrics,
             max_request_body_bytes: flags.max_request_body_bytes,
+            reads: ReadLimits {
+                max_list_items: flags.max_list_items,
+                max_response_bytes: flags.max_response_bytes,
+                max_selector_bytes: flags.max_selector_bytes,
+            },
             connections: ConnectionLimits {
                 max_connections: flags.max_connections,
                 header_read_timeout: flags.header_read_timeout,
@@ -457,6 +482,17 @@ mod tests {
         assert_eq!(config.cert, CertSource::Dir("apiserver.local.config/certificates".into()));
         assert_eq!(config.metric_ttl, None);
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.reads, ReadLimits::default());
+    }
+
+    #[test]
+    fn read_limits_come_from_their_flags_and_are_never_zero() {
+        let config =
+            parse(&["--standalone", "--max-list-items=5", "--max-response-bytes=6", "--max-selector-bytes=7"]).unwrap();
+        assert_eq!(config.reads, ReadLimits { max_list_items: 5, max_response_bytes: 6, max_selector_bytes: 7 });
+        for flag in ["--max-list-items", "--max-response-bytes", "--max-selector-bytes"] {
+            assert!(parse(&["--standalone", &format!("{flag}=0")]).unwrap_err().contains(flag), "{flag}");
+        }
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! HTTP responses: JSON bodies, and the one place where every request error becomes a Kubernetes `Status`
 //! (wire-contract §3) with its HTTP code.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
+use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 use serde::Serialize;
 
@@ -14,7 +19,66 @@ use crate::selector::SelectorError;
 use crate::store::StoreError;
 
 /// The response type of every handler.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Body>;
+
+/// The body of every response: one buffer (nearly every answer), or a long list written a piece at a time so that
+/// it is never held in memory whole.
+pub enum Body {
+    /// The whole body.
+    Full(Full<Bytes>),
+    /// A body produced as the connection takes it.
+    Chunks(Box<dyn Chunks>),
+}
+
+/// A body produced a piece at a time, of a length known in advance.
+pub trait Chunks: Send + 'static {
+    /// The next piece; `None` once all [`Chunks::remaining`] bytes have been given.
+    fn next_chunk(&mut self) -> Option<Bytes>;
+    /// Bytes still to come.
+    fn remaining(&self) -> u64;
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Full(full) => f.debug_tuple("Full").field(full).finish(),
+            Body::Chunks(chunks) => f.debug_struct("Chunks").field("remaining", &chunks.remaining()).finish(),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body::Full(Full::new(bytes))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(full) => Pin::new(full).poll_frame(cx),
+            Body::Chunks(chunks) => Poll::Ready(chunks.next_chunk().map(|chunk| Ok(Frame::data(chunk)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(full) => full.is_end_stream(),
+            Body::Chunks(chunks) => chunks.remaining() == 0,
+        }
+    }
+
+    // The exact length lets HTTP/1.1 send Content-Length instead of chunked encoding for streamed lists too.
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::Chunks(chunks) => SizeHint::with_exact(chunks.remaining()),
+        }
+    }
+}
 
 /// Everything that can make a request fail, named after the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +127,34 @@ pub enum RequestError {
     /// `metricLabelSelector` does not parse or cannot be represented.
     #[error("invalid metricLabelSelector: {0}")]
     BadMetricLabelSelector(SelectorError),
+    /// A selector query value is longer than allowed.
+    #[error("{parameter} is {len} bytes long, at most {limit} are allowed (--max-selector-bytes)")]
+    SelectorTooLong {
+        /// `labelSelector` or `metricLabelSelector`.
+        parameter: &'static str,
+        /// Its length in bytes, decoded.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A list read would return more items than one response may hold.
+    #[error(
+        "the response would hold {count} items, at most {limit} are served in one response (--max-list-items): narrow the read with labelSelector or metricLabelSelector"
+    )]
+    TooManyItems {
+        /// Items the read found.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A read's answer would be larger than one response may be.
+    #[error(
+        "the response would be larger than {limit} bytes, the most served in one response (--max-response-bytes): narrow the read with labelSelector or metricLabelSelector"
+    )]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The label index cannot answer.
     #[error(transparent)]
     LabelIndex(#[from] LabelIndexError),
@@ -152,6 +244,7 @@ impl RequestError {
             | WrongScope(_)
             | BadLabelSelector(_)
             | BadMetricLabelSelector(_)
+            | SelectorTooLong { .. }
             | LabelIndex(LabelIndexError::NeedsCluster { .. })
             | EmptyBody
             | BodyRead(_)
@@ -168,6 +261,10 @@ impl RequestError {
             }
             // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
             Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
+            // The read is well-formed but asks for more than one response may carry: a quota, as above. Not 429
+            // or 503, which invite a retry that would fail the same way; kube-apiserver's aggregator passes the 403
+            // through, and the HPA shows its message in its FailedGet...Metric event.
+            TooManyItems { .. } | ResponseTooLarge { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             // The index may recover (RBAC granted, list finished): the client is told to retry, as for an
             // unavailable store.
@@ -268,16 +365,15 @@ pub fn json_response<T: Serialize>(code: StatusCode, body: &T, pretty: bool) -> 
     };
     match bytes {
         Ok(bytes) => with_body(code, "application/json", Bytes::from(bytes)),
-        Err(error) => {
-            // Our wire types always serialize; this is a bug, reported without internals.
-            tracing::error!(%error, "serializing a response failed");
-            with_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"internal error\n"),
-            )
-        }
+        Err(error) => serialization_failed(&error),
     }
+}
+
+/// The answer when a body could not be serialized: our wire types always serialize, so this is a bug, reported
+/// without internals.
+pub fn serialization_failed(error: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::error!(%error, "serializing a response failed");
+    with_body(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", Bytes::from_static(b"internal error\n"))
 }
 
 /// A plain-text response.
@@ -287,14 +383,23 @@ pub fn text_response(code: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
 
 /// An empty 200 response (a successful write).
 pub fn empty_response() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(Body::from(Bytes::new()));
     *response.status_mut() = StatusCode::OK;
     response
 }
 
 /// A response with the headers every answer of ours carries.
 pub fn with_body(code: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
-    let mut response = Response::new(Full::new(body));
+    with_any_body(code, content_type, Body::from(body))
+}
+
+/// A response whose body is written a piece at a time, with the headers of [`with_body`].
+pub fn with_chunks(code: StatusCode, content_type: &'static str, chunks: Box<dyn Chunks>) -> HttpResponse {
+    with_any_body(code, content_type, Body::Chunks(chunks))
+}
+
+fn with_any_body(code: StatusCode, content_type: &'static str, body: Body) -> HttpResponse {
+    let mut response = Response::new(body);
     *response.status_mut() = code;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

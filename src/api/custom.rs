@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use http::StatusCode;
+use serde_json::value::RawValue;
 
-use super::ReadQuery;
+use super::list::{self, ListFormat, ListItems};
 use super::route::{CustomTarget, CustomVersion};
-use super::types::{List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamp};
+use super::types::{MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamp};
+use super::{ReadLimits, ReadQuery};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::LabelSelector;
@@ -23,13 +24,14 @@ pub struct MetricItems {
     items: Vec<(String, String, Sample)>,
 }
 
-/// Reads what `target` asks for.
+/// Reads what `target` asks for; a list of more than `max_items` is refused.
 pub async fn read(
     store: &dyn MetricStore,
     mapper: &dyn ResourceMapper,
     labels: &dyn LabelIndex,
     target: &CustomTarget,
     query: &ReadQuery,
+    max_items: usize,
 ) -> Result<MetricItems, RequestError> {
     // Both selectors are validated on every route, used or not, as Kubernetes does.
     let object_selector = query.label_selector()?;
@@ -80,6 +82,9 @@ pub async fn read(
                 .collect()
         }
     };
+    if items.len() > max_items {
+        return Err(RequestError::TooManyItems { count: items.len(), limit: max_items });
+    }
     Ok(MetricItems { namespace: namespace.to_string(), selector: rendered_selector, info, items })
 }
 
@@ -97,48 +102,88 @@ fn store_namespace<'a>(info: &ResourceInfo, namespace: Option<&'a str>) -> Resul
     }
 }
 
-fn object<'a>(found: &'a MetricItems, api_version: &'a str, name: &'a str) -> ObjectReference<'a> {
-    ObjectReference { kind: &found.info.kind, namespace: &found.namespace, name, api_version }
+/// A read's items as one version prints them, with what they share serialized once.
+struct Rendered {
+    found: MetricItems,
+    api_version: String,
+    selector: Option<Box<RawValue>>,
 }
 
-/// Renders items as a `MetricValueList` of `version`.
-pub fn render(version: CustomVersion, found: &MetricItems, pretty: bool) -> HttpResponse {
-    let api_version = found.info.api_version();
+impl Rendered {
+    fn object<'a>(&'a self, name: &'a str) -> ObjectReference<'a> {
+        let info = &self.found.info;
+        ObjectReference { kind: &info.kind, namespace: &self.found.namespace, name, api_version: &self.api_version }
+    }
+}
+
+struct V1Beta1(Rendered);
+struct V1Beta2(Rendered);
+
+impl ListItems for V1Beta1 {
+    type Item<'a> = MetricValueV1Beta1<'a>;
+
+    fn len(&self) -> usize {
+        self.0.found.items.len()
+    }
+
+    fn item(&self, index: usize) -> MetricValueV1Beta1<'_> {
+        let (name, metric, sample) = &self.0.found.items[index];
+        MetricValueV1Beta1 {
+            described_object: self.0.object(name),
+            metric_name: metric,
+            timestamp: Timestamp(sample.timestamp_millis),
+            value: sample.value,
+            selector: self.0.selector.as_deref(),
+        }
+    }
+}
+
+impl ListItems for V1Beta2 {
+    type Item<'a> = MetricValueV1Beta2<'a>;
+
+    fn len(&self) -> usize {
+        self.0.found.items.len()
+    }
+
+    fn item(&self, index: usize) -> MetricValueV1Beta2<'_> {
+        let (name, metric, sample) = &self.0.found.items[index];
+        MetricValueV1Beta2 {
+            described_object: self.0.object(name),
+            metric: MetricIdentifier { name: metric, selector: self.0.selector.as_deref() },
+            timestamp: Timestamp(sample.timestamp_millis),
+            value: sample.value,
+        }
+    }
+}
+
+/// Renders items as a `MetricValueList` of `version`; refused when its body would be longer than
+/// [`ReadLimits::max_response_bytes`].
+pub fn render(
+    version: CustomVersion,
+    found: MetricItems,
+    pretty: bool,
+    limits: &ReadLimits,
+) -> Result<HttpResponse, RequestError> {
+    let max_bytes = limits.max_response_bytes;
+    // The selector sits at `selector` (one level into an item) in v1beta1, at `metric.selector` in v1beta2.
+    let (depth, api_version) = match version {
+        CustomVersion::V1Beta1 => (1, "custom.metrics.k8s.io/v1beta1"),
+        CustomVersion::V1Beta2 => (2, "custom.metrics.k8s.io/v1beta2"),
+    };
+    let selector = match found.selector.as_ref().map(|selector| list::raw_json(selector, pretty, depth)).transpose() {
+        Ok(selector) => selector,
+        Err(error) => return Ok(response::serialization_failed(&error)),
+    };
+    // Every item repeats the selector: a long selector over many items is refused before any item is serialized.
+    if let Some(selector) = &selector
+        && found.items.len().saturating_mul(selector.get().len()) > max_bytes
+    {
+        return Err(RequestError::ResponseTooLarge { limit: max_bytes });
+    }
+    let rendered = Rendered { api_version: found.info.api_version(), found, selector };
+    let format = ListFormat { kind: "MetricValueList", api_version, pretty };
     match version {
-        CustomVersion::V1Beta1 => {
-            let items = found
-                .items
-                .iter()
-                .map(|(name, metric, sample)| MetricValueV1Beta1 {
-                    described_object: object(found, &api_version, name),
-                    metric_name: metric,
-                    timestamp: Timestamp(sample.timestamp_millis),
-                    value: sample.value,
-                    selector: found.selector.as_ref(),
-                })
-                .collect();
-            response::json_response(
-                StatusCode::OK,
-                &List::new("MetricValueList", "custom.metrics.k8s.io/v1beta1", items),
-                pretty,
-            )
-        }
-        CustomVersion::V1Beta2 => {
-            let items = found
-                .items
-                .iter()
-                .map(|(name, metric, sample)| MetricValueV1Beta2 {
-                    described_object: object(found, &api_version, name),
-                    metric: MetricIdentifier { name: metric, selector: found.selector.as_ref() },
-                    timestamp: Timestamp(sample.timestamp_millis),
-                    value: sample.value,
-                })
-                .collect();
-            response::json_response(
-                StatusCode::OK,
-                &List::new("MetricValueList", "custom.metrics.k8s.io/v1beta2", items),
-                pretty,
-            )
-        }
+        CustomVersion::V1Beta1 => list::respond(V1Beta1(rendered), format, max_bytes),
+        CustomVersion::V1Beta2 => list::respond(V1Beta2(rendered), format, max_bytes),
     }
 }

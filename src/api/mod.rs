@@ -6,6 +6,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod list;
 pub mod openapi;
 pub mod route;
 pub mod types;
@@ -32,6 +33,27 @@ pub struct ReadQuery {
     pub pretty: Option<String>,
 }
 
+/// Bounds on what one read may ask for and return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Items of one list response (`--max-list-items`).
+    pub max_list_items: usize,
+    /// Bytes of one response body (`--max-response-bytes`).
+    pub max_response_bytes: usize,
+    /// Bytes of a `labelSelector` or `metricLabelSelector` value, decoded (`--max-selector-bytes`).
+    pub max_selector_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    /// 10,000 items is ten times the wildcard read of the benchmark (1,000 pods); 32 MiB holds that many items
+    /// with 253-character names and a selector of a few hundred bytes, even indented; 4 KiB is many times a
+    /// workload's selector of a few labels, and bounds a selector to about 2,000 terms (each at least one byte and
+    /// a comma).
+    fn default() -> Self {
+        ReadLimits { max_list_items: 10_000, max_response_bytes: 32 << 20, max_selector_bytes: 4096 }
+    }
+}
+
 impl ReadQuery {
     /// Parses a form-encoded query string (`+` is a space, `%XX` decoded).
     pub fn parse(query: Option<&str>) -> Self {
@@ -45,6 +67,20 @@ impl ReadQuery {
             }
         }
         parsed
+    }
+
+    /// 400 when a selector is longer than `max_bytes`: nothing is parsed or read for it, and no response repeats it.
+    pub fn check_selector_sizes(&self, max_bytes: usize) -> Result<(), RequestError> {
+        for (parameter, value) in
+            [("labelSelector", &self.label_selector), ("metricLabelSelector", &self.metric_label_selector)]
+        {
+            if let Some(value) = value
+                && value.len() > max_bytes
+            {
+                return Err(RequestError::SelectorTooLong { parameter, len: value.len(), limit: max_bytes });
+            }
+        }
+        Ok(())
     }
 
     /// The parsed `labelSelector` (400 when bad).
@@ -87,19 +123,21 @@ pub struct Api {
     mapper: Arc<dyn ResourceMapper>,
     labels: Arc<dyn LabelIndex>,
     discovery_limit: usize,
+    limits: ReadLimits,
     openapi: OpenApiDocs,
 }
 
 impl Api {
     /// An API over `store`, resolving resources with `mapper` and object labels with `labels`. Discovery lists at
-    /// most `discovery_limit` metrics per group-version.
+    /// most `discovery_limit` metrics per group-version; metric reads are bounded by `limits`.
     pub fn new(
         store: Arc<dyn MetricStore>,
         mapper: Arc<dyn ResourceMapper>,
         labels: Arc<dyn LabelIndex>,
         discovery_limit: usize,
+        limits: ReadLimits,
     ) -> Self {
-        Api { store, mapper, labels, discovery_limit, openapi: OpenApiDocs::build() }
+        Api { store, mapper, labels, discovery_limit, limits, openapi: OpenApiDocs::build() }
     }
 
     /// Answers one request; every failure becomes a `Status`.
@@ -140,15 +178,18 @@ impl Api {
                 Ok(json_ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?, pretty))
             }
             ApiRoute::Custom(version, target) => {
-                let items =
-                    custom::read(self.store.as_ref(), self.mapper.as_ref(), self.labels.as_ref(), &target, query)
-                        .await?;
-                Ok(custom::render(version, &items, pretty))
+                query.check_selector_sizes(self.limits.max_selector_bytes)?;
+                let (store, mapper, labels) = (self.store.as_ref(), self.mapper.as_ref(), self.labels.as_ref());
+                let items = custom::read(store, mapper, labels, &target, query, self.limits.max_list_items).await?;
+                custom::render(version, items, pretty, &self.limits)
             }
             ApiRoute::External { namespace, metric } => {
+                query.check_selector_sizes(self.limits.max_selector_bytes)?;
                 let selector = query.label_selector()?;
-                let samples = external::read(self.store.as_ref(), &namespace, &metric, &selector).await?;
-                Ok(external::render(&metric, &samples, pretty))
+                let samples =
+                    external::read(self.store.as_ref(), &namespace, &metric, &selector, self.limits.max_list_items)
+                        .await?;
+                external::render(&metric, samples, pretty, self.limits.max_response_bytes)
             }
         }
     }

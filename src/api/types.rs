@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::quantity::Quantity;
 use crate::response::EmptyObject;
-use crate::selector::LabelSelector;
 
 /// `custom.metrics.k8s.io`.
 pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
@@ -29,7 +29,8 @@ pub struct ObjectReference<'a> {
     pub api_version: &'a str,
 }
 
-/// A list of some item type with Kubernetes' list envelope.
+/// A list of some item type with Kubernetes' list envelope, serialized in one go (list responses are written an
+/// item at a time by [`super::list`], to the same bytes).
 #[derive(Debug, Serialize)]
 pub struct List<T> {
     pub kind: &'static str,
@@ -55,16 +56,16 @@ pub struct MetricValueV1Beta1<'a> {
     pub metric_name: &'a str,
     pub timestamp: Timestamp,
     pub value: Quantity,
-    /// Always present: `null` without a metric selector.
-    pub selector: Option<&'a LabelSelector>,
+    /// Always present: `null` without a metric selector. The `LabelSelector`, serialized once for all items.
+    pub selector: Option<&'a RawValue>,
 }
 
 /// custom.metrics.k8s.io/v1beta2 `MetricIdentifier`.
 #[derive(Debug, Serialize)]
 pub struct MetricIdentifier<'a> {
     pub name: &'a str,
-    /// Always present: `null` without a metric selector.
-    pub selector: Option<&'a LabelSelector>,
+    /// Always present: `null` without a metric selector. The `LabelSelector`, serialized once for all items.
+    pub selector: Option<&'a RawValue>,
 }
 
 /// custom.metrics.k8s.io/v1beta2 `MetricValue`.
