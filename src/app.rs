@@ -197,7 +197,7 @@ struct ClusterParts {
     mapper: Arc<dyn ResourceMapper>,
     labels: Arc<dyn LabelIndex>,
     access: Access,
-    readiness: Check,
+    readiness: Vec<Check>,
     guards: Guards,
 }
 
@@ -222,6 +222,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         DiscoveryMapper::start(client.clone(), cluster.discovery_refresh_interval, cluster.discovery_miss_interval)
             .await
             .map_err(StartError::Discovery)?;
+    let discovery_check = mapper.readiness_check();
     let mapper: Arc<dyn ResourceMapper> = mapper;
     let options = LabelIndexOptions {
         deleted_object_grace: cluster.deleted_object_grace_period,
@@ -252,7 +253,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         mapper,
         labels: index,
         access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
-        readiness,
+        readiness: vec![readiness, discovery_check],
         guards: vec![Box::new(refresh), Box::new(index_guard), Box::new(auth_watch)],
     })
 }
@@ -303,7 +304,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 labels: Arc::new(StandaloneLabelIndex),
                 access: Access::Open,
                 // Nothing to wait for.
-                readiness: Check::readiness("informer-sync", || Ok(())),
+                readiness: vec![Check::readiness("informer-sync", || Ok(()))],
                 guards: Vec::new(),
             }
         }
@@ -318,7 +319,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let health = Health::new(
         shutdown.clone(),
         // The in-memory store is always reachable; a networked backend will report its connection here.
-        vec![Check::liveness("store", || Ok(())), readiness],
+        [Check::liveness("store", || Ok(()))].into_iter().chain(readiness).collect(),
     );
 
     let secure = bind(config.secure_addr).await?;
