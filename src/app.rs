@@ -238,14 +238,16 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
     let (auth_config, auth_watch) =
         auth_config::load_and_watch(authn_client.clone(), cluster.authentication.clone()).await?;
     let authenticator =
-        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl);
+        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl)
+            .with_unauthorized_log_rate(cluster.unauthorized_log_rate);
     let (allowed_ttl, denied_ttl) = cluster.authorization_cache_ttl;
     let authorizer = Authorizer::new(
         Arc::new(KubeAccessReviewer::new(authz_client)),
         cluster.always_allow_paths.clone(),
         allowed_ttl,
         denied_ttl,
-    );
+    )
+    .with_limits(cluster.authorization_cache_max_bytes, cluster.anonymous_authorization_rate);
     tracing::info!(
         "running against the cluster: delegated authentication and authorization, resources from discovery, label index"
     );
