@@ -399,14 +399,21 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, resource, "metadata watch failed; retrying with back-off");
                 // Once synced, the view stays usable (and is corrected by the next re-list); before, reads must
                 // learn why there is no view.
+                let cause = error.to_string();
+                let repeated = *watch.state.borrow() == SyncState::Failed(cause.clone());
+                // A watch refused by RBAC fails the same way at every retry: said once, then at debug level.
+                if repeated {
+                    tracing::debug!(%error, resource, "metadata watch failed again; retrying with back-off");
+                } else {
+                    tracing::warn!(%error, resource, "metadata watch failed; retrying with back-off");
+                }
                 watch.state.send_if_modified(|state| {
-                    if *state == SyncState::Synced {
+                    if *state == SyncState::Synced || *state == SyncState::Failed(cause.clone()) {
                         return false;
                     }
-                    *state = SyncState::Failed(error.to_string());
+                    *state = SyncState::Failed(cause);
                     true
                 });
             }
@@ -750,6 +757,52 @@ mod tests {
         store.put_custom(service("web", "m"), one()).await.unwrap();
         assert_eq!(index.matching_objects(&services, "default", &Selector::everything()).await, web);
         assert!(index.existing_watch("services").is_some());
+    }
+
+    /// Every line written through a subscriber, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// One thread, so that the thread-local subscriber sees the watch task's lines.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watch_refused_again_and_again_is_warned_about_once() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::logging::filter(0))
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.forbid(SERVICES);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        store.put_custom(service("web", "m"), one()).await.unwrap();
+        let mapper = Arc::new(BuiltinMapper::default());
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options(60_000, 60_000));
+        let services = mapper.resolve("services").await.unwrap();
+        assert!(index.matching_objects(&services, "default", &Selector::everything()).await.is_err());
+        eventually("the watch has retried twice", async || server.count(|r| r.path == SERVICES) >= 3).await;
+        let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let warnings = lines.lines().filter(|l| l.contains("metadata watch failed")).count();
+        assert_eq!(warnings, 1, "{lines}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
