@@ -197,7 +197,7 @@ struct ClusterParts {
     mapper: Arc<dyn ResourceMapper>,
     labels: Arc<dyn LabelIndex>,
     access: Access,
-    readiness: Check,
+    readiness: Vec<Check>,
     guards: Guards,
 }
 
@@ -222,6 +222,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         DiscoveryMapper::start(client.clone(), cluster.discovery_refresh_interval, cluster.discovery_miss_interval)
             .await
             .map_err(StartError::Discovery)?;
+    let discovery_check = mapper.readiness_check();
     let mapper: Arc<dyn ResourceMapper> = mapper;
     let options = LabelIndexOptions {
         deleted_object_grace: cluster.deleted_object_grace_period,
@@ -237,14 +238,16 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
     let (auth_config, auth_watch) =
         auth_config::load_and_watch(authn_client.clone(), cluster.authentication.clone()).await?;
     let authenticator =
-        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl);
+        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl)
+            .with_unauthorized_log_rate(cluster.unauthorized_log_rate);
     let (allowed_ttl, denied_ttl) = cluster.authorization_cache_ttl;
     let authorizer = Authorizer::new(
         Arc::new(KubeAccessReviewer::new(authz_client)),
         cluster.always_allow_paths.clone(),
         allowed_ttl,
         denied_ttl,
-    );
+    )
+    .with_limits(cluster.authorization_cache_max_bytes, cluster.anonymous_authorization_rate);
     tracing::info!(
         "running against the cluster: delegated authentication and authorization, resources from discovery, label index"
     );
@@ -252,7 +255,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         mapper,
         labels: index,
         access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
-        readiness,
+        readiness: vec![readiness, discovery_check],
         guards: vec![Box::new(refresh), Box::new(index_guard), Box::new(auth_watch)],
     })
 }
@@ -303,7 +306,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 labels: Arc::new(StandaloneLabelIndex),
                 access: Access::Open,
                 // Nothing to wait for.
-                readiness: Check::readiness("informer-sync", || Ok(())),
+                readiness: vec![Check::readiness("informer-sync", || Ok(()))],
                 guards: Vec::new(),
             }
         }
@@ -318,7 +321,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let health = Health::new(
         shutdown.clone(),
         // The in-memory store is always reachable; a networked backend will report its connection here.
-        vec![Check::liveness("store", || Ok(())), readiness],
+        [Check::liveness("store", || Ok(()))].into_iter().chain(readiness).collect(),
     );
 
     let secure = bind(config.secure_addr).await?;

@@ -165,6 +165,11 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authentication")]
     pub authentication_token_webhook_cache_ttl: Duration,
 
+    /// Log lines a second, at most, about requests that fail authentication (401); each line written counts the
+    /// ones left out since the previous one.
+    #[arg(long, env = "CUSTOM_METRICS_UNAUTHORIZED_LOG_RATE", default_value_t = crate::auth::authn::DEFAULT_UNAUTHORIZED_LOG_RATE, help_heading = "Authentication")]
+    pub unauthorized_log_rate: usize,
+
     /// Do not read the ConfigMap kube-system/extension-apiserver-authentication; only the flags configure client
     /// certificate and front-proxy authentication.
     #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_SKIP_LOOKUP", help_heading = "Authentication")]
@@ -240,6 +245,16 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_AUTHORIZATION_WEBHOOK_CACHE_UNAUTHORIZED_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authorization")]
     pub authorization_webhook_cache_unauthorized_ttl: Duration,
 
+    /// Size of the SubjectAccessReview cache in bytes (each entry's strings plus 256 bytes); the least used
+    /// entries go first.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHORIZATION_WEBHOOK_CACHE_MAX_BYTES", default_value_t = crate::auth::authz::DEFAULT_CACHE_MAX_BYTES, help_heading = "Authorization")]
+    pub authorization_webhook_cache_max_bytes: usize,
+
+    /// SubjectAccessReviews a second, at most, for anonymous requests (cached decisions do not count); beyond it
+    /// such requests are answered 429 Too Many Requests with Retry-After.
+    #[arg(long, env = "CUSTOM_METRICS_ANONYMOUS_AUTHORIZATION_RATE", default_value_t = crate::auth::authz::DEFAULT_ANONYMOUS_REVIEW_RATE, help_heading = "Authorization")]
+    pub anonymous_authorization_rate: usize,
+
     /// Paths anyone may request without authorization (exact, or a prefix ending in `*`).
     #[arg(
         long,
@@ -275,6 +290,9 @@ fn cluster_config(flags: &Flags) -> ClusterConfig {
             tolerate_lookup_failure: flags.authentication_tolerate_lookup_failure,
         },
         token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
+        unauthorized_log_rate: flags.unauthorized_log_rate,
+        authorization_cache_max_bytes: flags.authorization_webhook_cache_max_bytes,
+        anonymous_authorization_rate: flags.anonymous_authorization_rate,
         authorization_cache_ttl: (
             flags.authorization_webhook_cache_authorized_ttl,
             flags.authorization_webhook_cache_unauthorized_ttl,
@@ -344,6 +362,12 @@ pub struct ClusterConfig {
     pub authentication: crate::auth::AuthenticationFlags,
     /// TokenReview cache lifetime.
     pub token_cache_ttl: Duration,
+    /// 401 log lines a second at most.
+    pub unauthorized_log_rate: usize,
+    /// SubjectAccessReview cache size in bytes.
+    pub authorization_cache_max_bytes: usize,
+    /// SubjectAccessReviews a second at most for anonymous requests.
+    pub anonymous_authorization_rate: usize,
     /// SubjectAccessReview cache lifetimes (allowed, denied).
     pub authorization_cache_ttl: (Duration, Duration),
     /// Paths served without authorization.
@@ -407,6 +431,9 @@ impl Config {
             ("--max-list-items", flags.max_list_items),
             ("--max-response-bytes", flags.max_response_bytes),
             ("--max-selector-bytes", flags.max_selector_bytes),
+            ("--unauthorized-log-rate", flags.unauthorized_log_rate),
+            ("--authorization-webhook-cache-max-bytes", flags.authorization_webhook_cache_max_bytes),
+            ("--anonymous-authorization-rate", flags.anonymous_authorization_rate),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -528,6 +555,18 @@ mod tests {
         assert_eq!(cluster.kubeconfig, Some("/k".into()));
         assert_eq!(cluster.authorization_cache_ttl, (Duration::from_secs(10), Duration::from_secs(10)));
         assert_eq!(cluster.token_cache_ttl, Duration::from_secs(10));
+        assert_eq!(cluster.unauthorized_log_rate, 10);
+        assert_eq!(cluster.authorization_cache_max_bytes, 16 << 20);
+        assert_eq!(cluster.anonymous_authorization_rate, 10);
+        for zero in [
+            "--unauthorized-log-rate=0",
+            "--authorization-webhook-cache-max-bytes=0",
+            "--anonymous-authorization-rate=0",
+        ] {
+            let flag = zero.trim_end_matches("=0");
+            let error = parse(&["--kubeconfig=/k", zero]).unwrap_err();
+            assert!(error.contains(&format!("{flag} must be greater than zero")), "{zero}: {error}");
+        }
         assert_eq!(cluster.always_allow_paths, ["/healthz", "/readyz", "/livez"]);
         assert_eq!(cluster.authentication.requestheader_username_headers, Vec::<String>::new());
         assert!(parse(&["--standalone"]).unwrap().cluster().is_none());

@@ -30,6 +30,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod ingest;
+pub mod logging;
 pub mod quantity;
 pub mod response;
 pub mod selector;

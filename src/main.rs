@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use custom_metrics_apiserver::app;
 use custom_metrics_apiserver::config::{Config, Flags, LogFormat};
 use custom_metrics_apiserver::server::shutdown;
+use custom_metrics_apiserver::{app, logging};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for a bad configuration (EX_USAGE), as linkerd and many daemons use.
@@ -38,15 +38,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// klog's -v mapped onto tracing levels; `RUST_LOG` overrides it.
+/// klog's -v mapped onto tracing levels ([`logging::filter`]); `RUST_LOG` overrides it.
 fn init_logging(config: &Config) {
-    let level = match config.verbosity {
-        0..=3 => "info",
-        4..=5 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,custom_metrics_apiserver={level}")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| logging::filter(config.verbosity));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

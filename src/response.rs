@@ -226,6 +226,14 @@ pub enum RequestError {
     /// The authorization check (SubjectAccessReview) could not be made.
     #[error("the authorization check could not be made: {0}")]
     AuthorizationFailed(std::sync::Arc<ReviewError>),
+    /// Too many authorization checks for anonymous requests (`--anonymous-authorization-rate`); retry later.
+    #[error(
+        "too many requests from unauthenticated clients need an authorization check (--anonymous-authorization-rate); retry after {retry_after_secs} s"
+    )]
+    AnonymousRateLimited {
+        /// Whole seconds until a check is available again (at least 1), also sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
@@ -274,6 +282,7 @@ impl RequestError {
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             AuthorizationFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            AnonymousRateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
         }
     }
 
@@ -294,8 +303,14 @@ impl RequestError {
         };
         let status = Status::failure(code, Some(reason), &message, details);
         let mut response = json_response(code, &status, pretty);
-        if let RequestError::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            RequestError::MethodNotAllowed { allow } => {
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            RequestError::AnonymousRateLimited { retry_after_secs } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
         }
         response
     }

@@ -4,6 +4,9 @@
 # ExternalName Service (externalName: localhost) and the three APIServices with a caBundle for adapter-ca.crt.
 # Needs common.sh sourced, the control plane up (PKI, ADMIN_KUBECONFIG) and ADAPTER_BIN set.
 #
+# E2E_DISCOVERY_REFRESH (default 3s) is the adapter's --discovery-refresh-interval: short, so that the suite sees
+# several periodic discovery refreshes.
+#
 # Sets: ADAPTER_PORT (HTTPS, default 8443), ADAPTER_URL, WRITE_URL (the same secure port), WRITER_TOKEN.
 
 ADAPTER_APISERVICES=(v1beta2.custom.metrics.k8s.io v1beta1.custom.metrics.k8s.io v1beta1.external.metrics.k8s.io)
@@ -57,6 +60,7 @@ start_adapter() {
     --secure-port="$ADAPTER_PORT" \
     --tls-cert-file="$PKI/adapter.crt" --tls-private-key-file="$PKI/adapter.key" \
     --deleted-object-grace-period="${E2E_DELETED_OBJECT_GRACE:-5s}" \
+    --discovery-refresh-interval="${E2E_DISCOVERY_REFRESH:-3s}" \
     --log-format=json --v=4
   wait_until "$E2E_TIMEOUT" "adapter $ADAPTER_URL/readyz" --proc adapter adapter_ready || return 1
   log "adapter ready: HTTPS $ADAPTER_URL (API and token-authorized writes)"

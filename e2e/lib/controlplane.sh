@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The control plane of the e2e harness (docs/e2e-harness.md §2, §3.2, §5.1): etcd, kube-apiserver with its
-# aggregation layer, and kube-controller-manager with the deployment, replicaset, HPA and garbage-collector
-# controllers. Every server listens on 127.0.0.1 on a free port; every process is recorded by start_bg.
+# aggregation layer, and kube-controller-manager with the deployment, replicaset, HPA, garbage-collector and
+# namespace controllers (the namespace controller is what gets stuck when an aggregated API fails discovery). Every server listens on 127.0.0.1 on a free port; every process is recorded by start_bg.
 # Needs common.sh and pki.sh sourced, $W set, $E2E_BIN holding etcd, kube-apiserver, kube-controller-manager.
 #
 # Sets: PKI, ETCD_PORT, ETCD_PEER_PORT, APISERVER_PORT, APISERVER_URL, KCM_PORT, ADMIN_KUBECONFIG.
@@ -74,7 +74,7 @@ start_kcm() {
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
     --leader-elect=false \
     --use-service-account-credentials=true \
-    --controllers=deployment-controller,replicaset-controller,horizontal-pod-autoscaler-controller,garbage-collector-controller \
+    --controllers=deployment-controller,replicaset-controller,horizontal-pod-autoscaler-controller,garbage-collector-controller,namespace-controller \
     --horizontal-pod-autoscaler-sync-period=1s \
     --horizontal-pod-autoscaler-downscale-stabilization=0s \
     --horizontal-pod-autoscaler-tolerance=0.1 \
@@ -83,7 +83,7 @@ start_kcm() {
     kcm_healthy || return 1
   # With --use-service-account-credentials each controller creates its ServiceAccount when it starts.
   local sa
-  for sa in deployment-controller replicaset-controller horizontal-pod-autoscaler; do
+  for sa in deployment-controller replicaset-controller horizontal-pod-autoscaler namespace-controller generic-garbage-collector; do
     wait_until "$E2E_TIMEOUT" "ServiceAccount kube-system/$sa (created by KCM)" --proc kube-controller-manager \
       kubectl --kubeconfig "$ADMIN_KUBECONFIG" -n kube-system get serviceaccount "$sa" || return 1
   done

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 
 use super::config::{AuthenticationConfig, RequestHeaderConfig};
+use super::rate::LogLimiter;
 use super::x509::{CaRole, ClientCertChain};
 use super::{ReviewError, UserInfo};
 use crate::response::RequestError;
@@ -24,6 +25,8 @@ pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id"
 
 /// Cached token reviews at most.
 const TOKEN_CACHE_CAPACITY: u64 = 10_000;
+/// Default of `--unauthorized-log-rate`: log lines a second about requests that fail authentication.
+pub const DEFAULT_UNAUTHORIZED_LOG_RATE: usize = 10;
 
 /// Checks a bearer token (a TokenReview in a cluster).
 #[async_trait]
@@ -58,6 +61,8 @@ pub struct Authenticator {
     tokens: Option<Arc<dyn TokenReviewer>>,
     /// SHA-256 of a token -> its user (`None`: not authenticated). Tokens are never kept in clear.
     token_cache: Option<moka::future::Cache<[u8; 32], Option<Arc<UserInfo>>>>,
+    /// Bounds the log lines of 401s, which any client can cause.
+    unauthorized_log: LogLimiter,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -72,7 +77,8 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator reading the configuration in force from `config` on every request. Without `tokens`,
     /// bearer tokens are ignored. Token reviews, positive and negative, are remembered for `token_cache_ttl`
-    /// (zero: not at all); failed reviews are not remembered.
+    /// (zero: not at all); failed reviews are not remembered. 401s are logged at most
+    /// [`DEFAULT_UNAUTHORIZED_LOG_RATE`] times a second (see [`Authenticator::with_unauthorized_log_rate`]).
     pub fn new(
         config: Arc<ArcSwap<AuthenticationConfig>>,
         tokens: Option<Arc<dyn TokenReviewer>>,
@@ -81,7 +87,19 @@ impl Authenticator {
         let token_cache = (!token_cache_ttl.is_zero()).then(|| {
             moka::future::Cache::builder().max_capacity(TOKEN_CACHE_CAPACITY).time_to_live(token_cache_ttl).build()
         });
-        Authenticator { config, tokens, token_cache }
+        Authenticator {
+            config,
+            tokens,
+            token_cache,
+            unauthorized_log: LogLimiter::new(DEFAULT_UNAUTHORIZED_LOG_RATE.try_into().unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// The same authenticator, logging at most `per_second` 401s a second; each line written says how many were
+    /// left out since the previous one (`suppressed`).
+    pub fn with_unauthorized_log_rate(mut self, per_second: usize) -> Self {
+        self.unauthorized_log = LogLimiter::new(u32::try_from(per_second).unwrap_or(u32::MAX));
+        self
     }
 
     /// Front proxy (a certificate chaining to the requestheader CA with an allowed CN; identity from headers, which
@@ -125,8 +143,10 @@ impl Authenticator {
             }
             None if errors.is_empty() => Ok(UserInfo::anonymous()),
             None => {
-                let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                tracing::info!(errors = ?reasons, "unable to authenticate the request");
+                if let Some(suppressed) = self.unauthorized_log.admit() {
+                    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    tracing::info!(errors = ?reasons, suppressed, "unable to authenticate the request");
+                }
                 Err(RequestError::Unauthorized(errors))
             }
         }
@@ -526,6 +546,55 @@ mod tests {
         let config = Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default()));
         let reviewer: Arc<dyn TokenReviewer> = tokens.clone();
         (Authenticator::new(config, Some(reviewer), ttl), tokens)
+    }
+
+    /// Every line written through a subscriber, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn log_lines_of_401s_are_rate_limited_and_count_what_they_leave_out() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::logging::filter(0))
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let (authenticator, _) = token_authenticator(false, Duration::ZERO);
+        let authenticator = authenticator.with_unauthorized_log_rate(4);
+        let lines = || {
+            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            text.lines().filter(|l| l.contains("unable to authenticate")).map(String::from).collect::<Vec<_>>()
+        };
+        for _ in 0..25 {
+            let mut h = headers(&[("Authorization", "Bearer bad")]);
+            assert!(matches!(authenticator.authenticate(&mut h, None).await, Err(RequestError::Unauthorized(_))));
+        }
+        assert_eq!(lines().len(), 4, "{:?}", lines());
+        assert!(lines().iter().all(|l| l.contains("suppressed=0")), "{:?}", lines());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let mut h = headers(&[("Authorization", "Bearer bad")]);
+        assert!(authenticator.authenticate(&mut h, None).await.is_err());
+        assert_eq!(lines().len(), 5);
+        assert!(lines()[4].contains("suppressed=21"), "{}", lines()[4]);
     }
 
     #[tokio::test]

@@ -1,10 +1,14 @@
-//! Authorization (wire-contract §6.3): a union of always-allowed non-resource paths, the `system:masters` group
-//! and a SubjectAccessReview, whose answers are cached (allowed and denied for their own TTLs). A denial is the
-//! Kubernetes 403 of §3.2; a review that cannot be made is a 500.
+//! Authorization: a union of always-allowed non-resource paths, the `system:masters` group and a
+//! SubjectAccessReview, whose answers are cached (allowed and denied for their own TTLs, the cache bounded in
+//! bytes). A denial is Kubernetes' 403; a review that cannot be made is a 500. Reviews for anonymous requests,
+//! which anyone can vary at will (one per distinct path), are rate-limited: beyond the rate a request that would
+//! need one is answered 429 with `Retry-After`, not denied, since the review might have allowed it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::rate::TokenBucket;
 
 use async_trait::async_trait;
 
@@ -13,8 +17,34 @@ use super::{MASTERS_GROUP, ReviewError};
 use crate::response::RequestError;
 use crate::selector::go_quote;
 
-/// Cached SubjectAccessReview answers at most.
-const DECISION_CACHE_CAPACITY: u64 = 10_000;
+/// Default of `--authorization-webhook-cache-max-bytes`: the decision cache's size, as estimated by
+/// [`entry_weight`]. 16 MiB hold about 40,000 typical entries (a user with a few groups and a metric path).
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 << 20;
+/// Default of `--anonymous-authorization-rate`: SubjectAccessReviews a second for anonymous requests.
+pub const DEFAULT_ANONYMOUS_REVIEW_RATE: usize = 10;
+/// What an entry costs besides its strings: the cache's own bookkeeping and the strings' headers, roughly.
+const ENTRY_OVERHEAD_BYTES: usize = 256;
+
+/// The estimated bytes of one cached decision: its strings plus [`ENTRY_OVERHEAD_BYTES`].
+fn entry_weight(attributes: &Attributes, decision: &Decision) -> u32 {
+    let user = &attributes.user;
+    let extra: usize = user.extra.iter().map(|(k, v)| k.len() + v.iter().map(String::len).sum::<usize>()).sum();
+    let target = match &attributes.target {
+        Target::NonResource { path } => path.len(),
+        Target::Resource { namespace, group, version, resource, subresource, name } => {
+            namespace.len() + group.len() + version.len() + resource.len() + subresource.len() + name.len()
+        }
+    };
+    let bytes = user.name.len()
+        + user.uid.len()
+        + user.groups.iter().map(String::len).sum::<usize>()
+        + extra
+        + attributes.verb.len()
+        + target
+        + decision.reason.len()
+        + ENTRY_OVERHEAD_BYTES;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
 
 /// A SubjectAccessReview's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +98,17 @@ pub struct Authorizer {
     /// Always-allowed path prefixes without their leading `/` (patterns ending in `*`).
     path_prefixes: Vec<String>,
     decisions: moka::future::Cache<Attributes, Decision>,
+    ttls: DecisionExpiry,
+    /// SubjectAccessReviews left for anonymous requests.
+    anonymous_reviews: TokenBucket,
+}
+
+fn decision_cache(ttls: &DecisionExpiry, max_bytes: usize) -> moka::future::Cache<Attributes, Decision> {
+    moka::future::Cache::builder()
+        .max_capacity(u64::try_from(max_bytes).unwrap_or(u64::MAX))
+        .weigher(entry_weight)
+        .expire_after(DecisionExpiry { allowed: ttls.allowed, denied: ttls.denied })
+        .build()
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -82,7 +123,8 @@ impl std::fmt::Debug for Authorizer {
 impl Authorizer {
     /// An authorizer asking `reviewer`, allowing `always_allow_paths` (non-resource requests only; exact paths, or
     /// prefixes when ending in `*`; see [`check_always_allow_paths`]; an invalid pattern is logged and only matches
-    /// itself) and caching allowed answers for `allowed_ttl`, denied ones for `denied_ttl`.
+    /// itself) and caching allowed answers for `allowed_ttl`, denied ones for `denied_ttl`, with the default limits
+    /// ([`DEFAULT_CACHE_MAX_BYTES`], [`DEFAULT_ANONYMOUS_REVIEW_RATE`]; see [`Authorizer::with_limits`]).
     pub fn new(
         reviewer: Arc<dyn AccessReviewer>,
         always_allow_paths: Vec<String>,
@@ -103,11 +145,24 @@ impl Authorizer {
                 }
             }
         }
-        let decisions = moka::future::Cache::builder()
-            .max_capacity(DECISION_CACHE_CAPACITY)
-            .expire_after(DecisionExpiry { allowed: allowed_ttl, denied: denied_ttl })
-            .build();
-        Authorizer { reviewer, exact_paths, path_prefixes, decisions }
+        let ttls = DecisionExpiry { allowed: allowed_ttl, denied: denied_ttl };
+        Authorizer {
+            reviewer,
+            exact_paths,
+            path_prefixes,
+            decisions: decision_cache(&ttls, DEFAULT_CACHE_MAX_BYTES),
+            ttls,
+            anonymous_reviews: TokenBucket::new(rate(DEFAULT_ANONYMOUS_REVIEW_RATE)),
+        }
+    }
+
+    /// The same authorizer, its decision cache holding at most `cache_max_bytes` (as estimated by
+    /// [`entry_weight`]) and at most `anonymous_reviews_per_second` SubjectAccessReviews a second made for
+    /// anonymous requests. Call before the first request: the cache starts empty.
+    pub fn with_limits(mut self, cache_max_bytes: usize, anonymous_reviews_per_second: usize) -> Self {
+        self.decisions = decision_cache(&self.ttls, cache_max_bytes);
+        self.anonymous_reviews = TokenBucket::new(rate(anonymous_reviews_per_second));
+        self
     }
 
     fn always_allowed(&self, path: &str) -> bool {
@@ -130,6 +185,14 @@ impl Authorizer {
         if attributes.user.groups.iter().any(|g| g == MASTERS_GROUP) {
             return Ok(());
         }
+        // A cached decision costs nothing; a new review for an anonymous request takes from the bucket.
+        if attributes.user.is_anonymous()
+            && !self.decisions.contains_key(attributes)
+            && let Err(wait) = self.anonymous_reviews.try_take()
+        {
+            let retry_after_secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            return Err(RequestError::AnonymousRateLimited { retry_after_secs });
+        }
         // Concurrent identical requests share one review; failures are not cached.
         let decision = self
             .decisions
@@ -138,6 +201,11 @@ impl Authorizer {
             .map_err(RequestError::AuthorizationFailed)?;
         if decision.allowed { Ok(()) } else { Err(forbidden(attributes, &decision.reason)) }
     }
+}
+
+/// A rate flag's value as a bucket's rate.
+fn rate(per_second: usize) -> u32 {
+    u32::try_from(per_second).unwrap_or(u32::MAX)
 }
 
 /// Kubernetes' 403 for a denied request (`responsewriters.ForbiddenStatusError`).
@@ -253,6 +321,51 @@ mod tests {
             assert!(authorizer.authorize(&get(path, UserInfo::anonymous())).await.is_err(), "{path}");
         }
         assert_eq!(reviews.calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_decision_cache_is_bounded_in_bytes() {
+        let reviews = Reviews::new(vec![]);
+        let authorizer = make_authorizer(&reviews, 600, 600).with_limits(64 << 10, 10);
+        // 100 users asking for a 4 KB path each: 100 decisions of over 4 KB cannot all be kept in 64 KiB.
+        let long_path = format!("/{}", "p".repeat(4 << 10));
+        for i in 0..100 {
+            let who = user(&format!("user-{i}"), &["system:authenticated"]);
+            assert!(authorizer.authorize(&get(&long_path, who)).await.is_err());
+        }
+        authorizer.decisions.run_pending_tasks().await;
+        assert!(authorizer.decisions.weighted_size() <= 64 << 10, "{}", authorizer.decisions.weighted_size());
+        assert!(authorizer.decisions.entry_count() <= 16, "{} entries kept", authorizer.decisions.entry_count());
+        assert!(authorizer.decisions.entry_count() > 0, "decisions are still cached");
+        let one = get(&long_path, user("user-0", &[]));
+        assert!(entry_weight(&one, &Decision { allowed: false, reason: String::new() }) > 4 << 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reviews_for_anonymous_requests_are_rate_limited_with_a_429() {
+        let reviews = Reviews::new(vec!["system:anonymous", "alice"]);
+        let authorizer = make_authorizer(&reviews, 600, 600).with_limits(DEFAULT_CACHE_MAX_BYTES, 3);
+        for i in 0..3 {
+            authorizer.authorize(&get(&format!("/anything/{i}"), UserInfo::anonymous())).await.unwrap();
+        }
+        let refused = authorizer.authorize(&get("/anything/3", UserInfo::anonymous())).await.unwrap_err();
+        assert!(matches!(refused, RequestError::AnonymousRateLimited { retry_after_secs: 1 }), "{refused:?}");
+        let response = refused.into_response(false);
+        assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(reviews.calls(), 3, "no review beyond the rate");
+
+        // Cached decisions and authenticated users are not limited.
+        authorizer.authorize(&get("/anything/0", UserInfo::anonymous())).await.unwrap();
+        authorizer.authorize(&get("/anything/9", user("alice", &["system:authenticated"]))).await.unwrap();
+        assert_eq!(reviews.calls(), 4);
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for i in 3..6 {
+            authorizer.authorize(&get(&format!("/anything/{i}"), UserInfo::anonymous())).await.unwrap();
+        }
+        assert!(authorizer.authorize(&get("/anything/6", UserInfo::anonymous())).await.is_err());
+        assert_eq!(reviews.calls(), 7);
     }
 
     #[tokio::test]

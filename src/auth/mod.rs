@@ -1,5 +1,5 @@
-//! Delegated authentication and authorization, as Kubernetes' aggregated API servers do them (wire-contract §6.2,
-//! §6.3). Pure logic over small traits; the kube-backed reviewers live in [`crate::cluster`].
+//! Delegated authentication and authorization, as Kubernetes' aggregated API servers do them. Pure logic over
+//! small traits; the kube-backed reviewers live in [`crate::cluster`].
 //!
 //! - [`config`]: the authentication configuration (CA bundles, front-proxy settings) from flags and the
 //!   `extension-apiserver-authentication` ConfigMap.
@@ -8,10 +8,12 @@
 //! - [`authn`]: [`Authenticator`]: front proxy -> client certificate -> bearer token (TokenReview) -> anonymous.
 //! - [`request_info`]: the request attributes kube-apiserver's `RequestInfo` computes (verb, resource, ...).
 //! - [`authz`]: [`Authorizer`]: always-allow paths -> `system:masters` -> SubjectAccessReview, cached.
+//! - [`rate`]: the token buckets bounding what unauthenticated clients cost (reviews, log lines).
 
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod rate;
 pub mod request_info;
 pub mod x509;
 

@@ -1,4 +1,4 @@
-//! Resource mapping from the cluster's discovery (wire-contract §10 item 7).
+//! Resource mapping from the cluster's discovery.
 //!
 //! [`DiscoveryMapper`] reads every served resource of every API group at its group's preferred version (custom
 //! resources included, subresources such as `pods/status` left out) into a [`ResourceTable`], which resolves names
@@ -6,9 +6,10 @@
 //! refresh.
 //!
 //! Discovery asks `/api` and `/apis` for the aggregated form (`apidiscovery.k8s.io/v2`, two requests) and accepts
-//! the legacy form in the same request; with a legacy answer it then reads one `APIResourceList` per group. A group
-//! whose resource list fails (an unavailable aggregated API such as `metrics.k8s.io`) is left out with a warning
-//! rather than failing the whole discovery.
+//! the legacy form in the same request; with a legacy answer it then reads one `APIResourceList` per group. Each
+//! group is parsed on its own and leniently (a `null` list is empty, fields the mapper does not read are ignored):
+//! a group that cannot be read or parsed is left out rather than failing the whole discovery, and the metrics
+//! groups are not read at all. The groups left out are logged when they change and listed by `/readyz?verbose`.
 //!
 //! The table is refreshed every `refresh`. A name that is not found triggers one more refresh, at most once per
 //! `miss_min_interval` (concurrent misses share it), so that a CRD created a moment ago resolves without letting a
@@ -20,20 +21,65 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList, APIVersions};
-use kube::core::discovery::v2::{APIGroupDiscovery, APIGroupDiscoveryList};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIVersions};
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::mapper::ResourceTable;
 use super::{MapperError, ResourceInfo, ResourceMapper};
+use crate::server::health::Check;
 
 /// Accept header for discovery: the aggregated form, else the legacy one (as kubectl asks).
 const DISCOVERY_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+
+/// Groups whose resources no metric is ever written on: the metrics APIs, ours included. kube-apiserver publishes
+/// them with synthesized entries (a resource per stored `resource.group`, with `"verbs": null`) and they are often
+/// unavailable, so they are not read at all.
+const NOT_NEEDED_GROUPS: [&str; 3] = ["custom.metrics.k8s.io", "external.metrics.k8s.io", "metrics.k8s.io"];
+
+/// A group left out of the resource table, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedGroup {
+    /// The group's name.
+    pub group: String,
+    /// Why it was left out.
+    pub reason: SkipReason,
+}
+
+/// Why a group was left out of the resource table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// One of [`NOT_NEEDED_GROUPS`].
+    NotNeeded,
+    /// Its discovery could not be read or parsed; the message says why.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for SkippedGroup {
+    /// The group and the reason's class only, as `/readyz?verbose` shows it; the log has the details.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let class = match self.reason {
+            SkipReason::NotNeeded => "not needed",
+            SkipReason::Unreadable(_) => "unreadable",
+        };
+        write!(f, "{} ({class})", self.group)
+    }
+}
+
+/// What one discovery found.
+#[derive(Debug, Default)]
+struct Discovered {
+    resources: Vec<ResourceInfo>,
+    /// Sorted by group.
+    skipped: Vec<SkippedGroup>,
+}
 
 /// A [`ResourceMapper`] over the cluster's discovery; see the module documentation.
 pub struct DiscoveryMapper {
     client: kube::Client,
     table: ArcSwap<ResourceTable>,
+    /// The groups the last successful discovery left out.
+    skipped: ArcSwap<Vec<SkippedGroup>>,
     /// Counts successful refreshes, so that a miss can tell whether the table changed while it waited.
     generation: AtomicU64,
     miss_min_interval: Duration,
@@ -63,10 +109,12 @@ impl DiscoveryMapper {
         refresh: Duration,
         miss_min_interval: Duration,
     ) -> Result<(Arc<Self>, RefreshGuard), kube::Error> {
-        let resources = discover(&client).await?;
+        let discovered = discover(&client).await?;
+        log_skipped(&[], &discovered.skipped);
         let mapper = Arc::new(DiscoveryMapper {
             client,
-            table: ArcSwap::from_pointee(ResourceTable::new(resources)),
+            table: ArcSwap::from_pointee(ResourceTable::new(discovered.resources)),
+            skipped: ArcSwap::from_pointee(discovered.skipped),
             generation: AtomicU64::new(0),
             miss_min_interval,
             last_miss_refresh: tokio::sync::Mutex::new(None),
@@ -88,10 +136,50 @@ impl DiscoveryMapper {
 
     /// Runs discovery and swaps the new table in.
     async fn refresh(&self) -> Result<(), kube::Error> {
-        let resources = discover(&self.client).await?;
-        self.table.store(Arc::new(ResourceTable::new(resources)));
+        let discovered = discover(&self.client).await?;
+        self.table.store(Arc::new(ResourceTable::new(discovered.resources)));
+        let previous = self.skipped.swap(Arc::new(discovered.skipped));
+        log_skipped(&previous, &self.skipped.load());
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The groups the last discovery left out, as `group (reason)`, sorted.
+    pub fn skipped_groups(&self) -> Vec<String> {
+        self.skipped.load().iter().map(ToString::to_string).collect()
+    }
+
+    /// An informational `/readyz` check, `discovery`, that never fails (the previous table is kept when discovery
+    /// fails) and whose verbose line names the groups left out.
+    pub fn readiness_check(self: &Arc<Self>) -> Check {
+        let mapper = Arc::downgrade(self);
+        Check::readiness("discovery", || Ok(())).with_note(move || {
+            let skipped = mapper.upgrade()?.skipped_groups();
+            (!skipped.is_empty()).then(|| format!("skipped groups: {}", skipped.join(", ")))
+        })
+    }
+}
+
+/// Logs the skipped groups when the set of their names changed (not at every refresh): a warning when some are
+/// unreadable, else at info.
+fn log_skipped(previous: &[SkippedGroup], current: &[SkippedGroup]) {
+    let names = |groups: &[SkippedGroup]| groups.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+    if names(previous) == names(current) {
+        return;
+    }
+    let unreadable: Vec<String> = current
+        .iter()
+        .filter_map(|g| match &g.reason {
+            SkipReason::Unreadable(why) => Some(format!("{}: {why}", g.group)),
+            SkipReason::NotNeeded => None,
+        })
+        .collect();
+    let skipped = names(current).join(", ");
+    if unreadable.is_empty() {
+        tracing::info!(%skipped, "API discovery: groups left out of the resource table");
+    } else {
+        let unreadable = unreadable.join("; ");
+        tracing::warn!(%skipped, %unreadable, "API discovery: groups left out of the resource table");
     }
 }
 
@@ -119,38 +207,44 @@ impl ResourceMapper for DiscoveryMapper {
     }
 }
 
-/// Reads every served resource, core group first, then the groups in the order `/apis` lists them.
-async fn discover(client: &kube::Client) -> Result<Vec<ResourceInfo>, kube::Error> {
-    let mut resources = Vec::new();
+/// Reads every served resource, core group first, then the groups in the order `/apis` lists them. Only a failure
+/// to read `/api` or `/apis` as a whole fails; a group that cannot be read is skipped.
+async fn discover(client: &kube::Client) -> Result<Discovered, kube::Error> {
+    let mut discovered = Discovered::default();
     let core = get_json(client, "/api").await?;
     if is_aggregated(&core) {
-        resources.extend(from_aggregated(serde_json::from_value(core).map_err(kube::Error::SerdeError)?));
+        from_aggregated(&core, &mut discovered);
     } else {
         let versions: APIVersions = serde_json::from_value(core).map_err(kube::Error::SerdeError)?;
         // The core group has a single version in practice; the first is the preferred one.
         if let Some(version) = versions.versions.first() {
-            let list = client.list_core_api_resources(version).await?;
-            resources.extend(from_resource_list("", version, list));
+            let list = get_json(client, &format!("/api/{version}")).await?;
+            discovered.resources.extend(from_resource_list("", version, &list));
         }
     }
     let groups = get_json(client, "/apis").await?;
     if is_aggregated(&groups) {
-        resources.extend(from_aggregated(serde_json::from_value(groups).map_err(kube::Error::SerdeError)?));
+        from_aggregated(&groups, &mut discovered);
     } else {
         let groups: APIGroupList = serde_json::from_value(groups).map_err(kube::Error::SerdeError)?;
         for group in groups.groups {
+            if NOT_NEEDED_GROUPS.contains(&group.name.as_str()) {
+                discovered.skipped.push(SkippedGroup { group: group.name, reason: SkipReason::NotNeeded });
+                continue;
+            }
             let Some(preferred) = group.preferred_version.as_ref().or(group.versions.first()) else {
                 continue;
             };
-            match client.list_api_group_resources(&preferred.group_version).await {
-                Ok(list) => resources.extend(from_resource_list(&group.name, &preferred.version, list)),
-                Err(error) => {
-                    tracing::warn!(%error, group = group.name, "API discovery of a group failed; leaving it out")
-                }
+            match get_json(client, &format!("/apis/{}", preferred.group_version)).await {
+                Ok(list) => discovered.resources.extend(from_resource_list(&group.name, &preferred.version, &list)),
+                Err(error) => discovered
+                    .skipped
+                    .push(SkippedGroup { group: group.name, reason: SkipReason::Unreadable(error.to_string()) }),
             }
         }
     }
-    Ok(resources)
+    discovered.skipped.sort_by(|a, b| a.group.cmp(&b.group));
+    Ok(discovered)
 }
 
 async fn get_json(client: &kube::Client, path: &str) -> Result<serde_json::Value, kube::Error> {
@@ -168,28 +262,92 @@ fn is_aggregated(document: &serde_json::Value) -> bool {
     document.get("kind").and_then(|k| k.as_str()) == Some("APIGroupDiscoveryList")
 }
 
-/// The resources of an aggregated discovery document at each group's preferred version (listed first).
-fn from_aggregated(list: APIGroupDiscoveryList) -> Vec<ResourceInfo> {
-    list.items.into_iter().flat_map(group_from_aggregated).collect()
+// Lenient views of the discovery documents: only the fields the mapper reads, every list optional (`null` and
+// absent are empty), so that a field the mapper does not need (`verbs`) or a newer server's additions cannot fail
+// a group. Each group, and each resource of a group, is parsed on its own.
+
+#[derive(Deserialize)]
+struct AggregatedGroup {
+    #[serde(default)]
+    versions: Option<Vec<AggregatedVersion>>,
 }
 
-fn group_from_aggregated(group: APIGroupDiscovery) -> Vec<ResourceInfo> {
-    let name = group.metadata.and_then(|m| m.name).unwrap_or_default();
-    let Some(preferred) = group.versions.into_iter().next() else {
+#[derive(Deserialize)]
+struct AggregatedVersion {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    resources: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AggregatedResource {
+    resource: String,
+    #[serde(default)]
+    response_kind: Option<ResponseKind>,
+    #[serde(default)]
+    singular_resource: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResponseKind {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyResource {
+    name: String,
+    #[serde(default)]
+    singular_name: Option<String>,
+    kind: String,
+    #[serde(default)]
+    namespaced: bool,
+}
+
+/// The resources of an aggregated discovery document at each group's preferred version (listed first); groups
+/// that are not needed or cannot be parsed go to `discovered.skipped`.
+fn from_aggregated(document: &serde_json::Value, discovered: &mut Discovered) {
+    let Some(items) = document.get("items").and_then(|items| items.as_array()) else {
+        return;
+    };
+    for item in items {
+        let name = item.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or_default();
+        if NOT_NEEDED_GROUPS.contains(&name) {
+            discovered.skipped.push(SkippedGroup { group: name.to_string(), reason: SkipReason::NotNeeded });
+            continue;
+        }
+        match AggregatedGroup::deserialize(item) {
+            Ok(group) => discovered.resources.extend(group_from_aggregated(name, group)),
+            Err(error) => discovered
+                .skipped
+                .push(SkippedGroup { group: name.to_string(), reason: SkipReason::Unreadable(error.to_string()) }),
+        }
+    }
+}
+
+fn group_from_aggregated(name: &str, group: AggregatedGroup) -> Vec<ResourceInfo> {
+    let Some(preferred) = group.versions.unwrap_or_default().into_iter().next() else {
         return Vec::new();
     };
     let version = preferred.version.unwrap_or_default();
     preferred
         .resources
-        .into_iter()
+        .unwrap_or_default()
+        .iter()
         .filter_map(|r| {
-            let plural = r.resource?;
-            let kind = r.response_kind.and_then(|k| k.kind)?;
+            // A resource that cannot be read is left out alone; its group's others still count.
+            let r = AggregatedResource::deserialize(r).ok()?;
+            let kind = r.response_kind.and_then(|k| k.kind).filter(|k| !k.is_empty())?;
             let singular = r.singular_resource.filter(|s| !s.is_empty()).unwrap_or_else(|| kind.to_lowercase());
             Some(ResourceInfo {
-                group: name.clone(),
+                group: name.to_string(),
                 version: version.clone(),
-                plural,
+                plural: r.resource,
                 singular,
                 kind,
                 namespaced: r.scope.as_deref() == Some("Namespaced"),
@@ -199,15 +357,19 @@ fn group_from_aggregated(group: APIGroupDiscovery) -> Vec<ResourceInfo> {
 }
 
 /// The resources of a legacy `APIResourceList`, subresources (`pods/status`) left out.
-fn from_resource_list(group: &str, version: &str, list: APIResourceList) -> Vec<ResourceInfo> {
-    list.resources
-        .into_iter()
+fn from_resource_list(group: &str, version: &str, list: &serde_json::Value) -> Vec<ResourceInfo> {
+    let Some(resources) = list.get("resources").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter_map(|r| LegacyResource::deserialize(r).ok())
         .filter(|r| !r.name.contains('/'))
         .map(|r| ResourceInfo {
             group: group.to_string(),
             version: version.to_string(),
             // Older servers leave singularName empty; kubectl falls back to the lower-cased kind too.
-            singular: if r.singular_name.is_empty() { r.kind.to_lowercase() } else { r.singular_name },
+            singular: r.singular_name.filter(|s| !s.is_empty()).unwrap_or_else(|| r.kind.to_lowercase()),
             plural: r.name,
             kind: r.kind,
             namespaced: r.namespaced,
@@ -219,6 +381,7 @@ fn from_resource_list(group: &str, version: &str, list: APIResourceList) -> Vec<
 mod tests {
     use super::*;
     use crate::cluster::fake_apiserver::FakeApiServer;
+    use http_body_util::BodyExt;
 
     #[test]
     fn aggregated_documents_give_the_preferred_version_without_subresources() {
@@ -244,8 +407,10 @@ mod tests {
             }]
         });
         assert!(is_aggregated(&document));
-        let resources = from_aggregated(serde_json::from_value(document).unwrap());
-        let names: Vec<_> = resources
+        let mut discovered = Discovered::default();
+        from_aggregated(&document, &mut discovered);
+        let names: Vec<_> = discovered
+            .resources
             .iter()
             .map(|r| (r.group_resource(), r.version.as_str(), r.singular.as_str(), r.kind.as_str(), r.namespaced))
             .collect();
@@ -391,6 +556,87 @@ mod tests {
         let after_drop = apis_requests(&server);
         tokio::time::sleep(period * 3).await;
         assert_eq!(apis_requests(&server), after_drop, "no refresh after the guard is dropped");
+    }
+
+    /// `/apis` as kube-apiserver serves it once a value is stored on `deployments.apps/queue_depth`: the metrics
+    /// group lists a synthesized parent resource whose `verbs` is `null`.
+    fn aggregated_apis_with_a_null_verbs_group() -> serde_json::Value {
+        serde_json::json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": [
+                {"metadata": {"name": "apps", "creationTimestamp": null}, "versions": [{"version": "v1", "resources": [
+                    {"resource": "deployments", "responseKind": {"group": "", "version": "", "kind": "Deployment"},
+                     "scope": "Namespaced", "singularResource": "deployment",
+                     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                     "subresources": [{"subresource": "status", "verbs": ["get", "patch", "update"]}]}
+                ], "freshness": "Current"}]},
+                {"metadata": {"name": "custom.metrics.k8s.io", "creationTimestamp": null}, "versions": [
+                    {"version": "v1beta2", "resources": [
+                        {"resource": "deployments.apps", "responseKind": {"group": "", "version": "", "kind": ""},
+                         "scope": "Namespaced", "singularResource": "", "verbs": null,
+                         "subresources": [{"subresource": "queue_depth",
+                            "responseKind": {"group": "", "version": "", "kind": "MetricValueList"},
+                            "verbs": ["get"]}]}
+                    ], "freshness": "Current"}
+                ]},
+                {"metadata": {"name": "stable.example.com", "creationTimestamp": null}, "versions": [
+                    {"version": "v1", "resources": [
+                        {"resource": "crontabs", "responseKind": {"group": "", "version": "", "kind": "CronTab"},
+                         "scope": "Namespaced", "singularResource": "crontab", "verbs": null, "subresources": null}
+                    ], "freshness": "Current"}
+                ]},
+                {"metadata": {"name": "broken.example.com"}, "versions": "not a list"}
+            ]
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_with_null_verbs_or_a_malformed_group_does_not_fail_discovery() {
+        let server = FakeApiServer::start().await;
+        server.set_document(
+            "/api",
+            serde_json::json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "items": [
+                {"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": [
+                    {"resource": "pods", "responseKind": {"kind": "Pod"}, "scope": "Namespaced",
+                     "singularResource": "pod", "verbs": ["get", "list", "watch"]}
+                ]}]}
+            ]}),
+        );
+        server.set_document("/apis", aggregated_apis_with_a_null_verbs_group());
+        let hour = Duration::from_secs(3600);
+        let (mapper, _guard) = DiscoveryMapper::start(server.client(), hour, hour).await.unwrap();
+        assert_eq!(mapper.resolve("pods").await.unwrap().kind, "Pod");
+        assert_eq!(mapper.resolve("deployments.apps").await.unwrap().kind, "Deployment");
+        assert_eq!(mapper.resolve("crontabs").await.unwrap().kind, "CronTab", "a null verbs list is empty");
+        assert!(mapper.table.load().resolve("deployments.apps.custom.metrics.k8s.io").is_err());
+
+        // A periodic refresh of the same document succeeds too, and sees a CRD added since.
+        let mut apis = aggregated_apis_with_a_null_verbs_group();
+        apis["items"].as_array_mut().unwrap().push(serde_json::json!(
+            {"metadata": {"name": "toys.example.com"}, "versions": [{"version": "v1", "resources": [
+                {"resource": "gadgets", "responseKind": {"kind": "Gadget"}, "scope": "Cluster", "verbs": null}
+            ]}]}
+        ));
+        server.set_document("/apis", apis);
+        mapper.refresh().await.unwrap();
+        assert!(!mapper.table.load().resolve("gadgets").unwrap().namespaced);
+        assert_eq!(
+            mapper.skipped_groups(),
+            ["broken.example.com (unreadable)", "custom.metrics.k8s.io (not needed)"],
+            "skipped groups are reported"
+        );
+        let (_trigger, shutdown) = crate::server::shutdown::channel();
+        let health = crate::server::health::Health::new(shutdown, vec![mapper.readiness_check()]);
+        let body = health.handle("/readyz", Some("verbose")).into_body().collect().await.unwrap().to_bytes();
+        let report = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            report.contains(
+                "[+]discovery ok: skipped groups: broken.example.com (unreadable), custom.metrics.k8s.io (not needed)\n"
+            ),
+            "{report}"
+        );
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //!
 //! [`WatchLabelIndex`] keeps, per watched resource type, a map (namespace, name) -> labels, maintained from a
 //! `watcher` over `PartialObjectMeta` (only metadata crosses the wire). Pods are watched from the start, since HPA
-//! reads pod metrics by selector; any other type is watched from the first time it is needed: a wildcard read
-//! ([`LabelIndex::matching_objects`]) or the sweep below finding stored metrics for it. A re-list replaces the map
+//! reads pod metrics by selector; any other type is watched only while the store holds metrics for it, from the
+//! first time it is needed: a wildcard read ([`LabelIndex::matching_objects`]) of a type with stored metrics, or
+//! the sweep below finding stored metrics for it. A wildcard read of a type without stored metrics answers that no
+//! object matches, without a watch, and each sweep stops the watches of types whose metrics are all gone, so
+//! that reads cannot leave watches (retried forever when RBAC refuses them) behind. A re-list replaces the map
 //! whole when it completes (`InitDone`), so an object missing from the re-list is gone. Reads answer from memory:
 //! no request reaches kube-apiserver per read. A read first waits, at most `sync_timeout`, for the type's initial
 //! list; a watch that cannot list (403 from RBAC, for example) makes reads fail with the watch's error while the
@@ -83,13 +86,19 @@ impl Drop for IndexGuard {
 struct Tasks(Mutex<Option<Vec<AbortHandle>>>);
 
 impl Tasks {
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Spawns `task`; its handle aborts it alone.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
         let handle = tokio::spawn(task).abort_handle();
         let mut tasks = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match tasks.as_mut() {
-            Some(handles) => handles.push(handle),
+            Some(handles) => {
+                // Stopped watches leave finished handles behind.
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle.clone());
+            }
             None => handle.abort(),
         }
+        handle
     }
 
     fn close(&self) {
@@ -116,6 +125,10 @@ struct ResourceWatch {
     info: ResourceInfo,
     objects: RwLock<ObjectMap>,
     state: watch::Sender<SyncState>,
+    /// When the watch was started: a sweep only stops watches older than its look at the store.
+    started: Instant,
+    /// Stops the watch's task.
+    task: Mutex<Option<AbortHandle>>,
 }
 
 impl ResourceWatch {
@@ -124,6 +137,14 @@ impl ResourceWatch {
             info,
             objects: RwLock::new(ObjectMap::default()),
             state: watch::Sender::new(SyncState::Pending),
+            started: Instant::now(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            task.abort();
         }
     }
 
@@ -222,12 +243,48 @@ impl WatchLabelIndex {
         watches.insert(key, Arc::clone(&created));
         drop(watches);
         tracing::info!(resource = %created.info.group_resource(), "starting metadata watch");
-        self.tasks.spawn(run_watch(self.client.clone(), Arc::clone(&created)));
+        let task = self.tasks.spawn(run_watch(self.client.clone(), Arc::clone(&created)));
+        *created.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
         created
+    }
+
+    /// The watch of the resource type named `key`, if one runs.
+    fn existing_watch(&self, key: &str) -> Option<Arc<ResourceWatch>> {
+        self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+    }
+
+    /// Stops the watches, pods' aside, of types not in `resources` (sorted) that were started before `listed`.
+    fn stop_unneeded_watches(&self, resources: &[String], listed: Instant) {
+        let pods = self.pods.info.group_resource();
+        let mut stopped = Vec::new();
+        self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|key, watch| {
+            let keep = *key == pods || watch.started >= listed || resources.binary_search(key).is_ok();
+            if !keep {
+                stopped.push(Arc::clone(watch));
+            }
+            keep
+        });
+        for watch in stopped {
+            watch.stop();
+            tracing::info!(resource = %watch.info.group_resource(), "stopped metadata watch: no stored metrics left");
+        }
+    }
+
+    /// Whether the store holds a custom metric of the resource type named `key`; `true` when the store cannot
+    /// tell, so that a read is answered as before.
+    async fn has_stored_metrics(&self, key: &str) -> bool {
+        match self.store.list_custom_metrics().await {
+            Ok(descriptors) => descriptors.iter().any(|d| d.resource == key),
+            Err(error) => {
+                tracing::warn!(%error, resource = key, "label index: listing stored metrics failed");
+                true
+            }
+        }
     }
 
     /// One pass of the sweep described in the module documentation.
     async fn sweep(&self, absent: &mut HashMap<String, AbsentTracker>, now: Instant) {
+        let listed = Instant::now();
         let descriptors = match self.store.list_custom_metrics().await {
             Ok(descriptors) => descriptors,
             Err(error) => {
@@ -239,6 +296,7 @@ impl WatchLabelIndex {
         resources.sort_unstable();
         resources.dedup();
         absent.retain(|resource, _| resources.binary_search(resource).is_ok());
+        self.stop_unneeded_watches(&resources, listed);
         for resource in resources {
             let info = match self.mapper.resolve(&resource).await {
                 Ok(info) => info,
@@ -290,7 +348,13 @@ impl LabelIndex for WatchLabelIndex {
         namespace: &str,
         selector: &Selector,
     ) -> Result<Option<Vec<String>>, LabelIndexError> {
-        let watch = self.watch_for(resource);
+        let key = resource.group_resource();
+        let watch = match self.existing_watch(&key) {
+            Some(watch) => watch,
+            // Without stored metrics no object of the type can be in the answer: no watch needed.
+            None if !self.has_stored_metrics(&key).await => return Ok(Some(Vec::new())),
+            None => self.watch_for(resource),
+        };
         let mut state = watch.state.subscribe();
         let timeout = self.options.sync_timeout;
         let settled = tokio::time::timeout(timeout, state.wait_for(|s| *s != SyncState::Pending)).await;
@@ -335,14 +399,21 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, resource, "metadata watch failed; retrying with back-off");
                 // Once synced, the view stays usable (and is corrected by the next re-list); before, reads must
                 // learn why there is no view.
+                let cause = error.to_string();
+                let repeated = *watch.state.borrow() == SyncState::Failed(cause.clone());
+                // A watch refused by RBAC fails the same way at every retry: said once, then at debug level.
+                if repeated {
+                    tracing::debug!(%error, resource, "metadata watch failed again; retrying with back-off");
+                } else {
+                    tracing::warn!(%error, resource, "metadata watch failed; retrying with back-off");
+                }
                 watch.state.send_if_modified(|state| {
-                    if *state == SyncState::Synced {
+                    if *state == SyncState::Synced || *state == SyncState::Failed(cause.clone()) {
                         return false;
                     }
-                    *state = SyncState::Failed(error.to_string());
+                    *state = SyncState::Failed(cause);
                     true
                 });
             }
@@ -621,12 +692,126 @@ mod tests {
         );
     }
 
+    fn one() -> SampleWrite {
+        SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None }
+    }
+
+    fn service<'a>(name: &'a str, metric: &'a str) -> CustomSeriesId<'a> {
+        CustomSeriesId { resource: "services", namespace: "default", name, metric }
+    }
+
+    const SERVICES: &str = "/api/v1/services";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wildcard_read_of_a_type_without_stored_metrics_starts_no_watch() {
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.forbid("/api/v1/secrets");
+        server.add_collection(SERVICES);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        store.put_custom(service("web", "m"), one()).await.unwrap();
+        let mapper = Arc::new(BuiltinMapper::default());
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options(60_000, 60_000));
+        let secrets = mapper.resolve("secrets").await.unwrap();
+        for _ in 0..3 {
+            let answer = index.matching_objects(&secrets, "default", &Selector::everything()).await;
+            assert_eq!(answer, Ok(Some(vec![])), "no stored metrics: no object can match");
+        }
+        assert!(index.existing_watch("secrets").is_none());
+        assert_eq!(server.count(|r| r.path == "/api/v1/secrets"), 0, "kube-apiserver was not asked");
+        // A type with stored metrics is watched as before.
+        let services = mapper.resolve("services").await.unwrap();
+        assert_eq!(index.matching_objects(&services, "default", &Selector::everything()).await, Ok(Some(vec![])));
+        assert!(index.existing_watch("services").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweep_stops_the_watch_of_a_type_whose_metrics_are_gone() {
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.add_object(SERVICES, "default", "web", &[("app", "web")]);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        store.put_custom(service("web", "m"), one()).await.unwrap();
+        store.put_custom(service("web", "n"), one()).await.unwrap();
+        let mapper = Arc::new(BuiltinMapper::default());
+        let (index, _guard) =
+            WatchLabelIndex::start(server.client(), store.clone(), mapper.clone(), options(60_000, 50));
+        let services = mapper.resolve("services").await.unwrap();
+        let web = Ok(Some(vec!["web".to_string()]));
+        assert_eq!(index.matching_objects(&services, "default", &Selector::everything()).await, web);
+        eventually("the services watch is open", async || server.is_watched(SERVICES)).await;
+
+        // One metric left: the watch stays through several sweeps.
+        store.delete_custom(service("web", "m")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(index.existing_watch("services").is_some() && server.is_watched(SERVICES));
+
+        store.delete_custom(service("web", "n")).await.unwrap();
+        eventually("the services watch is stopped", async || {
+            index.existing_watch("services").is_none() && !server.is_watched(SERVICES)
+        })
+        .await;
+        assert!(index.existing_watch("pods").is_some(), "the pods watch always runs");
+
+        // A new value brings the watch back on the next read.
+        store.put_custom(service("web", "m"), one()).await.unwrap();
+        assert_eq!(index.matching_objects(&services, "default", &Selector::everything()).await, web);
+        assert!(index.existing_watch("services").is_some());
+    }
+
+    /// Every line written through a subscriber, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// One thread, so that the thread-local subscriber sees the watch task's lines.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watch_refused_again_and_again_is_warned_about_once() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::logging::filter(0))
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let server = FakeApiServer::start().await;
+        server.add_collection(PODS);
+        server.forbid(SERVICES);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        store.put_custom(service("web", "m"), one()).await.unwrap();
+        let mapper = Arc::new(BuiltinMapper::default());
+        let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options(60_000, 60_000));
+        let services = mapper.resolve("services").await.unwrap();
+        assert!(index.matching_objects(&services, "default", &Selector::everything()).await.is_err());
+        eventually("the watch has retried twice", async || server.count(|r| r.path == SERVICES) >= 3).await;
+        let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let warnings = lines.lines().filter(|l| l.contains("metadata watch failed")).count();
+        assert_eq!(warnings, 1, "{lines}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_resource_the_adapter_may_not_list_is_a_clear_503() {
         let server = FakeApiServer::start().await;
         server.add_collection(PODS);
         server.forbid("/api/v1/services");
         let store = Arc::new(MemoryStore::new(Default::default()));
+        store.put_custom(service("web", "m"), one()).await.unwrap();
         let mapper = Arc::new(BuiltinMapper::default());
         let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options(60_000, 60_000));
         let services = mapper.resolve("services").await.unwrap();
@@ -645,6 +830,8 @@ mod tests {
         server.add_collection(PODS);
         server.stall("/apis/apps/v1/deployments");
         let store = Arc::new(MemoryStore::new(Default::default()));
+        let id = CustomSeriesId { resource: "deployments.apps", namespace: "default", name: "web", metric: "m" };
+        store.put_custom(id, one()).await.unwrap();
         let mapper = Arc::new(BuiltinMapper::default());
         let options = LabelIndexOptions { sync_timeout: Duration::from_millis(200), ..options(60_000, 60_000) };
         let (index, _guard) = WatchLabelIndex::start(server.client(), store, mapper.clone(), options);

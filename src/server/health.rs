@@ -15,6 +15,8 @@ pub struct Check {
     /// `true` for checks that only decide readiness.
     readiness_only: bool,
     probe: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Information for the verbose `[+]` line of a passing check.
+    note: Option<Box<dyn Fn() -> Option<String> + Send + Sync>>,
 }
 
 /// The health endpoints of one process.
@@ -79,7 +81,10 @@ impl Health {
                 continue;
             }
             match (check.probe)() {
-                Ok(()) => report.push_str(&format!("[+]{} ok\n", check.name)),
+                Ok(()) => match check.note.as_ref().and_then(|note| note()) {
+                    Some(note) => report.push_str(&format!("[+]{} ok: {note}\n", check.name)),
+                    None => report.push_str(&format!("[+]{} ok\n", check.name)),
+                },
                 Err(reason) => {
                     tracing::warn!(check = check.name, %reason, "health check failed");
                     report.push_str(&format!("[-]{} failed: reason withheld\n", check.name));
@@ -102,12 +107,18 @@ impl Health {
 impl Check {
     /// A check for every endpoint.
     pub fn liveness(name: &'static str, probe: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
-        Check { name, readiness_only: false, probe: Box::new(probe) }
+        Check { name, readiness_only: false, probe: Box::new(probe), note: None }
     }
 
     /// A check for `/readyz` only.
     pub fn readiness(name: &'static str, probe: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
-        Check { name, readiness_only: true, probe: Box::new(probe) }
+        Check { name, readiness_only: true, probe: Box::new(probe), note: None }
+    }
+
+    /// Adds information to the check's verbose line when it passes: `[+]name ok: note`.
+    pub fn with_note(mut self, note: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        self.note = Some(Box::new(note));
+        self
     }
 }
 
@@ -159,6 +170,23 @@ mod tests {
         );
         assert_eq!(get(&health, "/livez/store", None).await, (200, "ok".into()));
         assert_eq!(get(&health, "/livez/shutdown", None).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn a_passing_checks_note_is_shown_in_the_verbose_report() {
+        let (_trigger, shutdown) = shutdown::channel();
+        let noted = Check::readiness("discovery", || Ok(())).with_note(|| Some("skipped groups: a (x)".into()));
+        let silent = Check::readiness("quiet", || Ok(())).with_note(|| None);
+        let health = Health::new(shutdown, vec![noted, silent]);
+        assert_eq!(
+            get(&health, "/readyz", Some("verbose")).await,
+            (
+                200,
+                "[+]ping ok\n[+]discovery ok: skipped groups: a (x)\n[+]quiet ok\n[+]shutdown ok\nreadyz check passed\n"
+                    .into()
+            )
+        );
+        assert_eq!(get(&health, "/readyz", None).await, (200, "ok".into()));
     }
 
     #[tokio::test]
