@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -22,7 +21,7 @@ use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelI
 use crate::config::{ClusterConfig, Config, WriteAuth};
 use crate::ingest::{self, Ingest, OpenGate, Series, WriteGate};
 use crate::response::{self, HttpResponse, RequestError};
-use crate::server::body;
+use crate::server::body::{self, RequestBody};
 use crate::server::health::{Check, Health};
 use crate::server::listener::{self, Connection, Handler};
 use crate::server::shutdown::{self, ShutdownTrigger};
@@ -88,7 +87,7 @@ struct SecureHandler {
 }
 
 impl Handler for SecureHandler {
-    async fn call(&self, request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let audit_id = request.headers().get(AUDIT_ID).cloned();
         let mut response = self.respond(request, connection).await;
         // Echoes the Audit-ID that kube-apiserver's aggregator sends, so that a proxied request can be found in
@@ -102,7 +101,7 @@ impl Handler for SecureHandler {
 }
 
 impl SecureHandler {
-    async fn respond(&self, mut request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+    async fn respond(&self, mut request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         if let Access::Delegated(delegated) = &self.access {
             let Delegated { authenticator, authorizer } = delegated.as_ref();
             let pretty = response::wants_pretty(None, request.headers());
@@ -110,6 +109,10 @@ impl SecureHandler {
                 Ok(user) => user,
                 Err(error) => return self.refuse(request, error, pretty).await,
             };
+            // Only connections that carry credentials are spared when unauthenticated ones are closed.
+            if !user.is_anonymous() {
+                connection.mark_authenticated();
+            }
             if let Some(ingest) = &self.ingest
                 && ingest::is_write_path(request.uri().path())
             {
@@ -135,11 +138,15 @@ impl SecureHandler {
             self.api.handle(&request).await
         };
         body::drain(body, self.max_body_bytes).await;
+        if matches!(self.access, Access::Open) {
+            // Standalone, nobody is authenticated: a connection that completed a request counts as if it were.
+            connection.mark_authenticated();
+        }
         response
     }
 
     /// Answers with `error` after draining the request body.
-    async fn refuse(&self, request: Request<Incoming>, error: RequestError, pretty: bool) -> HttpResponse {
+    async fn refuse(&self, request: Request<RequestBody>, error: RequestError, pretty: bool) -> HttpResponse {
         body::drain(request.into_body(), self.max_body_bytes).await;
         error.into_response(pretty)
     }
@@ -176,16 +183,19 @@ struct WriteHandler {
 }
 
 impl Handler for WriteHandler {
-    async fn call(&self, request: Request<Incoming>, _connection: &Connection) -> HttpResponse {
+    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let path = request.uri().path();
         // Writes first: they are nearly all of this port's traffic.
-        if ingest::is_write_path(path) {
-            return self.ingest.handle(request, &OpenGate).await;
-        }
-        if Health::is_health_path(path) {
-            return self.health.handle(path, request.uri().query());
-        }
-        RequestError::RouteNotFound.into_response(false)
+        let response = if ingest::is_write_path(path) {
+            self.ingest.handle(request, &OpenGate).await
+        } else if Health::is_health_path(path) {
+            self.health.handle(path, request.uri().query())
+        } else {
+            RequestError::RouteNotFound.into_response(false)
+        };
+        // Nobody is authenticated on this port: a connection that completed a request counts as if it were.
+        connection.mark_authenticated();
+        response
     }
 }
 

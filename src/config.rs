@@ -103,17 +103,29 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_MAX_REQUEST_BODY_BYTES", default_value_t = 4096)]
     pub max_request_body_bytes: usize,
 
-    /// Open connections per listener at most; further clients wait to be accepted.
+    /// Open connections per listener at most. When all are open, a new client takes the place of the oldest
+    /// unauthenticated connection; when none is unauthenticated, it waits to be accepted.
     #[arg(long, env = "CUSTOM_METRICS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
     pub max_connections: usize,
 
-    /// Time a client has to complete the TLS handshake and to send a request's headers.
+    /// Open connections per listener at most that have not completed an authenticated request (standalone and on
+    /// the plain write port: any request); a new connection beyond closes the oldest of them.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = ConnectionLimits::default().max_unauthenticated)]
+    pub max_unauthenticated_connections: usize,
+
+    /// Time a client has, from connecting, to complete the TLS handshake and send its first request's headers
+    /// (HTTP/1.1 or HTTP/2), and to send each later HTTP/1.1 request's headers.
     #[arg(long, env = "CUSTOM_METRICS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// A connection with nothing to read for this long is closed.
+    /// A connection without a request in flight for this long is closed (HTTP/2 PINGs are not requests).
     #[arg(long, env = "CUSTOM_METRICS_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Time a client has to send a request's body, from the end of its headers; later, the request is answered
+    /// with 408 and nothing is stored.
+    #[arg(long, env = "CUSTOM_METRICS_REQUEST_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
 
     /// After SIGTERM, time given to open connections to finish before they are closed.
     #[arg(long, env = "CUSTOM_METRICS_SHUTDOWN_GRACE_PERIOD", default_value = "15s", value_parser = parse_duration)]
@@ -386,6 +398,7 @@ impl Config {
             ("--max-series", flags.max_series),
             ("--max-request-body-bytes", flags.max_request_body_bytes),
             ("--max-connections", flags.max_connections),
+            ("--max-unauthenticated-connections", flags.max_unauthenticated_connections),
             ("--discovery-max-metrics", flags.discovery_max_metrics),
         ] {
             if value == 0 {
@@ -414,8 +427,10 @@ impl Config {
             max_request_body_bytes: flags.max_request_body_bytes,
             connections: ConnectionLimits {
                 max_connections: flags.max_connections,
+                max_unauthenticated: flags.max_unauthenticated_connections,
                 header_read_timeout: flags.header_read_timeout,
                 idle_timeout: flags.idle_timeout,
+                request_body_timeout: flags.request_body_timeout,
                 ..ConnectionLimits::default()
             },
             shutdown_grace_period: flags.shutdown_grace_period,
