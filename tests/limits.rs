@@ -51,17 +51,34 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let server = common::start(&["--max-connections=1"]).await;
-    let first = TcpStream::connect(server.write).await.unwrap();
-    // Let the server accept the first connection before the second arrives.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut first = TcpStream::connect(server.write).await.unwrap();
+    // A completed request: standalone, the connection then counts as authenticated and keeps its slot.
+    first.write_all(WRITE).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let mut second = TcpStream::connect(server.write).await.unwrap();
     second.write_all(WRITE).await.unwrap();
-    let mut buf = [0u8; 1024];
     let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
     assert!(early.is_err(), "the second connection was served while the first held the only slot");
     drop(first);
     let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn when_all_connections_are_open_an_unauthenticated_one_makes_way_for_a_new_client() {
+    let server = common::start(&["--max-connections=1"]).await;
+    let mut first = TcpStream::connect(server.write).await.unwrap();
+    // Let the server accept the first connection, which never sends a request, before the second arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = TcpStream::connect(server.write).await.unwrap();
+    second.write_all(WRITE).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    read_until_closed(&mut first, Duration::from_secs(5)).await;
     server.stop().await;
 }
 

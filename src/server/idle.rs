@@ -134,7 +134,8 @@ where
 {
     /// Wraps `inner`, whose requests are counted in `activity`.
     pub fn new(inner: S, activity: A, limits: Deadlines) -> Self {
-        let first = (*activity).as_ref().accepted + limits.first_request;
+        let accepted = (*activity).as_ref().accepted;
+        let first = accepted + limits.first_request.min(limits.idle);
         IdleTimeout { inner, activity, limits, deadline: Box::pin(tokio::time::sleep_until(first)) }
     }
 
@@ -148,7 +149,9 @@ where
                 Some(due) if due <= now => {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long"));
                 }
-                Some(due) => due,
+                // Never later than one idle timeout: a request may start and end before the first-request
+                // deadline, and the connection is then due one idle timeout after it ended.
+                Some(due) => due.min(now + self.limits.idle),
             };
             self.deadline.as_mut().reset(due);
         }
@@ -259,8 +262,22 @@ mod tests {
         let finished = Instant::now();
         let error = reader.await.unwrap();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        // The timer was armed for 40 s (30 s + one idle timeout); it then moves to exactly 10 s after the end.
+        // While busy, the timer looks again one idle timeout later; the close comes exactly 10 s after the end.
         assert_eq!(Instant::now() - finished, LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_before_a_long_first_request_deadline_starts_the_idle_clock() {
+        let (_client, server) = duplex(64);
+        let activity = Arc::new(Activity::new());
+        let limits = Deadlines { first_request: Duration::from_secs(60), idle: Duration::from_secs(3) };
+        let mut server = IdleTimeout::new(server, Arc::clone(&activity), limits);
+        let reader = tokio::spawn(async move { server.read(&mut [0u8; 8]).await.unwrap_err() });
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        drop(Activity::start(Arc::clone(&activity)));
+        let finished = Instant::now();
+        assert_eq!(reader.await.unwrap().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(Instant::now() - finished, limits.idle);
     }
 
     #[tokio::test(start_paused = true)]
