@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, TryAcquireError};
 use tokio_rustls::TlsAcceptor;
 
 use super::body::RequestBody;
-use super::framing;
+use super::framing::{self, Framing, HeadScan};
 use super::idle::{Activity, Deadlines, IdleTimeout};
 use super::shutdown::Shutdown;
 use super::unauthenticated::Unauthenticated;
@@ -75,6 +75,13 @@ struct ConnectionState {
     id: u64,
     authenticated: AtomicBool,
     unauthenticated: Arc<Unauthenticated>,
+    framing: Framing,
+}
+
+impl AsRef<Framing> for ConnectionState {
+    fn as_ref(&self) -> &Framing {
+        &self.framing
+    }
 }
 
 impl AsRef<Activity> for ConnectionState {
@@ -177,6 +184,7 @@ pub async fn serve<H: Handler>(
             id: next_id,
             authenticated: AtomicBool::new(false),
             unauthenticated: Arc::clone(&unauthenticated),
+            framing: Framing::default(),
         });
         let watcher = graceful.watcher();
         let (tls, handler, builder) = (tls.clone(), Arc::clone(&handler), Arc::clone(&builder));
@@ -209,6 +217,7 @@ async fn serve_connection<H: Handler>(
     let deadlines = Deadlines { first_request: limits.header_read_timeout, idle: limits.idle_timeout };
     let timed = IdleTimeout::new(stream, Arc::clone(&state), deadlines);
     let body_timeout = limits.request_body_timeout;
+    let scan_state = Arc::clone(&state);
     let service = |peer: SocketAddr, client_certs: Option<ClientCertChain>| {
         let connection = Arc::new(Connection { peer, client_certs, state });
         service_fn(move |request: Request<Incoming>| {
@@ -218,7 +227,7 @@ async fn serve_connection<H: Handler>(
             // Boxed: a request's future holds the state of everything the handler may await, and hyper moves it
             // into the HTTP/2 stream's task; moving a pointer instead saved about 2,900 instructions per read.
             Box::pin(async move {
-                if let Err(error) = framing::check(&request) {
+                if let Err(error) = framing::check(&request, &in_flight.owner().state.framing) {
                     return Ok(framing::refuse(error));
                 }
                 let request = request.map(|body| RequestBody::new(body, body_timeout));
@@ -237,13 +246,16 @@ async fn serve_connection<H: Handler>(
                 .peer_certificates()
                 .filter(|certs| !certs.is_empty())
                 .map(|certs| ClientCertChain::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
+            let http1 = tls_stream.get_ref().1.alpn_protocol() != Some(b"h2");
             let service = service(peer, client_certs);
-            let connection = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
+            let scanned = HeadScan::new(tls_stream, scan_state, http1);
+            let connection = builder.serve_connection(TokioIo::new(scanned), service).into_owned();
             watcher.watch(connection).await
         }
         None => {
             let service = service(peer, None);
-            let connection = builder.serve_connection(TokioIo::new(timed), service).into_owned();
+            let scanned = HeadScan::new(timed, scan_state, true);
+            let connection = builder.serve_connection(TokioIo::new(scanned), service).into_owned();
             watcher.watch(connection).await
         }
     }
