@@ -545,6 +545,26 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_flags() {
+        let limits = parse(&["--standalone"]).unwrap().connections;
+        assert_eq!(limits.max_unauthenticated, 512);
+        assert_eq!(limits.request_body_timeout, Duration::from_secs(10));
+        let limits = parse(&[
+            "--standalone",
+            "--max-unauthenticated-connections=7",
+            "--request-body-timeout=250ms",
+            "--header-read-timeout=3s",
+        ])
+        .unwrap()
+        .connections;
+        assert_eq!(limits.max_unauthenticated, 7);
+        assert_eq!(limits.request_body_timeout, Duration::from_millis(250));
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        let error = parse(&["--standalone", "--max-unauthenticated-connections=0"]).unwrap_err();
+        assert!(error.contains("--max-unauthenticated-connections"), "{error}");
+    }
+
+    #[test]
     fn inconsistent_flags_are_refused() {
         assert!(parse(&["--standalone", "--secure-port=8080"]).unwrap_err().contains("different ports"));
         assert!(parse(&["--standalone", "--tls-cert-file=/c.pem"]).is_err());

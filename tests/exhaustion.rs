@@ -241,7 +241,7 @@ async fn the_audit_attack_leaves_probes_reads_and_new_clients_served() {
                         tokio::time::timeout(Duration::from_secs(1), h2::client::handshake(tcp)).await
                 {
                     let pinger = connection.ping_pong().map(|p| keep_pinging(p, Duration::from_millis(200)));
-                    held.push((client, tokio::spawn(async move { connection.await }), pinger));
+                    held.push((client, tokio::spawn(connection), pinger));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

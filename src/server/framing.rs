@@ -141,10 +141,13 @@ where
                     } else if seen == b"transfer-encoding:" {
                         self.transfer_encoding = true;
                         self.line = None;
-                    } else if !(b"content-length:".starts_with(seen) || b"transfer-encoding:".starts_with(seen))
-                        && !(self.first_line && b"pri ".starts_with(seen))
-                    {
-                        self.line = None;
+                    } else {
+                        let may_become = b"content-length:".starts_with(seen)
+                            || b"transfer-encoding:".starts_with(seen)
+                            || (self.first_line && b"pri ".starts_with(seen));
+                        if !may_become {
+                            self.line = None;
+                        }
                     }
                 }
             }

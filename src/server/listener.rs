@@ -260,3 +260,79 @@ async fn serve_connection<H: Handler>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::response::empty_response;
+
+    /// Marks a connection authenticated when the request says so.
+    struct MarksWhenTold;
+
+    impl Handler for MarksWhenTold {
+        async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
+            if request.headers().contains_key("x-authenticated") {
+                connection.mark_authenticated();
+            }
+            empty_response()
+        }
+    }
+
+    async fn request(stream: &mut TcpStream, authenticated: bool) -> bool {
+        let header = if authenticated { "X-Authenticated: yes\r\n" } else { "" };
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\n{header}\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+            _ => false,
+        }
+    }
+
+    /// Whether the server closed `stream` (it reads end-of-file or an error soon).
+    async fn is_closed(stream: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    #[tokio::test]
+    async fn only_unauthenticated_connections_make_room_oldest_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            max_connections: 10,
+            max_unauthenticated: 2,
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            ..ConnectionLimits::default()
+        };
+        let (trigger, shutdown) = crate::server::shutdown::channel();
+        let server =
+            tokio::spawn(serve(listener, None, Arc::new(MarksWhenTold), limits, shutdown, Duration::from_secs(1)));
+        let connect = || TcpStream::connect(addr);
+        let mut authenticated = connect().await.unwrap();
+        assert!(request(&mut authenticated, true).await);
+        // Completed, but not authenticated: still counted.
+        let mut anonymous = connect().await.unwrap();
+        assert!(request(&mut anonymous, false).await);
+        let mut silent = connect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Two unauthenticated already: each newcomer closes the oldest of them.
+        let mut newcomer = connect().await.unwrap();
+        assert!(request(&mut newcomer, false).await);
+        assert!(is_closed(&mut anonymous).await, "the oldest unauthenticated connection stayed open");
+        assert!(!is_closed(&mut silent).await, "a newer unauthenticated connection was closed");
+        let mut another = connect().await.unwrap();
+        assert!(request(&mut another, false).await);
+        assert!(is_closed(&mut silent).await);
+        // The authenticated connection, the oldest of all, is still served.
+        assert!(request(&mut authenticated, false).await);
+        trigger.trigger();
+        drop((authenticated, newcomer, another));
+        server.await.unwrap();
+    }
+}
