@@ -392,3 +392,92 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
 }
+
+#[cfg(test)]
+mod tests {
+    use arc_swap::ArcSwap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::auth::{AccessReviewer, Attributes, AuthenticationConfig, Decision, ReviewError, TokenReviewer};
+    use crate::server::listener::ConnectionLimits;
+    use crate::store::Limits;
+
+    /// The token `good` is alice's; any other token authenticates nobody.
+    struct OneToken;
+
+    #[async_trait::async_trait]
+    impl TokenReviewer for OneToken {
+        async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+            Ok((token == "good").then(|| UserInfo { name: "alice".into(), ..UserInfo::default() }))
+        }
+    }
+
+    struct AllowAll;
+
+    #[async_trait::async_trait]
+    impl AccessReviewer for AllowAll {
+        async fn review(&self, _attributes: &Attributes) -> Result<Decision, ReviewError> {
+            Ok(Decision { allowed: true, reason: String::new() })
+        }
+    }
+
+    async fn get(stream: &mut TcpStream, token: Option<&str>) -> bool {
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+            _ => false,
+        }
+    }
+
+    async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    #[tokio::test]
+    async fn in_cluster_mode_only_a_request_of_an_authenticated_user_spares_a_connection() {
+        let (trigger, shutdown) = shutdown::channel();
+        let store: Arc<dyn MetricStore> = Arc::new(MemoryStore::new(Limits::default()));
+        let authenticator = Authenticator::new(
+            Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default())),
+            Some(Arc::new(OneToken)),
+            Duration::ZERO,
+        );
+        let authorizer = Authorizer::new(Arc::new(AllowAll), vec!["/readyz".into()], Duration::ZERO, Duration::ZERO);
+        let handler = SecureHandler {
+            health: Health::new(shutdown.clone(), Vec::new()),
+            api: Api::new(store, Arc::new(BuiltinMapper::default()), Arc::new(StandaloneLabelIndex), 1000),
+            access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
+            ingest: None,
+            max_body_bytes: 4096,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits { max_unauthenticated: 1, ..ConnectionLimits::default() };
+        let server =
+            tokio::spawn(listener::serve(listener, None, Arc::new(handler), limits, shutdown, Duration::from_secs(1)));
+        let mut alice = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut alice, Some("good")).await);
+        // Anonymous: served (an always-allowed path), but still unauthenticated.
+        let mut anonymous = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut anonymous, None).await);
+        let mut newcomer = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut newcomer, None).await);
+        assert!(closes_within(&mut anonymous, Duration::from_secs(5)).await, "the anonymous connection stayed");
+        // alice's connection, older than both, is never the one closed.
+        let mut another = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut another, None).await);
+        assert!(closes_within(&mut newcomer, Duration::from_secs(5)).await);
+        assert!(get(&mut alice, Some("good")).await);
+        trigger.trigger();
+        drop((alice, another));
+        server.await.unwrap();
+    }
+}
