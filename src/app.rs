@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -22,7 +21,7 @@ use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelI
 use crate::config::{ClusterConfig, Config, WriteAuth};
 use crate::ingest::{self, Ingest, OpenGate, Series, WriteGate};
 use crate::response::{self, HttpResponse, RequestError};
-use crate::server::body;
+use crate::server::body::{self, RequestBody};
 use crate::server::health::{Check, Health};
 use crate::server::listener::{self, Connection, Handler};
 use crate::server::shutdown::{self, ShutdownTrigger};
@@ -88,7 +87,7 @@ struct SecureHandler {
 }
 
 impl Handler for SecureHandler {
-    async fn call(&self, request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let audit_id = request.headers().get(AUDIT_ID).cloned();
         let mut response = self.respond(request, connection).await;
         // Echoes the Audit-ID that kube-apiserver's aggregator sends, so that a proxied request can be found in
@@ -102,7 +101,7 @@ impl Handler for SecureHandler {
 }
 
 impl SecureHandler {
-    async fn respond(&self, mut request: Request<Incoming>, connection: &Connection) -> HttpResponse {
+    async fn respond(&self, mut request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         if let Access::Delegated(delegated) = &self.access {
             let Delegated { authenticator, authorizer } = delegated.as_ref();
             let pretty = response::wants_pretty(None, request.headers());
@@ -110,6 +109,10 @@ impl SecureHandler {
                 Ok(user) => user,
                 Err(error) => return self.refuse(request, error, pretty).await,
             };
+            // Only connections that carry credentials are spared when unauthenticated ones are closed.
+            if !user.is_anonymous() {
+                connection.mark_authenticated();
+            }
             if let Some(ingest) = &self.ingest
                 && ingest::is_write_path(request.uri().path())
             {
@@ -135,11 +138,15 @@ impl SecureHandler {
             self.api.handle(&request).await
         };
         body::drain(body, self.max_body_bytes).await;
+        if matches!(self.access, Access::Open) {
+            // Standalone, nobody is authenticated: a connection that completed a request counts as if it were.
+            connection.mark_authenticated();
+        }
         response
     }
 
     /// Answers with `error` after draining the request body.
-    async fn refuse(&self, request: Request<Incoming>, error: RequestError, pretty: bool) -> HttpResponse {
+    async fn refuse(&self, request: Request<RequestBody>, error: RequestError, pretty: bool) -> HttpResponse {
         body::drain(request.into_body(), self.max_body_bytes).await;
         error.into_response(pretty)
     }
@@ -176,16 +183,19 @@ struct WriteHandler {
 }
 
 impl Handler for WriteHandler {
-    async fn call(&self, request: Request<Incoming>, _connection: &Connection) -> HttpResponse {
+    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let path = request.uri().path();
         // Writes first: they are nearly all of this port's traffic.
-        if ingest::is_write_path(path) {
-            return self.ingest.handle(request, &OpenGate).await;
-        }
-        if Health::is_health_path(path) {
-            return self.health.handle(path, request.uri().query());
-        }
-        RequestError::RouteNotFound.into_response(false)
+        let response = if ingest::is_write_path(path) {
+            self.ingest.handle(request, &OpenGate).await
+        } else if Health::is_health_path(path) {
+            self.health.handle(path, request.uri().query())
+        } else {
+            RequestError::RouteNotFound.into_response(false)
+        };
+        // Nobody is authenticated on this port: a connection that completed a request counts as if it were.
+        connection.mark_authenticated();
+        response
     }
 }
 
@@ -384,4 +394,99 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use arc_swap::ArcSwap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::auth::{AccessReviewer, Attributes, AuthenticationConfig, Decision, ReviewError, TokenReviewer};
+    use crate::server::listener::ConnectionLimits;
+    use crate::store::Limits;
+
+    /// The token `good` is alice's; any other token authenticates nobody.
+    struct OneToken;
+
+    #[async_trait::async_trait]
+    impl TokenReviewer for OneToken {
+        async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+            Ok((token == "good").then(|| UserInfo { name: "alice".into(), ..UserInfo::default() }))
+        }
+    }
+
+    struct AllowAll;
+
+    #[async_trait::async_trait]
+    impl AccessReviewer for AllowAll {
+        async fn review(&self, _attributes: &Attributes) -> Result<Decision, ReviewError> {
+            Ok(Decision { allowed: true, reason: String::new() })
+        }
+    }
+
+    async fn get(stream: &mut TcpStream, token: Option<&str>) -> bool {
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+            _ => false,
+        }
+    }
+
+    async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    #[tokio::test]
+    async fn in_cluster_mode_only_a_request_of_an_authenticated_user_spares_a_connection() {
+        let (trigger, shutdown) = shutdown::channel();
+        let store: Arc<dyn MetricStore> = Arc::new(MemoryStore::new(Limits::default()));
+        let authenticator = Authenticator::new(
+            Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default())),
+            Some(Arc::new(OneToken)),
+            Duration::ZERO,
+        );
+        let authorizer = Authorizer::new(Arc::new(AllowAll), vec!["/readyz".into()], Duration::ZERO, Duration::ZERO);
+        let handler = SecureHandler {
+            health: Health::new(shutdown.clone(), Vec::new()),
+            api: Api::new(
+                store,
+                Arc::new(BuiltinMapper::default()),
+                Arc::new(StandaloneLabelIndex),
+                1000,
+                crate::api::ReadLimits::default(),
+            ),
+            access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
+            ingest: None,
+            max_body_bytes: 4096,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits { max_unauthenticated: 1, ..ConnectionLimits::default() };
+        let server =
+            tokio::spawn(listener::serve(listener, None, Arc::new(handler), limits, shutdown, Duration::from_secs(1)));
+        let mut alice = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut alice, Some("good")).await);
+        // Anonymous: served (an always-allowed path), but still unauthenticated.
+        let mut anonymous = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut anonymous, None).await);
+        let mut newcomer = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut newcomer, None).await);
+        assert!(closes_within(&mut anonymous, Duration::from_secs(5)).await, "the anonymous connection stayed");
+        // alice's connection, older than both, is never the one closed.
+        let mut another = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut another, None).await);
+        assert!(closes_within(&mut newcomer, Duration::from_secs(5)).await);
+        assert!(get(&mut alice, Some("good")).await);
+        trigger.trigger();
+        drop((alice, another));
+        server.await.unwrap();
+    }
 }

@@ -118,17 +118,29 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_MAX_SELECTOR_BYTES", default_value_t = ReadLimits::default().max_selector_bytes)]
     pub max_selector_bytes: usize,
 
-    /// Open connections per listener at most; further clients wait to be accepted.
+    /// Open connections per listener at most. When all are open, a new client takes the place of the oldest
+    /// unauthenticated connection; when none is unauthenticated, it waits to be accepted.
     #[arg(long, env = "CUSTOM_METRICS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
     pub max_connections: usize,
 
-    /// Time a client has to complete the TLS handshake and to send a request's headers.
+    /// Open connections per listener at most that have not completed an authenticated request (standalone and on
+    /// the plain write port: any request); a new connection beyond closes the oldest of them.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = ConnectionLimits::default().max_unauthenticated)]
+    pub max_unauthenticated_connections: usize,
+
+    /// Time a client has, from connecting, to complete the TLS handshake and send its first request's headers
+    /// (HTTP/1.1 or HTTP/2), and to send each later HTTP/1.1 request's headers.
     #[arg(long, env = "CUSTOM_METRICS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// A connection with nothing to read for this long is closed.
+    /// A connection without a request in flight for this long is closed (HTTP/2 PINGs are not requests).
     #[arg(long, env = "CUSTOM_METRICS_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Time a client has to send a request's body, from the end of its headers; later, the request is answered
+    /// with 408 and nothing is stored.
+    #[arg(long, env = "CUSTOM_METRICS_REQUEST_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
 
     /// After SIGTERM, time given to open connections to finish before they are closed.
     #[arg(long, env = "CUSTOM_METRICS_SHUTDOWN_GRACE_PERIOD", default_value = "15s", value_parser = parse_duration)]
@@ -427,6 +439,7 @@ impl Config {
             ("--max-series", flags.max_series),
             ("--max-request-body-bytes", flags.max_request_body_bytes),
             ("--max-connections", flags.max_connections),
+            ("--max-unauthenticated-connections", flags.max_unauthenticated_connections),
             ("--discovery-max-metrics", flags.discovery_max_metrics),
             ("--max-list-items", flags.max_list_items),
             ("--max-response-bytes", flags.max_response_bytes),
@@ -466,8 +479,10 @@ impl Config {
             },
             connections: ConnectionLimits {
                 max_connections: flags.max_connections,
+                max_unauthenticated: flags.max_unauthenticated_connections,
                 header_read_timeout: flags.header_read_timeout,
                 idle_timeout: flags.idle_timeout,
+                request_body_timeout: flags.request_body_timeout,
                 ..ConnectionLimits::default()
             },
             shutdown_grace_period: flags.shutdown_grace_period,
@@ -602,6 +617,26 @@ mod tests {
         let error = parse(&["--standalone", "--write-auth=token"]).unwrap_err();
         assert!(error.contains("--standalone"), "{error}");
         assert_eq!(parse(&["--standalone"]).unwrap().write_auth, WriteAuth::None);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_flags() {
+        let limits = parse(&["--standalone"]).unwrap().connections;
+        assert_eq!(limits.max_unauthenticated, 512);
+        assert_eq!(limits.request_body_timeout, Duration::from_secs(10));
+        let limits = parse(&[
+            "--standalone",
+            "--max-unauthenticated-connections=7",
+            "--request-body-timeout=250ms",
+            "--header-read-timeout=3s",
+        ])
+        .unwrap()
+        .connections;
+        assert_eq!(limits.max_unauthenticated, 7);
+        assert_eq!(limits.request_body_timeout, Duration::from_millis(250));
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        let error = parse(&["--standalone", "--max-unauthenticated-connections=0"]).unwrap_err();
+        assert!(error.contains("--max-unauthenticated-connections"), "{error}");
     }
 
     #[test]

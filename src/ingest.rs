@@ -23,7 +23,7 @@ use crate::cluster::ResourceMapper;
 use crate::quantity::Quantity;
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;
-use crate::server::body::drain;
+use crate::server::body::{BodyTimedOut, drain};
 use crate::store::{
     CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesLabels,
 };
@@ -429,6 +429,8 @@ impl Ingest {
         let failed = |error: Box<dyn std::error::Error + Send + Sync>| {
             if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 RequestError::BodyTooLarge { limit }
+            } else if let Some(BodyTimedOut { timeout }) = error.downcast_ref::<BodyTimedOut>() {
+                RequestError::BodyTimeout { timeout: *timeout }
             } else {
                 RequestError::BodyRead(error.to_string())
             }

@@ -170,6 +170,18 @@ pub enum RequestError {
     /// The body could not be read.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    /// The body did not arrive within `--request-body-timeout` of the headers.
+    #[error("the request body was not received within {timeout:?} of the request headers (--request-body-timeout)")]
+    BodyTimeout {
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
+    /// A `Transfer-Encoding` other than `chunked` alone.
+    #[error("Transfer-Encoding {0:?} is not supported; send the body with Content-Length or chunked alone")]
+    UnsupportedTransferEncoding(String),
+    /// Both `Transfer-Encoding` and `Content-Length`: the body's length is ambiguous.
+    #[error("the request has both Transfer-Encoding and Content-Length; send only one of them")]
+    ConflictingBodyLength,
     /// The body is not a quantity.
     #[error("invalid value {body:?}: {source}; send a quantity such as \"42\", 42 or 1500m")]
     BadValue {
@@ -258,7 +270,11 @@ impl RequestError {
             | BodyRead(_)
             | BadValue { .. }
             | BadJson(_)
-            | BadQueryParameter { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            | BadQueryParameter { .. }
+            | ConflictingBodyLength => (StatusCode::BAD_REQUEST, "BadRequest"),
+            BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
+            // Kubernetes has no reason for 501; the Status then has none.
+            UnsupportedTransferEncoding(_) => (StatusCode::NOT_IMPLEMENTED, ""),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
@@ -289,7 +305,8 @@ impl RequestError {
     /// The error as a `Status` response.
     pub fn into_response(self, pretty: bool) -> HttpResponse {
         let (code, reason) = self.code_and_reason();
-        if code.is_server_error() {
+        // 501 answers what the client sent, not a failure of ours.
+        if code.is_server_error() && code != StatusCode::NOT_IMPLEMENTED {
             tracing::warn!(error = %self, "request failed");
         }
         let message = self.to_string();
@@ -301,7 +318,7 @@ impl RequestError {
             }
             _ => None,
         };
-        let status = Status::failure(code, Some(reason), &message, details);
+        let status = Status::failure(code, (!reason.is_empty()).then_some(reason), &message, details);
         let mut response = json_response(code, &status, pretty);
         match self {
             RequestError::MethodNotAllowed { allow } => {

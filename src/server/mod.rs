@@ -1,8 +1,10 @@
 //! Serving: TLS, the accept loop with its limits, health endpoints and shutdown. Knows nothing of metrics.
 
 pub mod body;
+pub mod framing;
 pub mod health;
 pub mod idle;
 pub mod listener;
 pub mod shutdown;
 pub mod tls;
+pub mod unauthenticated;
