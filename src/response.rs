@@ -163,11 +163,13 @@ impl RequestError {
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
-            Store(StoreError::TooManyLabels { .. } | StoreError::NameTooLong { .. }) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
-            }
+            Store(
+                StoreError::TooManyLabels { .. } | StoreError::LabelBytes { .. } | StoreError::NameTooLong { .. },
+            ) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
-            Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
+            Store(StoreError::SeriesLimit { .. } | StoreError::StoreBytesLimit { .. }) => {
+                (StatusCode::FORBIDDEN, "Forbidden")
+            }
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             // The index may recover (RBAC granted, list finished): the client is told to retry, as for an
             // unavailable store.
