@@ -4,13 +4,15 @@
 //! external ones. The outer maps are sharded ([`DashMap`]); each group keeps its series in a small map under its own
 //! lock. A write therefore takes one shard read lock and one group write lock: no global lock, and writers to
 //! different groups never wait for each other. Wildcard reads walk one group. Object names are stored once per
-//! series (shared with the object index); the group key carries the shared parts.
+//! series; the group key carries the shared parts.
 //!
 //! Two indexes serve the reads that would otherwise walk every group, and are updated under the lock of the group
 //! whose series they describe, so they never drift from it:
 //! - per discovery entry, (resource, metric, namespaced) or an external metric name, a [`Pair`] of counters shared
 //!   by all its groups: a write to an existing series only touches these atomics;
-//! - per object, (resource, namespace) -> name -> its metrics, for the per-object listing and `delete_object`.
+//! - per (resource, namespace), the metrics that have a group there, for the per-object listing and
+//!   `delete_object`: one lookup per metric of that resource in that namespace, instead of a walk of every group.
+//!   It is kept per group rather than per series so that it costs no memory per series.
 //!
 //! Memory is accounted in bytes as series are added, relabelled and removed (see [`SERIES_BYTES`]) and bounded by
 //! [`Limits::max_store_bytes`].
@@ -18,7 +20,7 @@
 //! Expired samples are invisible at once (every read checks the deadline) and are removed by a purge task that
 //! [`MemoryStore::spawn_purger`] starts and its guard stops.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -37,13 +39,14 @@ use crate::clock::{Clock, SystemClock};
 /// Separates the parts of a group key; no part (resource, namespace, metric name) may contain it.
 const KEY_SEPARATOR: char = '/';
 
-/// Accounted bytes of one series besides its name and labels: its entries in the group's map and in the object
-/// index, the sample, the name's allocation, and the maps' spare capacity. Calibrated on resident memory measured
-/// with `cargo run --release --example store-bytes` (bench/store_bytes.rs), rounded up: see bench/README.md.
-pub const SERIES_BYTES: usize = 320;
-/// Accounted bytes of one group besides its key: the sharded map's entry, the group's lock and empty map, its
-/// share of the discovery index, and the object index's entry for its (resource, namespace).
-pub const GROUP_BYTES: usize = 480;
+/// Accounted bytes of one series besides its name and labels: its entry in the group's map, the sample, the name's
+/// allocation, and the map's spare capacity. Calibrated on resident memory (`cargo run --release --example
+/// store-bytes`, bench/store_bytes.rs): up to about 200 bytes beyond the name, depending on how full the maps are
+/// (bench/README.md); rounded up so that the accounted bytes stay above what is resident.
+pub const SERIES_BYTES: usize = 240;
+/// Accounted bytes of one group besides its key: the sharded map's entry, the group's lock and first table, its
+/// share of the discovery index and of the (resource, namespace) index. Measured: up to about 780.
+pub const GROUP_BYTES: usize = 880;
 /// Accounted bytes of a non-empty label set besides its labels (the shared allocation's header).
 pub const LABEL_SET_BYTES: usize = 48;
 /// Accounted bytes of one label besides its key and value (two string allocations and their slot in the set).
@@ -63,7 +66,7 @@ trait SeriesKey: Hash + Eq {
 }
 
 /// Custom series: the object name.
-impl SeriesKey for Arc<str> {
+impl SeriesKey for Box<str> {
     fn bytes(&self) -> usize {
         self.len()
     }
@@ -91,19 +94,18 @@ pub struct MemoryStore {
 type CustomPairs = BTreeMap<(Box<str>, Box<str>, bool), (Arc<Pair>, usize)>;
 /// Discovery index: external metric name -> the entry and its groups.
 type ExternalPairs = BTreeMap<Box<str>, (Arc<Pair>, usize)>;
-/// Object index: object name -> its metrics, sorted.
-type ObjectNames = HashMap<Arc<str>, Box<[Arc<str>]>>;
 
 struct Inner {
     /// `resource/namespace/metric` -> object name -> sample.
-    custom: DashMap<Box<str>, Group<Arc<str>>>,
+    custom: DashMap<Box<str>, Group<Box<str>>>,
     /// `namespace/metric` -> labels -> sample.
     external: DashMap<Box<str>, Group<SeriesLabels>>,
     /// Changed only when a group is created or dropped. Lock order: a map's shard, then this.
     custom_pairs: Mutex<CustomPairs>,
     external_pairs: Mutex<ExternalPairs>,
-    /// `resource/namespace` -> object name -> metrics. Lock order: `custom`'s shard, the group, then this.
-    objects: DashMap<Box<str>, ObjectNames>,
+    /// `resource/namespace` -> the metrics with a group there. Changed only when a group is created or dropped.
+    /// Lock order: `custom`'s shard, then this.
+    objects: DashMap<Box<str>, BTreeSet<Box<str>>>,
     /// Series held in both maps; kept exact under the group locks.
     series: AtomicUsize,
     /// Bytes accounted (see [`SERIES_BYTES`]); kept exact under the group locks.
@@ -123,8 +125,8 @@ struct Pair {
     /// or deleted can leave it later than every remaining deadline, until the purge drops the expired series and
     /// with them the entry (see [`MetricStore::list_custom_metrics`]).
     max_deadline: AtomicI64,
-    /// The metric name, shared with the object index.
-    metric: Arc<str>,
+    /// The metric name.
+    metric: Box<str>,
 }
 
 impl Pair {
@@ -133,7 +135,7 @@ impl Pair {
             series: AtomicUsize::new(0),
             immortal: AtomicUsize::new(0),
             max_deadline: AtomicI64::new(i64::MIN),
-            metric: Arc::from(metric),
+            metric: metric.into(),
         }
     }
 
@@ -193,15 +195,13 @@ impl<K: Hash + Eq> Group<K> {
 }
 
 /// What [`Inner::put`] needs only when the series (or its group) does not exist yet.
-struct Creation<P, M, I> {
-    /// The group's discovery entry, registered.
+struct Creation<P, M> {
+    /// Registers a new group in the indexes; returns its discovery entry.
     pair: P,
     /// The owned key.
     key: M,
     /// The key's [`SeriesKey::bytes`], known before the key is built.
     key_bytes: usize,
-    /// Called under the group's lock once the series is inserted (the object index).
-    inserted: I,
 }
 
 /// Stops the purge task when dropped.
@@ -310,22 +310,21 @@ impl Inner {
 
     /// Inserts or replaces the series `key` in the group `group_key`, creating the group when needed. What only a
     /// new series or group needs (`creation`) is not built otherwise, so an update allocates nothing.
-    fn put<K, Q, P, M, I>(
+    fn put<K, Q, P, M>(
         &self,
         groups: &DashMap<Box<str>, Group<K>>,
         group_key: &str,
         key: &Q,
         sample: Sample,
-        creation: Creation<P, M, I>,
+        creation: Creation<P, M>,
     ) -> Result<(), StoreError>
     where
         K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         P: FnOnce() -> Arc<Pair>,
         M: FnOnce() -> K,
-        I: FnOnce(&K, &Pair),
     {
-        let Creation { pair, key: make_key, key_bytes, inserted } = creation;
+        let Creation { pair, key: make_key, key_bytes } = creation;
         let insert = |group: &Group<K>| {
             let mut series = group.write();
             if let Some(existing) = series.get_mut(key) {
@@ -344,10 +343,8 @@ impl Inner {
                 self.release_series(1);
                 return Err(error);
             }
-            let owned = make_key();
-            inserted(&owned, &group.pair);
             group.pair.wrote(None, sample.expires_at_millis);
-            series.insert(owned, sample);
+            series.insert(make_key(), sample);
             Ok(())
         };
         // Fast path: the group exists. The shard read guard is held while the group is written so that the purge
@@ -390,55 +387,35 @@ impl Inner {
         entry.0.clone()
     }
 
-    /// Adds `metric` to the object index of (`object_key`, `name`).
-    fn index_object(&self, object_key: &str, name: &Arc<str>, metric: &Arc<str>) {
-        let add = |names: &mut ObjectNames| {
-            let metrics = names.entry(name.clone()).or_default();
-            if let Err(at) = metrics.binary_search(metric) {
-                let mut grown = Vec::with_capacity(metrics.len() + 1);
-                grown.extend_from_slice(&metrics[..at]);
-                grown.push(metric.clone());
-                grown.extend_from_slice(&metrics[at..]);
-                *metrics = grown.into_boxed_slice();
-            }
-        };
+    /// Notes that `metric` has a group in `object_key` (`resource/namespace`).
+    fn index_metric(&self, object_key: &str, metric: &str) {
         match self.objects.get_mut(object_key) {
-            Some(mut names) => add(&mut names),
-            None => add(&mut self.objects.entry(object_key.into()).or_default()),
+            Some(mut metrics) => metrics.insert(metric.into()),
+            None => self.objects.entry(object_key.into()).or_default().insert(metric.into()),
+        };
+    }
+
+    /// Notes that the group of `metric` in `object_key` was dropped.
+    fn unindex_metric(&self, object_key: &str, metric: &str) {
+        let Some(mut metrics) = self.objects.get_mut(object_key) else {
+            return;
+        };
+        metrics.remove(metric);
+        let empty = metrics.is_empty();
+        drop(metrics);
+        if empty {
+            self.objects.remove_if(object_key, |_, metrics| metrics.is_empty());
         }
     }
 
-    /// Removes `metric` from the object index of (`object_key`, `name`), and entries left empty.
-    fn unindex_object(&self, object_key: &str, name: &str, metric: &str) {
-        let Some(mut names) = self.objects.get_mut(object_key) else {
-            return;
-        };
-        if let Some(metrics) = names.get_mut(name)
-            && let Ok(at) = metrics.binary_search_by(|m| (**m).cmp(metric))
-        {
-            if metrics.len() == 1 {
-                names.remove(name);
-            } else {
-                let mut shrunk = metrics.to_vec();
-                shrunk.remove(at);
-                *metrics = shrunk.into_boxed_slice();
-            }
-        }
-        let empty = names.is_empty();
-        drop(names);
-        if empty {
-            self.objects.remove_if(object_key, |_, names| names.is_empty());
-        }
+    /// The metrics with a group in `object_key`, sorted, copied out so that no index lock is held while groups
+    /// are read.
+    fn object_metrics(&self, object_key: &str) -> Vec<Box<str>> {
+        self.objects.get(object_key).map(|metrics| metrics.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Removes `key` from group `group_key`: `None` if it was absent, else whether its sample was live.
-    fn delete<K, Q>(
-        &self,
-        groups: &DashMap<Box<str>, Group<K>>,
-        group_key: &str,
-        key: &Q,
-        removed: impl FnOnce(&K, &Pair),
-    ) -> Option<bool>
+    fn delete<K, Q>(&self, groups: &DashMap<Box<str>, Group<K>>, group_key: &str, key: &Q) -> Option<bool>
     where
         K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -448,7 +425,6 @@ impl Inner {
         let mut series = group.write();
         let (key, sample) = series.remove_entry(key)?;
         self.removed(&group.pair, &key, &sample);
-        removed(&key, &group.pair);
         Some(sample.is_live(now))
     }
 
@@ -458,13 +434,11 @@ impl Inner {
         // `retain` holds each shard's write lock while it visits it, so no writer is inside a group we drop.
         self.custom.retain(|group_key, group| {
             let mut series = group.write();
-            let object_key = object_key(group_key, &group.pair.metric);
             series.retain(|name, sample| {
                 if sample.is_live(now) {
                     return true;
                 }
                 self.removed(&group.pair, name, sample);
-                self.unindex_object(object_key, name, &group.pair.metric);
                 removed += 1;
                 false
             });
@@ -472,6 +446,7 @@ impl Inner {
                 return true;
             }
             self.release_bytes(GROUP_BYTES + group_key.len());
+            self.unindex_metric(object_key(group_key, &group.pair.metric), &group.pair.metric);
             if let Some((resource, namespace, metric)) = split_custom_group_key(group_key) {
                 let mut pairs = lock(&self.custom_pairs);
                 let pair_key = (resource.into(), metric.into(), !namespace.is_empty());
@@ -550,10 +525,13 @@ impl MetricStore for MemoryStore {
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
         let object_key = object_key(&group_key, id.metric);
         let creation = Creation {
-            pair: || inner.custom_pair(id.resource, id.namespace, id.metric),
-            key: || Arc::from(id.name),
+            // Runs under the shard's write lock that creates the group.
+            pair: || {
+                inner.index_metric(object_key, id.metric);
+                inner.custom_pair(id.resource, id.namespace, id.metric)
+            },
+            key: || Box::from(id.name),
             key_bytes: id.name.len(),
-            inserted: |name: &Arc<str>, pair: &Pair| inner.index_object(object_key, name, &pair.metric),
         };
         inner.put(&inner.custom, &group_key, id.name, sample, creation)
     }
@@ -561,11 +539,7 @@ impl MetricStore for MemoryStore {
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        let object_key = object_key(&group_key, id.metric);
-        let deleted = inner.delete(&inner.custom, &group_key, id.name, |name, pair| {
-            inner.unindex_object(object_key, name, &pair.metric)
-        });
-        Ok(deleted == Some(true))
+        Ok(inner.delete(&inner.custom, &group_key, id.name) == Some(true))
     }
 
     async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
@@ -628,13 +602,9 @@ impl MetricStore for MemoryStore {
         name: &str,
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
-        // The object index gives the metrics, already sorted; their groups give the samples. The index's lock is
-        // released before any group is read (lock order).
+        // The index gives the metrics of this resource in this namespace, sorted; their groups give the samples.
         let mut group_key = custom_group_key(resource, namespace, "");
-        let metrics: Vec<Arc<str>> = match self.inner.objects.get(object_key(&group_key, "")) {
-            Some(names) => names.get(name).map(|metrics| metrics.to_vec()).unwrap_or_default(),
-            None => return Ok(Vec::new()),
-        };
+        let metrics = self.inner.object_metrics(object_key(&group_key, ""));
         let prefix = group_key.len();
         let mut items = Vec::with_capacity(metrics.len());
         for metric in metrics {
@@ -691,18 +661,12 @@ impl MetricStore for MemoryStore {
         let inner = &self.inner;
         let mut group_key = custom_group_key(resource, namespace, "");
         let object_key_len = group_key.len() - 1;
-        let metrics: Vec<Arc<str>> = match inner.objects.get(&group_key[..object_key_len]) {
-            Some(names) => names.get(name).map(|metrics| metrics.to_vec()).unwrap_or_default(),
-            None => return Ok(0),
-        };
+        let metrics = inner.object_metrics(&group_key[..object_key_len]);
         let mut removed = 0;
         for metric in metrics {
             group_key.truncate(object_key_len + 1);
             group_key.push_str(&metric);
-            let object_key = &group_key[..object_key_len];
-            let deleted = inner.delete(&inner.custom, &group_key, name, |name, pair| {
-                inner.unindex_object(object_key, name, &pair.metric)
-            });
+            let deleted = inner.delete(&inner.custom, &group_key, name);
             // Every removal counts here, live or expired.
             removed += usize::from(deleted.is_some());
         }
@@ -717,18 +681,14 @@ impl MetricStore for MemoryStore {
         // The labels are the key; the stored sample carries none, so that they are held (and accounted) once.
         let mut sample = inner.sample(write);
         let key = std::mem::take(&mut sample.labels);
-        let creation = Creation {
-            pair: || inner.external_pair(metric),
-            key: || key.clone(),
-            key_bytes: labels_bytes(&key),
-            inserted: |_: &SeriesLabels, _: &Pair| {},
-        };
+        let creation =
+            Creation { pair: || inner.external_pair(metric), key: || key.clone(), key_bytes: labels_bytes(&key) };
         inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
         let inner = &self.inner;
-        Ok(inner.delete(&inner.external, &external_group_key(namespace, metric), labels, |_, _| {}) == Some(true))
+        Ok(inner.delete(&inner.external, &external_group_key(namespace, metric), labels) == Some(true))
     }
 
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
@@ -1040,7 +1000,7 @@ mod tests {
         assert!(store.bytes_used() < full / 2 + 4096, "{} of {full}", store.bytes_used());
         assert_eq!(store.bytes_used(), recount_bytes(&store));
         assert_eq!(store.delete_object("pods", "default", "again").await.unwrap(), 1);
-        for i in 0..stored {
+        for i in 0..=stored {
             store.delete_custom(pod(&format!("pod-{i}"))).await.unwrap();
             store.delete_external("default", "e", &big_labels(i)).await.unwrap();
         }
