@@ -36,7 +36,7 @@ async fn fill(shape: &str, n: usize) -> (usize, usize) {
     let limits = Limits { max_series: usize::MAX, max_store_bytes: usize::MAX, ..Limits::default() };
     let store = MemoryStore::new(limits);
     let value = Quantity::parse("42").unwrap_or_default();
-    let write = |labels: SeriesLabels| SampleWrite { value: value.clone(), labels, ttl: None };
+    let write = |labels: SeriesLabels| SampleWrite { value, labels, ttl: None };
     let before = rss_bytes();
     for i in 0..n {
         let name = format!("pod-{i}");
