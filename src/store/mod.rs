@@ -241,14 +241,17 @@ pub trait MetricStore: Send + Sync + 'static {
         metric: &str,
         names: &[String],
     ) -> Result<Vec<(String, Sample)>, StoreError>;
-    /// Every live metric of one object, sorted by metric name.
+    /// Every live metric of one object, sorted by metric name; costs one lookup per metric stored for `resource` in
+    /// `namespace`, not a walk of every series.
     async fn list_object_metrics(
         &self,
         resource: &str,
         namespace: &str,
         name: &str,
     ) -> Result<Vec<(String, Sample)>, StoreError>;
-    /// The (resource, metric) pairs that have a live value, sorted and de-duplicated.
+    /// The (resource, metric) pairs that have a live value, sorted and de-duplicated. Served from an index, never
+    /// a walk of every series: a pair whose values all expired may stay listed until the next purge when a value of
+    /// it with a later deadline was overwritten or deleted before (the same for [`Self::list_external_metrics`]).
     async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError>;
     /// The objects of `resource` that have at least one live value, as (namespace, name), sorted and de-duplicated.
     /// The label index's sweep uses it to find values of deleted objects.
