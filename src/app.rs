@@ -303,6 +303,11 @@ impl Running {
 /// Builds everything from `config`, binds the listeners and starts serving in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let store = MemoryStore::new(config.limits);
+    tracing::info!(
+        max_store_bytes = config.limits.max_store_bytes,
+        max_series = config.limits.max_series,
+        "store limits"
+    );
     let purger = store.spawn_purger(PURGE_INTERVAL);
     let store: Arc<dyn MetricStore> = Arc::new(store);
     let parts = match config.cluster() {

@@ -96,6 +96,16 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_MAX_LABELS_PER_SERIES", default_value_t = Limits::default().max_labels_per_series)]
     pub max_labels_per_series: usize,
 
+    /// Bytes of label keys and values one series may carry, all labels together; writes with more are refused with
+    /// 422.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_LABEL_BYTES_PER_SERIES", default_value_t = Limits::default().max_label_bytes_per_series)]
+    pub max_label_bytes_per_series: usize,
+
+    /// Bytes the store may hold (names, labels and a measured overhead per series); writes beyond are refused with
+    /// 403 [default: half the container's memory limit (cgroup), else 268435456 (256 MiB)].
+    #[arg(long, env = "CUSTOM_METRICS_MAX_STORE_BYTES")]
+    pub max_store_bytes: Option<usize>,
+
     /// Entries a discovery document lists at most per group-version.
     #[arg(long, env = "CUSTOM_METRICS_DISCOVERY_MAX_METRICS", default_value_t = 1000)]
     pub discovery_max_metrics: usize,
@@ -437,6 +447,8 @@ impl Config {
         }
         for (name, value) in [
             ("--max-series", flags.max_series),
+            ("--max-label-bytes-per-series", flags.max_label_bytes_per_series),
+            ("--max-store-bytes", flags.max_store_bytes.unwrap_or(1)),
             ("--max-request-body-bytes", flags.max_request_body_bytes),
             ("--max-connections", flags.max_connections),
             ("--max-unauthenticated-connections", flags.max_unauthenticated_connections),
@@ -469,7 +481,12 @@ impl Config {
             metric_ttl: (!flags.metric_ttl.is_zero()).then_some(flags.metric_ttl),
             log_format: flags.log_format,
             verbosity: flags.verbosity,
-            limits: Limits { max_series: flags.max_series, max_labels_per_series: flags.max_labels_per_series },
+            limits: Limits {
+                max_series: flags.max_series,
+                max_labels_per_series: flags.max_labels_per_series,
+                max_label_bytes_per_series: flags.max_label_bytes_per_series,
+                max_store_bytes: flags.max_store_bytes.unwrap_or_else(crate::store::budget::default_max_store_bytes),
+            },
             discovery_max_metrics: flags.discovery_max_metrics,
             max_request_body_bytes: flags.max_request_body_bytes,
             reads: ReadLimits {
@@ -523,7 +540,8 @@ mod tests {
         assert_eq!(config.write_addr, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(config.cert, CertSource::Dir("apiserver.local.config/certificates".into()));
         assert_eq!(config.metric_ttl, None);
-        assert_eq!(config.limits, Limits::default());
+        let derived = crate::store::budget::default_max_store_bytes();
+        assert_eq!(config.limits, Limits { max_store_bytes: derived, ..Limits::default() });
         assert_eq!(config.reads, ReadLimits::default());
     }
 
@@ -535,6 +553,16 @@ mod tests {
         for flag in ["--max-list-items", "--max-response-bytes", "--max-selector-bytes"] {
             assert!(parse(&["--standalone", &format!("{flag}=0")]).unwrap_err().contains(flag), "{flag}");
         }
+    }
+
+    #[test]
+    fn store_limits_have_flags() {
+        let config = parse(&["--standalone", "--max-store-bytes=1048576", "--max-label-bytes-per-series=100"]).unwrap();
+        assert_eq!(config.limits.max_store_bytes, 1 << 20);
+        assert_eq!(config.limits.max_label_bytes_per_series, 100);
+        assert!(parse(&["--standalone", "--max-store-bytes=0"]).unwrap_err().contains("--max-store-bytes"));
+        let error = parse(&["--standalone", "--max-label-bytes-per-series=0"]).unwrap_err();
+        assert!(error.contains("--max-label-bytes-per-series"), "{error}");
     }
 
     #[test]

@@ -135,8 +135,12 @@ pub fn parse_query(query: Option<&str>) -> Result<WriteQuery, RequestError> {
     Ok(parsed)
 }
 
-/// A TTL: a duration such as `30s`, `5m` or `1h30m`, or a number of seconds. Zero is refused: a value that
-/// expires at once is a mistake.
+/// The store keeps deadlines in milliseconds: a shorter TTL would be truncated to zero and the value never seen.
+const MIN_TTL: Duration = Duration::from_millis(1);
+
+/// A TTL: a duration such as `30s`, `5m` or `1h30m`, or a number of seconds. Zero and anything below the store's
+/// resolution (1ms) are refused: a value that expires at once is a mistake. Huge TTLs are accepted; the store
+/// saturates the deadline.
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let ttl = match text.parse::<u64>() {
@@ -144,8 +148,8 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         Err(_) => humantime::parse_duration(text)
             .map_err(|e| format!("{text:?} is not a duration such as 30s, 5m or 1h30m ({e})"))?,
     };
-    if ttl.is_zero() {
-        return Err("must be greater than zero".to_string());
+    if ttl < MIN_TTL {
+        return Err(format!("{text:?} is too short: a TTL must be at least 1ms, the store's resolution"));
     }
     Ok(ttl)
 }
@@ -541,6 +545,19 @@ mod tests {
         for bad in ["ttl=0", "ttl=soon", "ttl=-5s", "foo=bar", "labels=a"] {
             assert!(matches!(parse_query(Some(bad)), Err(RequestError::BadQueryParameter { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_ttl_below_the_stores_resolution_is_refused_and_names_the_minimum() {
+        for tiny in ["ttl=1ns", "ttl=500us", "ttl=999999ns", "ttl=0ms"] {
+            let error = parse_query(Some(tiny)).unwrap_err();
+            assert!(matches!(error, RequestError::BadQueryParameter { .. }), "{tiny}");
+            assert!(error.to_string().contains("at least 1ms"), "{tiny}: {error}");
+        }
+        assert_eq!(parse_query(Some("ttl=1ms")).unwrap().ttl, Some(Duration::from_millis(1)));
+        // Huge TTLs parse; the store saturates the deadline instead of overflowing.
+        assert_eq!(parse_query(Some("ttl=1000000000h")).unwrap().ttl, Some(Duration::from_secs(3_600_000_000_000)));
+        assert_eq!(parse_query(Some("ttl=18446744073709551615")).unwrap().ttl, Some(Duration::from_secs(u64::MAX)));
     }
 
     #[test]

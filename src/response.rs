@@ -280,11 +280,13 @@ impl RequestError {
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
-            Store(StoreError::TooManyLabels { .. } | StoreError::NameTooLong { .. }) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
-            }
+            Store(
+                StoreError::TooManyLabels { .. } | StoreError::LabelBytes { .. } | StoreError::NameTooLong { .. },
+            ) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             // Kubernetes answers an exhausted quota with 403 Forbidden; the series limit is our quota.
-            Store(StoreError::SeriesLimit { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
+            Store(StoreError::SeriesLimit { .. } | StoreError::StoreBytesLimit { .. }) => {
+                (StatusCode::FORBIDDEN, "Forbidden")
+            }
             // The read is well-formed but asks for more than one response may carry: a quota, as above. Not 429
             // or 503, which invite a retry that would fail the same way; kube-apiserver's aggregator passes the 403
             // through, and the HPA shows its message in its FailedGet...Metric event.

@@ -136,3 +136,16 @@ fn the_example_writer_may_create_exactly_one_metric() {
     assert_eq!(strings(&rules[0]["resources"]), ["pods/requests_per_second"]);
     assert_eq!(strings(&rules[0]["verbs"]), ["create"]);
 }
+
+#[test]
+fn the_memory_limit_gives_the_default_store_budget() {
+    use custom_metrics_apiserver::store::{DEFAULT_MAX_STORE_BYTES, budget};
+    let docs = documents();
+    let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let limit = container["resources"]["limits"]["memory"].as_str().unwrap();
+    let mebibytes: u64 = limit.strip_suffix("Mi").and_then(|m| m.parse().ok()).expect("a limit in Mi");
+    // In the pod the budget is derived from this limit (cgroup); outside a container it is the fixed default. Both
+    // must agree, so that the README's figures hold in either case.
+    assert_eq!(budget::from_memory_limit(mebibytes << 20), DEFAULT_MAX_STORE_BYTES);
+}

@@ -4,28 +4,85 @@
 //! external ones. The outer maps are sharded ([`DashMap`]); each group keeps its series in a small map under its own
 //! lock. A write therefore takes one shard read lock and one group write lock: no global lock, and writers to
 //! different groups never wait for each other. Wildcard reads walk one group. Object names are stored once per
-//! series; the group key carries the shared parts, which keeps a series to roughly 100 bytes.
+//! series; the group key carries the shared parts.
+//!
+//! Two indexes serve the reads that would otherwise walk every group, and are updated under the lock of the group
+//! whose series they describe, so they never drift from it:
+//! - per discovery entry, (resource, metric, namespaced) or an external metric name, a [`Pair`] of counters shared
+//!   by all its groups: a write to an existing series only touches these atomics;
+//! - per (resource, namespace), the metrics that have a group there, for the per-object listing and
+//!   `delete_object`: one lookup per metric of that resource in that namespace, instead of a walk of every group.
+//!   It is kept per group rather than per series so that it costs no memory per series.
+//!
+//! Memory is accounted in bytes as series are added, relabelled and removed (see [`SERIES_BYTES`]) and bounded by
+//! [`Limits::max_store_bytes`].
 //!
 //! Expired samples are invisible at once (every read checks the deadline) and are removed by a purge task that
 //! [`MemoryStore::spawn_purger`] starts and its guard stops.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use super::{
     CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Sample, SampleWrite, SeriesLabels, StoreError,
-    check_custom_id, check_external_id,
+    check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
 
 /// Separates the parts of a group key; no part (resource, namespace, metric name) may contain it.
 const KEY_SEPARATOR: char = '/';
+
+/// Accounted bytes of one series besides its name and labels: its entry in the group's map, the sample, the name's
+/// allocation, and the map's spare capacity. Calibrated on resident memory (`cargo run --release --example
+/// store-bytes`, bench/store_bytes.rs): up to about 200 bytes beyond the name, depending on how full the maps are
+/// (bench/README.md); rounded up so that the accounted bytes stay above what is resident.
+pub const SERIES_BYTES: usize = 240;
+/// Accounted bytes of one group besides its key: the sharded map's entry, the group's lock and first table, its
+/// share of the discovery index and of the (resource, namespace) index. Measured: up to about 780.
+pub const GROUP_BYTES: usize = 880;
+/// Accounted bytes of a non-empty label set besides its labels (the shared allocation's header).
+pub const LABEL_SET_BYTES: usize = 48;
+/// Accounted bytes of one label besides its key and value (two string allocations and their slot in the set).
+pub const LABEL_BYTES: usize = 80;
+
+/// The accounted bytes of a label set.
+fn labels_bytes(labels: &SeriesLabels) -> usize {
+    if labels.is_empty() {
+        return 0;
+    }
+    LABEL_SET_BYTES + labels.iter().map(|(k, v)| LABEL_BYTES + k.len() + v.len()).sum::<usize>()
+}
+
+/// A key of a group's map, and the bytes it accounts for besides [`SERIES_BYTES`].
+trait SeriesKey: Hash + Eq {
+    fn bytes(&self) -> usize;
+}
+
+/// Custom series: the object name.
+impl SeriesKey for Box<str> {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+/// External series: the labels (the stored sample carries none, see `put_external`).
+impl SeriesKey for SeriesLabels {
+    fn bytes(&self) -> usize {
+        labels_bytes(self)
+    }
+}
+
+/// The accounted bytes of one stored series.
+fn series_bytes<K: SeriesKey>(key: &K, sample: &Sample) -> usize {
+    SERIES_BYTES + key.bytes() + labels_bytes(&sample.labels)
+}
 
 /// The in-memory [`MetricStore`]. Clones share the same data.
 #[derive(Clone)]
@@ -33,29 +90,100 @@ pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
+/// Discovery index: (resource, metric, namespaced), sorted as discovery lists them -> the entry and its groups.
+type CustomPairs = BTreeMap<(Box<str>, Box<str>, bool), (Arc<Pair>, usize)>;
+/// Discovery index: external metric name -> the entry and its groups.
+type ExternalPairs = BTreeMap<Box<str>, (Arc<Pair>, usize)>;
+
 struct Inner {
     /// `resource/namespace/metric` -> object name -> sample.
     custom: DashMap<Box<str>, Group<Box<str>>>,
     /// `namespace/metric` -> labels -> sample.
     external: DashMap<Box<str>, Group<SeriesLabels>>,
+    /// Changed only when a group is created or dropped. Lock order: a map's shard, then this.
+    custom_pairs: Mutex<CustomPairs>,
+    external_pairs: Mutex<ExternalPairs>,
+    /// `resource/namespace` -> the metrics with a group there. Changed only when a group is created or dropped.
+    /// Lock order: `custom`'s shard, then this.
+    objects: DashMap<Box<str>, BTreeSet<Box<str>>>,
     /// Series held in both maps; kept exact under the group locks.
     series: AtomicUsize,
+    /// Bytes accounted (see [`SERIES_BYTES`]); kept exact under the group locks.
+    bytes: AtomicUsize,
     limits: Limits,
     clock: Arc<dyn Clock>,
+}
+
+/// One discovery entry's counters, shared by every group it covers, so that a write to an existing series updates
+/// them without a map lookup. Changed under the lock of the group whose series changes.
+struct Pair {
+    /// Series in its groups, expired ones included until purged.
+    series: AtomicUsize,
+    /// Of which without a deadline.
+    immortal: AtomicUsize,
+    /// The latest deadline any write gave one of its series. It only grows: a value overwritten with a shorter TTL
+    /// or deleted can leave it later than every remaining deadline, until the purge drops the expired series and
+    /// with them the entry (see [`MetricStore::list_custom_metrics`]).
+    max_deadline: AtomicI64,
+    /// The metric name.
+    metric: Box<str>,
+}
+
+impl Pair {
+    fn new(metric: &str) -> Self {
+        Pair {
+            series: AtomicUsize::new(0),
+            immortal: AtomicUsize::new(0),
+            max_deadline: AtomicI64::new(i64::MIN),
+            metric: metric.into(),
+        }
+    }
+
+    fn is_live(&self, now: i64) -> bool {
+        self.series.load(Ordering::Acquire) > 0
+            && (self.immortal.load(Ordering::Acquire) > 0 || self.max_deadline.load(Ordering::Acquire) > now)
+    }
+
+    /// A series' deadline went from `old` (`None`: the series is new) to `new`.
+    fn wrote(&self, old: Option<i64>, new: i64) {
+        if old.is_none() {
+            self.series.fetch_add(1, Ordering::AcqRel);
+        }
+        match (old == Some(i64::MAX), new == i64::MAX) {
+            (true, true) => {}
+            (true, false) => {
+                self.immortal.fetch_sub(1, Ordering::AcqRel);
+            }
+            (false, true) => {
+                self.immortal.fetch_add(1, Ordering::AcqRel);
+            }
+            (false, false) => {}
+        }
+        if new != i64::MAX {
+            self.max_deadline.fetch_max(new, Ordering::AcqRel);
+        }
+    }
+
+    /// A series with deadline `deadline` was removed.
+    fn removed(&self, deadline: i64) {
+        self.series.fetch_sub(1, Ordering::AcqRel);
+        if deadline == i64::MAX {
+            self.immortal.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The series of one group. The std lock is right here: it is never held across an `.await`.
 struct Group<K> {
     series: RwLock<HashMap<K, Sample>>,
-}
-
-impl<K> Default for Group<K> {
-    fn default() -> Self {
-        Group { series: RwLock::new(HashMap::new()) }
-    }
+    pair: Arc<Pair>,
 }
 
 impl<K: Hash + Eq> Group<K> {
+    fn new(pair: Arc<Pair>) -> Self {
+        Group { series: RwLock::new(HashMap::new()), pair }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Sample>> {
         // A poisoned lock means a panic mid-insert of a plain map; the map itself is still consistent.
         self.series.read().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -64,6 +192,16 @@ impl<K: Hash + Eq> Group<K> {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Sample>> {
         self.series.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What [`Inner::put`] needs only when the series (or its group) does not exist yet.
+struct Creation<P, M> {
+    /// Registers a new group in the indexes; returns its discovery entry.
+    pair: P,
+    /// The owned key.
+    key: M,
+    /// The key's [`SeriesKey::bytes`], known before the key is built.
+    key_bytes: usize,
 }
 
 /// Stops the purge task when dropped.
@@ -88,7 +226,11 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 custom: DashMap::new(),
                 external: DashMap::new(),
+                custom_pairs: Mutex::new(BTreeMap::new()),
+                external_pairs: Mutex::new(BTreeMap::new()),
+                objects: DashMap::new(),
                 series: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
                 limits,
                 clock,
             }),
@@ -119,6 +261,11 @@ impl MemoryStore {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoned: a panic while a plain map was changed; the map itself is still consistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Inner {
     fn now(&self) -> i64 {
         self.clock.now_millis()
@@ -131,14 +278,6 @@ impl Inner {
             None => i64::MAX,
         };
         Sample { value: write.value, timestamp_millis: now, expires_at_millis, labels: write.labels }
-    }
-
-    fn check_labels(&self, labels: &SeriesLabels) -> Result<(), StoreError> {
-        let limit = self.limits.max_labels_per_series;
-        if labels.len() > limit {
-            return Err(StoreError::TooManyLabels { count: labels.len(), limit });
-        }
-        Ok(())
     }
 
     /// Reserves room for one more series, or refuses.
@@ -154,27 +293,57 @@ impl Inner {
         self.series.fetch_sub(count, Ordering::AcqRel);
     }
 
-    /// Inserts or replaces the series `key` in the group `group_key`, creating the group when needed. The owned
-    /// key is only built (`make_key`) when the series is new, so an update allocates nothing.
-    fn put<K, Q>(
+    /// Reserves `needed` more bytes, or refuses.
+    fn reserve_bytes(&self, needed: usize) -> Result<(), StoreError> {
+        let limit = self.limits.max_store_bytes;
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(needed).filter(|&t| t <= limit))
+            .map(|_| ())
+            .map_err(|used| StoreError::StoreBytesLimit { used, needed, limit })
+    }
+
+    fn release_bytes(&self, bytes: usize) {
+        if bytes > 0 {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Inserts or replaces the series `key` in the group `group_key`, creating the group when needed. What only a
+    /// new series or group needs (`creation`) is not built otherwise, so an update allocates nothing.
+    fn put<K, Q, P, M>(
         &self,
         groups: &DashMap<Box<str>, Group<K>>,
         group_key: &str,
         key: &Q,
-        make_key: impl FnOnce() -> K,
         sample: Sample,
+        creation: Creation<P, M>,
     ) -> Result<(), StoreError>
     where
-        K: Hash + Eq + std::borrow::Borrow<Q>,
+        K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
+        P: FnOnce() -> Arc<Pair>,
+        M: FnOnce() -> K,
     {
+        let Creation { pair, key: make_key, key_bytes } = creation;
         let insert = |group: &Group<K>| {
             let mut series = group.write();
             if let Some(existing) = series.get_mut(key) {
+                let (old, new) = (labels_bytes(&existing.labels), labels_bytes(&sample.labels));
+                if new > old {
+                    self.reserve_bytes(new - old)?;
+                } else {
+                    self.release_bytes(old - new);
+                }
+                group.pair.wrote(Some(existing.expires_at_millis), sample.expires_at_millis);
                 *existing = sample;
                 return Ok(());
             }
             self.reserve_series()?;
+            if let Err(error) = self.reserve_bytes(SERIES_BYTES + key_bytes + labels_bytes(&sample.labels)) {
+                self.release_series(1);
+                return Err(error);
+            }
+            group.pair.wrote(None, sample.expires_at_millis);
             series.insert(make_key(), sample);
             Ok(())
         };
@@ -183,49 +352,138 @@ impl Inner {
         if let Some(group) = groups.get(group_key) {
             return insert(&group);
         }
-        insert(&groups.entry(group_key.into()).or_default())
+        let group = match groups.entry(group_key.into()) {
+            Entry::Occupied(group) => group.into_ref().downgrade(),
+            Entry::Vacant(vacant) => {
+                self.reserve_bytes(GROUP_BYTES + group_key.len())?;
+                vacant.insert(Group::new(pair())).downgrade()
+            }
+        };
+        insert(&group)
     }
 
-    /// Removes `key` from group `group_key`; `true` if a live sample was there.
-    fn delete<K, Q>(&self, groups: &DashMap<Box<str>, Group<K>>, group_key: &str, key: &Q) -> bool
+    /// Accounts for the removal of one series.
+    fn removed<K: SeriesKey>(&self, pair: &Pair, key: &K, sample: &Sample) {
+        pair.removed(sample.expires_at_millis);
+        self.release_series(1);
+        self.release_bytes(series_bytes(key, sample));
+    }
+
+    /// Registers one more group of the custom entry (resource, metric, namespaced).
+    fn custom_pair(&self, resource: &str, namespace: &str, metric: &str) -> Arc<Pair> {
+        let mut pairs = lock(&self.custom_pairs);
+        let entry = pairs
+            .entry((resource.into(), metric.into(), !namespace.is_empty()))
+            .or_insert_with(|| (Arc::new(Pair::new(metric)), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    /// Registers one more group of the external entry `metric`.
+    fn external_pair(&self, metric: &str) -> Arc<Pair> {
+        let mut pairs = lock(&self.external_pairs);
+        let entry = pairs.entry(metric.into()).or_insert_with(|| (Arc::new(Pair::new(metric)), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    /// Notes that `metric` has a group in `object_key` (`resource/namespace`).
+    fn index_metric(&self, object_key: &str, metric: &str) {
+        match self.objects.get_mut(object_key) {
+            Some(mut metrics) => metrics.insert(metric.into()),
+            None => self.objects.entry(object_key.into()).or_default().insert(metric.into()),
+        };
+    }
+
+    /// Notes that the group of `metric` in `object_key` was dropped.
+    fn unindex_metric(&self, object_key: &str, metric: &str) {
+        let Some(mut metrics) = self.objects.get_mut(object_key) else {
+            return;
+        };
+        metrics.remove(metric);
+        let empty = metrics.is_empty();
+        drop(metrics);
+        if empty {
+            self.objects.remove_if(object_key, |_, metrics| metrics.is_empty());
+        }
+    }
+
+    /// The metrics with a group in `object_key`, sorted, copied out so that no index lock is held while groups
+    /// are read.
+    fn object_metrics(&self, object_key: &str) -> Vec<Box<str>> {
+        self.objects.get(object_key).map(|metrics| metrics.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Removes `key` from group `group_key`: `None` if it was absent, else whether its sample was live.
+    fn delete<K, Q>(&self, groups: &DashMap<Box<str>, Group<K>>, group_key: &str, key: &Q) -> Option<bool>
     where
-        K: Hash + Eq + std::borrow::Borrow<Q>,
+        K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let now = self.now();
-        let Some(group) = groups.get(group_key) else {
-            return false;
-        };
-        let removed = group.write().remove(key);
-        match removed {
-            Some(sample) => {
-                self.release_series(1);
-                sample.is_live(now)
-            }
-            None => false,
-        }
+        let group = groups.get(group_key)?;
+        let mut series = group.write();
+        let (key, sample) = series.remove_entry(key)?;
+        self.removed(&group.pair, &key, &sample);
+        Some(sample.is_live(now))
     }
 
     fn purge_expired(&self) -> usize {
         let now = self.now();
-        let removed = purge_map(&self.custom, now) + purge_map(&self.external, now);
-        self.release_series(removed);
+        let mut removed = 0;
+        // `retain` holds each shard's write lock while it visits it, so no writer is inside a group we drop.
+        self.custom.retain(|group_key, group| {
+            let mut series = group.write();
+            series.retain(|name, sample| {
+                if sample.is_live(now) {
+                    return true;
+                }
+                self.removed(&group.pair, name, sample);
+                removed += 1;
+                false
+            });
+            if !series.is_empty() {
+                return true;
+            }
+            self.release_bytes(GROUP_BYTES + group_key.len());
+            self.unindex_metric(object_key(group_key, &group.pair.metric), &group.pair.metric);
+            if let Some((resource, namespace, metric)) = split_custom_group_key(group_key) {
+                let mut pairs = lock(&self.custom_pairs);
+                let pair_key = (resource.into(), metric.into(), !namespace.is_empty());
+                if let Some(entry) = pairs.get_mut(&pair_key) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        pairs.remove(&pair_key);
+                    }
+                }
+            }
+            false
+        });
+        self.external.retain(|group_key, group| {
+            let mut series = group.write();
+            series.retain(|labels, sample| {
+                if sample.is_live(now) {
+                    return true;
+                }
+                self.removed(&group.pair, labels, sample);
+                removed += 1;
+                false
+            });
+            if !series.is_empty() {
+                return true;
+            }
+            self.release_bytes(GROUP_BYTES + group_key.len());
+            let mut pairs = lock(&self.external_pairs);
+            if let Some(entry) = pairs.get_mut(&*group.pair.metric) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    pairs.remove(&*group.pair.metric);
+                }
+            }
+            false
+        });
         removed
     }
-}
-
-/// Removes expired samples from every group of `groups`, then the groups left empty.
-fn purge_map<K: Hash + Eq>(groups: &DashMap<Box<str>, Group<K>>, now: i64) -> usize {
-    let mut removed = 0;
-    // `retain` holds each shard's write lock while it visits it, so no writer is inside a group we drop.
-    groups.retain(|_, group| {
-        let mut series = group.write();
-        let before = series.len();
-        series.retain(|_, sample| sample.is_live(now));
-        removed += before - series.len();
-        !series.is_empty()
-    });
-    removed
 }
 
 fn custom_group_key(resource: &str, namespace: &str, metric: &str) -> String {
@@ -246,6 +504,11 @@ fn external_group_key(namespace: &str, metric: &str) -> String {
     key
 }
 
+/// The object index's key, `resource/namespace`: a custom group key without its metric.
+fn object_key<'a>(group_key: &'a str, metric: &str) -> &'a str {
+    group_key.get(..group_key.len().saturating_sub(metric.len() + 1)).unwrap_or(group_key)
+}
+
 /// Splits a custom group key into (resource, namespace, metric).
 fn split_custom_group_key(key: &str) -> Option<(&str, &str, &str)> {
     let mut parts = key.splitn(3, KEY_SEPARATOR);
@@ -257,15 +520,26 @@ impl MetricStore for MemoryStore {
     async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
         check_custom_id(&id)?;
         let inner = &self.inner;
-        inner.check_labels(&write.labels)?;
+        check_labels(&write.labels, &inner.limits)?;
         let sample = inner.sample(write);
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        inner.put(&inner.custom, &group_key, id.name, || Box::from(id.name), sample)
+        let object_key = object_key(&group_key, id.metric);
+        let creation = Creation {
+            // Runs under the shard's write lock that creates the group.
+            pair: || {
+                inner.index_metric(object_key, id.metric);
+                inner.custom_pair(id.resource, id.namespace, id.metric)
+            },
+            key: || Box::from(id.name),
+            key_bytes: id.name.len(),
+        };
+        inner.put(&inner.custom, &group_key, id.name, sample, creation)
     }
 
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
+        let inner = &self.inner;
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        Ok(self.inner.delete(&self.inner.custom, &group_key, id.name))
+        Ok(inner.delete(&inner.custom, &group_key, id.name) == Some(true))
     }
 
     async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
@@ -328,40 +602,36 @@ impl MetricStore for MemoryStore {
         name: &str,
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
-        let mut items = Vec::new();
-        for group in self.inner.custom.iter() {
-            let Some((r, ns, metric)) = split_custom_group_key(group.key()) else {
+        // The index gives the metrics of this resource in this namespace, sorted; their groups give the samples.
+        let mut group_key = custom_group_key(resource, namespace, "");
+        let metrics = self.inner.object_metrics(object_key(&group_key, ""));
+        let prefix = group_key.len();
+        let mut items = Vec::with_capacity(metrics.len());
+        for metric in metrics {
+            group_key.truncate(prefix);
+            group_key.push_str(&metric);
+            let Some(group) = self.inner.custom.get(group_key.as_str()) else {
                 continue;
             };
-            if r != resource || ns != namespace {
-                continue;
-            }
             if let Some(sample) = group.read().get(name).filter(|s| s.is_live(now)) {
                 items.push((metric.to_string(), sample.clone()));
             }
         }
-        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(items)
     }
 
     async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError> {
         let now = self.inner.now();
-        let mut items = Vec::new();
-        for group in self.inner.custom.iter() {
-            let Some((resource, namespace, metric)) = split_custom_group_key(group.key()) else {
-                continue;
-            };
-            if group.read().values().any(|s| s.is_live(now)) {
-                items.push(CustomMetricDescriptor {
-                    resource: resource.to_string(),
-                    metric: metric.to_string(),
-                    namespaced: !namespace.is_empty(),
-                });
-            }
-        }
-        items.sort_unstable();
-        items.dedup();
-        Ok(items)
+        let pairs = lock(&self.inner.custom_pairs);
+        Ok(pairs
+            .iter()
+            .filter(|(_, (pair, _))| pair.is_live(now))
+            .map(|((resource, metric, namespaced), _)| CustomMetricDescriptor {
+                resource: resource.to_string(),
+                metric: metric.to_string(),
+                namespaced: *namespaced,
+            })
+            .collect())
     }
 
     async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -388,31 +658,37 @@ impl MetricStore for MemoryStore {
     }
 
     async fn delete_object(&self, resource: &str, namespace: &str, name: &str) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let mut group_key = custom_group_key(resource, namespace, "");
+        let object_key_len = group_key.len() - 1;
+        let metrics = inner.object_metrics(&group_key[..object_key_len]);
         let mut removed = 0;
-        for group in self.inner.custom.iter() {
-            let Some((r, ns, _)) = split_custom_group_key(group.key()) else {
-                continue;
-            };
-            if r == resource && ns == namespace && group.write().remove(name).is_some() {
-                removed += 1;
-            }
+        for metric in metrics {
+            group_key.truncate(object_key_len + 1);
+            group_key.push_str(&metric);
+            let deleted = inner.delete(&inner.custom, &group_key, name);
+            // Every removal counts here, live or expired.
+            removed += usize::from(deleted.is_some());
         }
         // Groups left empty stay until the next purge, as after `delete_custom`.
-        self.inner.release_series(removed);
         Ok(removed)
     }
 
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
         check_external_id(namespace, metric)?;
         let inner = &self.inner;
-        inner.check_labels(&write.labels)?;
-        let key = write.labels.clone();
-        let sample = inner.sample(write);
-        inner.put(&inner.external, &external_group_key(namespace, metric), &key, || key.clone(), sample)
+        check_labels(&write.labels, &inner.limits)?;
+        // The labels are the key; the stored sample carries none, so that they are held (and accounted) once.
+        let mut sample = inner.sample(write);
+        let key = std::mem::take(&mut sample.labels);
+        let creation =
+            Creation { pair: || inner.external_pair(metric), key: || key.clone(), key_bytes: labels_bytes(&key) };
+        inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
-        Ok(self.inner.delete(&self.inner.external, &external_group_key(namespace, metric), labels))
+        let inner = &self.inner;
+        Ok(inner.delete(&inner.external, &external_group_key(namespace, metric), labels) == Some(true))
     }
 
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
@@ -421,29 +697,28 @@ impl MetricStore for MemoryStore {
         let Some(group) = self.inner.external.get(group_key.as_str()) else {
             return Ok(Vec::new());
         };
-        let mut items: Vec<Sample> = group.read().values().filter(|s| s.is_live(now)).cloned().collect();
+        let mut items: Vec<Sample> = group
+            .read()
+            .iter()
+            .filter(|(_, s)| s.is_live(now))
+            .map(|(labels, s)| Sample { labels: labels.clone(), ..s.clone() })
+            .collect();
         items.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(items)
     }
 
     async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
         let now = self.inner.now();
-        let mut names = Vec::new();
-        for group in self.inner.external.iter() {
-            let Some((_, metric)) = group.key().split_once(KEY_SEPARATOR) else {
-                continue;
-            };
-            if group.read().values().any(|s| s.is_live(now)) {
-                names.push(metric.to_string());
-            }
-        }
-        names.sort_unstable();
-        names.dedup();
-        Ok(names)
+        let pairs = lock(&self.inner.external_pairs);
+        Ok(pairs.iter().filter(|(_, (pair, _))| pair.is_live(now)).map(|(name, _)| name.to_string()).collect())
     }
 
     fn series_count(&self) -> usize {
         self.inner.series.load(Ordering::Acquire)
+    }
+
+    fn bytes_used(&self) -> usize {
+        self.inner.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -520,7 +795,7 @@ mod tests {
 
     #[tokio::test]
     async fn limits_refuse_without_changing_anything() {
-        let (store, _) = store(Limits { max_series: 2, max_labels_per_series: 1 });
+        let (store, _) = store(Limits { max_series: 2, max_labels_per_series: 1, ..Limits::default() });
         store.put_custom(pod("a"), write("1", None)).await.unwrap();
         store.put_external("default", "e", write("1", None)).await.unwrap();
         assert_eq!(store.put_custom(pod("b"), write("1", None)).await, Err(StoreError::SeriesLimit { limit: 2 }));
@@ -623,7 +898,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers_lose_nothing_and_count_exactly() {
-        let (store, _) = store(Limits { max_series: 10_000, max_labels_per_series: 4 });
+        let (store, _) = store(Limits { max_series: 10_000, max_labels_per_series: 4, ..Limits::default() });
         let mut tasks = Vec::new();
         for writer in 0..8 {
             let store = store.clone();
@@ -657,5 +932,221 @@ mod tests {
         clock.advance(2_000);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(store.series_count(), 1, "no purge after the guard is dropped");
+    }
+
+    fn big_labels(i: usize) -> SeriesLabels {
+        let map = (0..16).map(|k| (format!("label-key-{k:02}-{i}"), format!("{:0>200}", i * 16 + k))).collect();
+        SeriesLabels::from_map(map)
+    }
+
+    /// The bytes the store should account for, recomputed from what it holds.
+    fn recount_bytes(store: &MemoryStore) -> usize {
+        let custom: usize = store
+            .inner
+            .custom
+            .iter()
+            .map(|g| GROUP_BYTES + g.key().len() + g.read().iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>())
+            .sum();
+        let external: usize = store
+            .inner
+            .external
+            .iter()
+            .map(|g| GROUP_BYTES + g.key().len() + g.read().iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>())
+            .sum();
+        custom + external
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_refuses_before_it_is_exceeded_and_removals_give_the_bytes_back() {
+        let budget = 1 << 20;
+        let limits = Limits { max_store_bytes: budget, ..Limits::default() };
+        let (store, clock) = store(limits);
+        let mut stored = 0;
+        let refusal = loop {
+            let name = format!("pod-{stored}");
+            let ttl = (stored % 2 == 0).then(|| Duration::from_secs(10));
+            let labelled = SampleWrite { labels: big_labels(stored), ..write("1", ttl) };
+            match store.put_custom(pod(&name), labelled).await {
+                Ok(()) => stored += 1,
+                Err(error) => break error,
+            }
+            assert!(store.bytes_used() <= budget, "accounted {} > budget {budget}", store.bytes_used());
+            let external = SampleWrite { labels: big_labels(stored), ..write("1", ttl) };
+            if let Err(error) = store.put_external("default", "e", external).await {
+                break error;
+            }
+            assert!(store.bytes_used() <= budget);
+        };
+        assert!(matches!(refusal, StoreError::StoreBytesLimit { limit, .. } if limit == budget), "{refusal:?}");
+        assert!(refusal.to_string().contains("--max-store-bytes"), "{refusal}");
+        // Each series holds over 16 * 200 bytes of labels: far fewer than 1 MiB / 3 KiB of them fit.
+        assert!((100..400).contains(&stored), "{stored} series stored");
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        let full = store.bytes_used();
+        // A refused write changed nothing; an update that grows the labels is refused too.
+        assert_eq!(store.get_custom(pod(&format!("pod-{stored}"))).await.unwrap(), None);
+        let grown = SampleWrite { labels: big_labels(9_999), ..write("2", None) };
+        let _ = store.put_custom(pod("pod-1"), grown).await;
+        assert!(store.bytes_used() <= budget);
+        // Deleting gives the bytes back, and the room is usable again.
+        let before = store.bytes_used();
+        assert!(store.delete_custom(pod("pod-1")).await.unwrap());
+        assert!(store.bytes_used() < before);
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        store.put_custom(pod("again"), SampleWrite { labels: big_labels(1), ..write("1", None) }).await.unwrap();
+        // Expiry and purge give the bytes back.
+        clock.advance(10_000);
+        assert!(store.purge_expired() > 0);
+        assert!(store.bytes_used() < full / 2 + 4096, "{} of {full}", store.bytes_used());
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        assert_eq!(store.delete_object("pods", "default", "again").await.unwrap(), 1);
+        for i in 0..=stored {
+            store.delete_custom(pod(&format!("pod-{i}"))).await.unwrap();
+            store.delete_external("default", "e", &big_labels(i)).await.unwrap();
+        }
+        store.purge_expired();
+        assert_eq!(store.series_count(), 0);
+        assert_eq!(store.bytes_used(), 0, "everything given back once the empty groups are purged");
+    }
+
+    #[tokio::test]
+    async fn label_bytes_per_series_are_capped() {
+        let (store, _) = store(Limits { max_label_bytes_per_series: 10, ..Limits::default() });
+        let fits = SampleWrite { labels: labels(&[("abcd", "efghij")]), ..write("1", None) };
+        store.put_custom(pod("a"), fits).await.unwrap();
+        let over = SampleWrite { labels: labels(&[("abcd", "efghijk")]), ..write("1", None) };
+        let error = store.put_custom(pod("b"), over.clone()).await.unwrap_err();
+        assert_eq!(error, StoreError::LabelBytes { bytes: 11, limit: 10 });
+        assert!(error.to_string().contains("--max-label-bytes-per-series"));
+        assert_eq!(
+            store.put_external("ns", "e", over).await.unwrap_err(),
+            StoreError::LabelBytes { bytes: 11, limit: 10 }
+        );
+        assert_eq!(store.series_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_huge_ttl_saturates_the_deadline() {
+        let (store, clock) = store(Limits::default());
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(u64::MAX)))).await.unwrap();
+        store.put_custom(pod("b"), write("1", Some(Duration::from_secs(3_600_000_000_000)))).await.unwrap();
+        clock.advance(1_000_000_000);
+        assert_eq!(store.get_custom(pod("a")).await.unwrap().unwrap().expires_at_millis, i64::MAX);
+        assert!(store.get_custom(pod("b")).await.unwrap().is_some());
+        assert_eq!(store.list_custom_metrics().await.unwrap().len(), 1);
+    }
+
+    /// Discovery and the per-object listing the slow way: every group.
+    async fn scanned(store: &MemoryStore) -> (Vec<CustomMetricDescriptor>, Vec<String>, Vec<(String, String)>) {
+        let now = store.inner.now();
+        let mut custom = Vec::new();
+        let mut objects = Vec::new();
+        for group in store.inner.custom.iter() {
+            let (resource, namespace, metric) = split_custom_group_key(group.key()).unwrap();
+            for (name, sample) in group.read().iter().filter(|(_, s)| s.is_live(now)) {
+                custom.push(CustomMetricDescriptor {
+                    resource: resource.into(),
+                    metric: metric.into(),
+                    namespaced: !namespace.is_empty(),
+                });
+                objects.push((format!("{resource}/{namespace}/{name}"), format!("{metric}={}", sample.value)));
+            }
+        }
+        custom.sort();
+        custom.dedup();
+        objects.sort();
+        let mut external = Vec::new();
+        for group in store.inner.external.iter() {
+            if group.read().values().any(|s| s.is_live(now)) {
+                external.push(group.key().split_once('/').unwrap().1.to_string());
+            }
+        }
+        external.sort();
+        external.dedup();
+        (custom, external, objects)
+    }
+
+    /// The same from the indexes.
+    async fn indexed(
+        store: &MemoryStore,
+        resources: &[&str],
+        namespaces: &[&str],
+        names: &[&str],
+    ) -> (Vec<CustomMetricDescriptor>, Vec<String>, Vec<(String, String)>) {
+        let mut objects = Vec::new();
+        for resource in resources {
+            for namespace in namespaces {
+                for name in names {
+                    for (metric, sample) in store.list_object_metrics(resource, namespace, name).await.unwrap() {
+                        objects.push((format!("{resource}/{namespace}/{name}"), format!("{metric}={}", sample.value)));
+                    }
+                }
+            }
+        }
+        objects.sort();
+        (store.list_custom_metrics().await.unwrap(), store.list_external_metrics().await.unwrap(), objects)
+    }
+
+    #[tokio::test]
+    async fn the_indexes_agree_with_a_full_scan_after_random_operations() {
+        let (store, clock) = store(Limits { max_series: 60, ..Limits::default() });
+        let resources = ["pods", "namespaces"];
+        let namespaces = ["a", "b", ""];
+        let names = ["x", "y", "z"];
+        let metrics = ["m1", "m2", "m3"];
+        // A fixed linear congruential sequence: reproducible without a dependency.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) as usize) % n
+        };
+        for step in 0..5_000 {
+            let id = CustomSeriesId {
+                resource: resources[next(2)],
+                namespace: namespaces[next(3)],
+                name: names[next(3)],
+                metric: metrics[next(3)],
+            };
+            let ttl = [None, Some(Duration::from_millis(5)), Some(Duration::from_millis(50))][next(3)];
+            let value = (step % 7).to_string();
+            let external_labels = labels(&[("k", names[next(3)])]);
+            match next(10) {
+                0..=3 => {
+                    let _ = store.put_custom(id, write(&value, ttl)).await;
+                }
+                4 => {
+                    store.delete_custom(id).await.unwrap();
+                }
+                5 => {
+                    store.delete_object(id.resource, id.namespace, id.name).await.unwrap();
+                }
+                6 => {
+                    let labelled = SampleWrite { labels: external_labels, ..write(&value, ttl) };
+                    let _ = store.put_external(id.namespace, id.metric, labelled).await;
+                }
+                7 => {
+                    store.delete_external(id.namespace, id.metric, &external_labels).await.unwrap();
+                }
+                8 => clock.advance(next(20) as i64),
+                _ => {
+                    store.purge_expired();
+                }
+            }
+            let (custom, external, objects) = scanned(&store).await;
+            let (index_custom, index_external, index_objects) = indexed(&store, &resources, &namespaces, &names).await;
+            assert_eq!(index_objects, objects, "per-object listing at step {step}");
+            assert_eq!(store.bytes_used(), recount_bytes(&store), "bytes at step {step}");
+            // Discovery may keep an entry whose values all expired after a longer-lived one was removed, until
+            // the next purge; never the reverse.
+            assert!(custom.iter().all(|c| index_custom.contains(c)), "custom discovery at step {step}");
+            assert!(external.iter().all(|e| index_external.contains(e)), "external discovery at step {step}");
+            store.purge_expired();
+            let (index_custom, index_external, _) = indexed(&store, &resources, &namespaces, &names).await;
+            assert_eq!(index_custom, custom, "custom discovery after a purge at step {step}");
+            assert_eq!(index_external, external, "external discovery after a purge at step {step}");
+            let held: usize = store.inner.custom.iter().map(|g| g.read().len()).sum::<usize>()
+                + store.inner.external.iter().map(|g| g.read().len()).sum::<usize>();
+            assert_eq!(store.series_count(), held);
+        }
     }
 }

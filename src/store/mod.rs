@@ -10,6 +10,7 @@
 //! (group-qualified plural such as `pods` or `deployments.apps`) and names already validated by ingest. It enforces
 //! the limits below itself, so that no caller can grow it without bound.
 
+pub mod budget;
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,10 @@ pub const MAX_METRIC_NAME_LEN: usize = 253;
 /// Longest accepted group-qualified resource name (`plural.group`).
 pub const MAX_RESOURCE_LEN: usize = 253 + 1 + 63;
 
+/// The store budget when the container has no memory limit: half of the manifest's 512Mi, the same share that
+/// [`budget::from_memory_limit`] takes of a cgroup limit.
+pub const DEFAULT_MAX_STORE_BYTES: usize = 256 << 20;
+
 /// The limits a store enforces. Every limit answers a 4xx to the writer when exceeded and changes nothing stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -39,11 +44,21 @@ pub struct Limits {
     pub max_series: usize,
     /// Labels one series may carry.
     pub max_labels_per_series: usize,
+    /// Bytes of label keys and values one series may carry, all labels together.
+    pub max_label_bytes_per_series: usize,
+    /// Bytes the store may hold, as it accounts them (names, labels and a measured overhead per series and per
+    /// group); a write that would go beyond is refused.
+    pub max_store_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_series: 2_000_000, max_labels_per_series: 16 }
+        Limits {
+            max_series: 2_000_000,
+            max_labels_per_series: 16,
+            max_label_bytes_per_series: 4096,
+            max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+        }
     }
 }
 
@@ -63,6 +78,28 @@ pub enum StoreError {
     TooManyLabels {
         /// Labels given.
         count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The labels of a series are larger than [`Limits::max_label_bytes_per_series`].
+    #[error(
+        "labels too large: {bytes} bytes of keys and values given, at most {limit} are allowed per series (--max-label-bytes-per-series)"
+    )]
+    LabelBytes {
+        /// Bytes of keys and values given.
+        bytes: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Writing would take the store beyond [`Limits::max_store_bytes`].
+    #[error(
+        "store full: it holds {used} of its {limit} bytes and this write needs {needed} more (--max-store-bytes); delete series or raise the limit"
+    )]
+    StoreBytesLimit {
+        /// Bytes accounted now.
+        used: usize,
+        /// Bytes the write would add.
+        needed: usize,
         /// The configured limit.
         limit: usize,
     },
@@ -204,14 +241,17 @@ pub trait MetricStore: Send + Sync + 'static {
         metric: &str,
         names: &[String],
     ) -> Result<Vec<(String, Sample)>, StoreError>;
-    /// Every live metric of one object, sorted by metric name.
+    /// Every live metric of one object, sorted by metric name; costs one lookup per metric stored for `resource` in
+    /// `namespace`, not a walk of every series.
     async fn list_object_metrics(
         &self,
         resource: &str,
         namespace: &str,
         name: &str,
     ) -> Result<Vec<(String, Sample)>, StoreError>;
-    /// The (resource, metric) pairs that have a live value, sorted and de-duplicated.
+    /// The (resource, metric) pairs that have a live value, sorted and de-duplicated. Served from an index, never
+    /// a walk of every series: a pair whose values all expired may stay listed until the next purge when a value of
+    /// it with a later deadline was overwritten or deleted before (the same for [`Self::list_external_metrics`]).
     async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError>;
     /// The objects of `resource` that have at least one live value, as (namespace, name), sorted and de-duplicated.
     /// The label index's sweep uses it to find values of deleted objects.
@@ -230,6 +270,9 @@ pub trait MetricStore: Send + Sync + 'static {
 
     /// Number of series held (including expired ones not yet purged).
     fn series_count(&self) -> usize;
+
+    /// Bytes the store accounts against [`Limits::max_store_bytes`] (including expired series not yet purged).
+    fn bytes_used(&self) -> usize;
 }
 
 /// Checks a custom series identity against the documented name limits.
@@ -249,6 +292,21 @@ pub(crate) fn check_external_id(namespace: &str, metric: &str) -> Result<(), Sto
 fn check_len(what: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.len() > max {
         return Err(StoreError::NameTooLong { what, len: value.len(), max });
+    }
+    Ok(())
+}
+
+/// Checks the labels of a write against [`Limits::max_labels_per_series`] and
+/// [`Limits::max_label_bytes_per_series`].
+pub(crate) fn check_labels(labels: &SeriesLabels, limits: &Limits) -> Result<(), StoreError> {
+    let limit = limits.max_labels_per_series;
+    if labels.len() > limit {
+        return Err(StoreError::TooManyLabels { count: labels.len(), limit });
+    }
+    let bytes: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let limit = limits.max_label_bytes_per_series;
+    if bytes > limit {
+        return Err(StoreError::LabelBytes { bytes, limit });
     }
     Ok(())
 }
