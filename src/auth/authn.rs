@@ -814,6 +814,43 @@ mod tests {
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 2);
     }
 
+    /// Through the cluster's TokenReviewer: the TokenReviews counted are those the API server receives.
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_rate_no_token_review_reaches_the_api_server() {
+        use crate::cluster::fake_apiserver::{FakeApiServer, FakeResponse, RecordedRequest};
+        use crate::cluster::reviews::KubeTokenReviewer;
+        const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+        let server = FakeApiServer::answering(|request: &RecordedRequest| {
+            let mut review = request.body.clone();
+            review["status"] = if review["spec"]["token"] == "good" {
+                serde_json::json!({"authenticated": true, "user": {"username": "writer"}})
+            } else {
+                serde_json::json!({"authenticated": false, "error": "invalid token"})
+            };
+            FakeResponse::Json(201, review)
+        })
+        .await;
+        let config = Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default()));
+        let reviewer: Arc<dyn TokenReviewer> = Arc::new(KubeTokenReviewer::new(server.client()));
+        let authenticator = Authenticator::new(config, Some(reviewer), Duration::from_secs(10))
+            .with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 5);
+        assert_eq!(authenticator.authenticate(&mut bearer("good"), None).await.unwrap().name, "writer");
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            let result = authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await;
+            statuses.push(result.map_err(|e| e.into_response(false).status().as_u16()).unwrap_err());
+        }
+        assert_eq!(statuses, [401, 401, 401, 401, 429]);
+        assert_eq!(server.count(|r| r.path == PATH), 5, "the sixth new token is not reviewed");
+        // The writer's cached token and the bad tokens already reviewed cost no review and are not limited.
+        for _ in 0..10 {
+            assert_eq!(authenticator.authenticate(&mut bearer("good"), None).await.unwrap().name, "writer");
+            let result = authenticator.authenticate(&mut bearer("bad-0"), None).await;
+            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        }
+        assert_eq!(server.count(|r| r.path == PATH), 5);
+    }
+
     #[tokio::test]
     async fn the_front_proxy_wins_over_a_token() {
         let fixture = Fixture::new("");
