@@ -29,7 +29,8 @@ use crate::response::RequestError;
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
 
 /// Default of `--authentication-token-webhook-cache-max-bytes`: the TokenReview cache's size, as estimated by
-/// [`token_entry_weight`]. 16 MiB hold about 58,000 rejected tokens, or 30,000 service accounts with a few groups.
+/// [`token_entry_weight`]. 16 MiB hold about 58,000 rejected tokens, or 25,000 service accounts (a name, a few
+/// groups and extras).
 pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: usize = 16 << 20;
 /// Default of `--token-review-rate`: TokenReviews a second for tokens not in the cache.
 pub const DEFAULT_TOKEN_REVIEW_RATE: usize = 100;
@@ -236,8 +237,9 @@ impl Authenticator {
                 match cache.get(&key).await {
                     Some(user) => user,
                     None => {
+                        // Concurrent requests with the same new token share one review but each takes from the
+                        // bucket: the limit errs on the side of fewer reviews.
                         self.token_reviews.try_take().map_err(AuthenticationError::RateLimited)?;
-                        // Concurrent requests with the same token share one review.
                         cache.try_get_with(key, review).await.map_err(AuthenticationError::TokenReview)?
                     }
                 }
