@@ -249,7 +249,8 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         auth_config::load_and_watch(authn_client.clone(), cluster.authentication.clone()).await?;
     let authenticator =
         Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl)
-            .with_unauthorized_log_rate(cluster.unauthorized_log_rate);
+            .with_unauthorized_log_rate(cluster.unauthorized_log_rate)
+            .with_token_review_limits(cluster.token_cache_max_bytes, cluster.token_review_rate);
     let (allowed_ttl, denied_ttl) = cluster.authorization_cache_ttl;
     let authorizer = Authorizer::new(
         Arc::new(KubeAccessReviewer::new(authz_client)),

@@ -187,6 +187,17 @@ pub struct Flags {
     #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL", default_value = "10s", value_parser = parse_duration, help_heading = "Authentication")]
     pub authentication_token_webhook_cache_ttl: Duration,
 
+    /// Size of the TokenReview cache in bytes (each entry's user strings plus 288 bytes; tokens are kept as
+    /// hashes); the least used entries go first.
+    #[arg(long, env = "CUSTOM_METRICS_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_MAX_BYTES", default_value_t = crate::auth::authn::DEFAULT_TOKEN_CACHE_MAX_BYTES, help_heading = "Authentication")]
+    pub authentication_token_webhook_cache_max_bytes: usize,
+
+    /// TokenReviews a second, at most, for bearer tokens not in the cache (cached answers, valid or not, do not
+    /// count; with a zero cache TTL every token counts); beyond it such requests are answered 429 Too Many
+    /// Requests with Retry-After.
+    #[arg(long, env = "CUSTOM_METRICS_TOKEN_REVIEW_RATE", default_value_t = crate::auth::authn::DEFAULT_TOKEN_REVIEW_RATE, help_heading = "Authentication")]
+    pub token_review_rate: usize,
+
     /// Log lines a second, at most, about requests that fail authentication (401); each line written counts the
     /// ones left out since the previous one.
     #[arg(long, env = "CUSTOM_METRICS_UNAUTHORIZED_LOG_RATE", default_value_t = crate::auth::authn::DEFAULT_UNAUTHORIZED_LOG_RATE, help_heading = "Authentication")]
@@ -312,6 +323,8 @@ fn cluster_config(flags: &Flags) -> ClusterConfig {
             tolerate_lookup_failure: flags.authentication_tolerate_lookup_failure,
         },
         token_cache_ttl: flags.authentication_token_webhook_cache_ttl,
+        token_cache_max_bytes: flags.authentication_token_webhook_cache_max_bytes,
+        token_review_rate: flags.token_review_rate,
         unauthorized_log_rate: flags.unauthorized_log_rate,
         authorization_cache_max_bytes: flags.authorization_webhook_cache_max_bytes,
         anonymous_authorization_rate: flags.anonymous_authorization_rate,
@@ -384,6 +397,10 @@ pub struct ClusterConfig {
     pub authentication: crate::auth::AuthenticationFlags,
     /// TokenReview cache lifetime.
     pub token_cache_ttl: Duration,
+    /// TokenReview cache size in bytes.
+    pub token_cache_max_bytes: usize,
+    /// TokenReviews a second at most for tokens not in the cache.
+    pub token_review_rate: usize,
     /// 401 log lines a second at most.
     pub unauthorized_log_rate: usize,
     /// SubjectAccessReview cache size in bytes.
@@ -459,6 +476,8 @@ impl Config {
             ("--unauthorized-log-rate", flags.unauthorized_log_rate),
             ("--authorization-webhook-cache-max-bytes", flags.authorization_webhook_cache_max_bytes),
             ("--anonymous-authorization-rate", flags.anonymous_authorization_rate),
+            ("--authentication-token-webhook-cache-max-bytes", flags.authentication_token_webhook_cache_max_bytes),
+            ("--token-review-rate", flags.token_review_rate),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -601,10 +620,14 @@ mod tests {
         assert_eq!(cluster.unauthorized_log_rate, 10);
         assert_eq!(cluster.authorization_cache_max_bytes, 16 << 20);
         assert_eq!(cluster.anonymous_authorization_rate, 10);
+        assert_eq!(cluster.token_cache_max_bytes, 16 << 20);
+        assert_eq!(cluster.token_review_rate, 100);
         for zero in [
             "--unauthorized-log-rate=0",
             "--authorization-webhook-cache-max-bytes=0",
             "--anonymous-authorization-rate=0",
+            "--authentication-token-webhook-cache-max-bytes=0",
+            "--token-review-rate=0",
         ] {
             let flag = zero.trim_end_matches("=0");
             let error = parse(&["--kubeconfig=/k", zero]).unwrap_err();

@@ -246,6 +246,14 @@ pub enum RequestError {
         /// Whole seconds until a check is available again (at least 1), also sent as `Retry-After`.
         retry_after_secs: u64,
     },
+    /// Too many TokenReviews for bearer tokens not in the cache (`--token-review-rate`); retry later.
+    #[error(
+        "too many requests with new bearer tokens need a TokenReview (--token-review-rate); retry after {retry_after_secs} s"
+    )]
+    TokenReviewRateLimited {
+        /// Whole seconds until a review is available again (at least 1), also sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
@@ -300,7 +308,9 @@ impl RequestError {
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             AuthorizationFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
-            AnonymousRateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            AnonymousRateLimited { .. } | TokenReviewRateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
+            }
         }
     }
 
@@ -326,7 +336,8 @@ impl RequestError {
             RequestError::MethodNotAllowed { allow } => {
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            RequestError::AnonymousRateLimited { retry_after_secs } => {
+            RequestError::AnonymousRateLimited { retry_after_secs }
+            | RequestError::TokenReviewRateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}

@@ -5,6 +5,11 @@
 //! certificate, no header) or fail (a certificate that does not verify, a CN not allowed, a token that the
 //! TokenReview rejects). When none recognises the request, any failure is a 401, otherwise the user is
 //! `system:anonymous`.
+//!
+//! Bearer tokens cost a TokenReview each, and any client can send as many distinct ones as it likes: answers
+//! (valid or not) are cached in a cache bounded in bytes, and reviews of tokens not in the cache are rate-limited
+//! (beyond the rate, 429 with `Retry-After`, since the review might have authenticated the request). Cached tokens
+//! never wait for the bucket, so clients already known keep being answered while it is empty.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use async_trait::async_trait;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 
 use super::config::{AuthenticationConfig, RequestHeaderConfig};
-use super::rate::LogLimiter;
+use super::rate::{LogLimiter, TokenBucket, retry_after_secs};
 use super::x509::{CaRole, ClientCertChain};
 use super::{ReviewError, UserInfo};
 use crate::response::RequestError;
@@ -23,10 +28,43 @@ use crate::response::RequestError;
 /// The extra key under which Kubernetes records which credential authenticated a user.
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
 
-/// Cached token reviews at most.
-const TOKEN_CACHE_CAPACITY: u64 = 10_000;
+/// Default of `--authentication-token-webhook-cache-max-bytes`: the TokenReview cache's size, as estimated by
+/// [`token_entry_weight`]. 16 MiB hold about 58,000 rejected tokens, or 25,000 service accounts (a name, a few
+/// groups and extras).
+pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: usize = 16 << 20;
+/// Default of `--token-review-rate`: TokenReviews a second for tokens not in the cache.
+pub const DEFAULT_TOKEN_REVIEW_RATE: usize = 100;
+/// What an entry costs besides its user's strings: the key, the cache's own bookkeeping, the strings' headers.
+const TOKEN_ENTRY_OVERHEAD_BYTES: usize = 256;
 /// Default of `--unauthorized-log-rate`: log lines a second about requests that fail authentication.
 pub const DEFAULT_UNAUTHORIZED_LOG_RATE: usize = 10;
+
+/// Cache key: the SHA-256 of a token. Not the token itself, so that the cache never holds credentials and every
+/// key is the same size however long the token a client sends.
+type TokenKey = [u8; 32];
+
+/// A cached TokenReview answer: the token's user, `None` when the token does not authenticate anyone.
+type TokenAnswer = Option<Arc<UserInfo>>;
+
+/// The estimated bytes of one cached TokenReview answer: the user's strings plus the key and
+/// [`TOKEN_ENTRY_OVERHEAD_BYTES`].
+fn token_entry_weight(key: &TokenKey, answer: &TokenAnswer) -> u32 {
+    let user = answer.as_deref().map_or(0, |user| {
+        let extra: usize = user.extra.iter().map(|(k, v)| k.len() + v.iter().map(String::len).sum::<usize>()).sum();
+        user.name.len() + user.uid.len() + user.groups.iter().map(String::len).sum::<usize>() + extra
+    });
+    u32::try_from(key.len() + user + TOKEN_ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+}
+
+fn token_cache(ttl: Duration, max_bytes: usize) -> Option<moka::future::Cache<TokenKey, TokenAnswer>> {
+    (!ttl.is_zero()).then(|| {
+        moka::future::Cache::builder()
+            .max_capacity(u64::try_from(max_bytes).unwrap_or(u64::MAX))
+            .weigher(token_entry_weight)
+            .time_to_live(ttl)
+            .build()
+    })
+}
 
 /// Checks a bearer token (a TokenReview in a cluster).
 #[async_trait]
@@ -53,6 +91,9 @@ pub enum AuthenticationError {
     /// The TokenReview could not be made.
     #[error(transparent)]
     TokenReview(Arc<ReviewError>),
+    /// The token is not in the cache and no TokenReview is left this second (`--token-review-rate`).
+    #[error("too many TokenReviews; retry after {0:?}")]
+    RateLimited(Duration),
 }
 
 /// Authenticates requests; cheap to share (`Arc`).
@@ -60,7 +101,10 @@ pub struct Authenticator {
     config: Arc<ArcSwap<AuthenticationConfig>>,
     tokens: Option<Arc<dyn TokenReviewer>>,
     /// SHA-256 of a token -> its user (`None`: not authenticated). Tokens are never kept in clear.
-    token_cache: Option<moka::future::Cache<[u8; 32], Option<Arc<UserInfo>>>>,
+    token_cache: Option<moka::future::Cache<TokenKey, TokenAnswer>>,
+    token_cache_ttl: Duration,
+    /// TokenReviews left for tokens not in the cache.
+    token_reviews: TokenBucket,
     /// Bounds the log lines of 401s, which any client can cause.
     unauthorized_log: LogLimiter,
 }
@@ -78,27 +122,37 @@ impl Authenticator {
     /// An authenticator reading the configuration in force from `config` on every request. Without `tokens`,
     /// bearer tokens are ignored. Token reviews, positive and negative, are remembered for `token_cache_ttl`
     /// (zero: not at all); failed reviews are not remembered. 401s are logged at most
-    /// [`DEFAULT_UNAUTHORIZED_LOG_RATE`] times a second (see [`Authenticator::with_unauthorized_log_rate`]).
+    /// [`DEFAULT_UNAUTHORIZED_LOG_RATE`] times a second (see [`Authenticator::with_unauthorized_log_rate`]); the
+    /// token limits are [`DEFAULT_TOKEN_CACHE_MAX_BYTES`] and [`DEFAULT_TOKEN_REVIEW_RATE`] (see
+    /// [`Authenticator::with_token_review_limits`]).
     pub fn new(
         config: Arc<ArcSwap<AuthenticationConfig>>,
         tokens: Option<Arc<dyn TokenReviewer>>,
         token_cache_ttl: Duration,
     ) -> Self {
-        let token_cache = (!token_cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder().max_capacity(TOKEN_CACHE_CAPACITY).time_to_live(token_cache_ttl).build()
-        });
         Authenticator {
             config,
             tokens,
-            token_cache,
-            unauthorized_log: LogLimiter::new(DEFAULT_UNAUTHORIZED_LOG_RATE.try_into().unwrap_or(u32::MAX)),
+            token_cache: token_cache(token_cache_ttl, DEFAULT_TOKEN_CACHE_MAX_BYTES),
+            token_cache_ttl,
+            token_reviews: TokenBucket::new(rate(DEFAULT_TOKEN_REVIEW_RATE)),
+            unauthorized_log: LogLimiter::new(rate(DEFAULT_UNAUTHORIZED_LOG_RATE)),
         }
+    }
+
+    /// The same authenticator, its TokenReview cache holding at most `cache_max_bytes` (as estimated by
+    /// [`token_entry_weight`]) and at most `reviews_per_second` TokenReviews a second made for tokens not in the
+    /// cache (with no cache, for every token). Call before the first request: the cache starts empty.
+    pub fn with_token_review_limits(mut self, cache_max_bytes: usize, reviews_per_second: usize) -> Self {
+        self.token_cache = token_cache(self.token_cache_ttl, cache_max_bytes);
+        self.token_reviews = TokenBucket::new(rate(reviews_per_second));
+        self
     }
 
     /// The same authenticator, logging at most `per_second` 401s a second; each line written says how many were
     /// left out since the previous one (`suppressed`).
     pub fn with_unauthorized_log_rate(mut self, per_second: usize) -> Self {
-        self.unauthorized_log = LogLimiter::new(u32::try_from(per_second).unwrap_or(u32::MAX));
+        self.unauthorized_log = LogLimiter::new(rate(per_second));
         self
     }
 
@@ -109,7 +163,8 @@ impl Authenticator {
     ///
     /// # Errors
     ///
-    /// [`RequestError::Unauthorized`] when no authenticator recognises the request and at least one failed.
+    /// [`RequestError::Unauthorized`] when no authenticator recognises the request and at least one failed;
+    /// [`RequestError::TokenReviewRateLimited`] when, besides, its bearer token could not be reviewed for the rate.
     pub async fn authenticate(
         &self,
         headers: &mut HeaderMap,
@@ -142,6 +197,11 @@ impl Authenticator {
                 Ok(user)
             }
             None if errors.is_empty() => Ok(UserInfo::anonymous()),
+            // Not a 401: the review might have authenticated the request. Not logged either: the 429 says it all,
+            // and the client causing it is already causing more than the log should take.
+            None if let Some(wait) = rate_limited(&errors) => {
+                Err(RequestError::TokenReviewRateLimited { retry_after_secs: retry_after_secs(wait) })
+            }
             None => {
                 if let Some(suppressed) = self.unauthorized_log.admit() {
                     let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -173,16 +233,40 @@ impl Authenticator {
                 let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
                 let mut key = [0u8; 32];
                 key.copy_from_slice(digest.as_ref());
-                // Concurrent requests with the same token share one review.
-                cache.try_get_with(key, review).await.map_err(AuthenticationError::TokenReview)?
+                // A cached answer, good or bad, costs nothing and never waits for the bucket.
+                match cache.get(&key).await {
+                    Some(user) => user,
+                    None => {
+                        // Concurrent requests with the same new token share one review but each takes from the
+                        // bucket: the limit errs on the side of fewer reviews.
+                        self.token_reviews.try_take().map_err(AuthenticationError::RateLimited)?;
+                        cache.try_get_with(key, review).await.map_err(AuthenticationError::TokenReview)?
+                    }
+                }
             }
-            None => review.await.map_err(|e| AuthenticationError::TokenReview(Arc::new(e)))?,
+            None => {
+                self.token_reviews.try_take().map_err(AuthenticationError::RateLimited)?;
+                review.await.map_err(|e| AuthenticationError::TokenReview(Arc::new(e)))?
+            }
         };
         match user {
             Some(user) => Ok(Some(UserInfo::clone(&user))),
             None => Err(AuthenticationError::InvalidToken),
         }
     }
+}
+
+/// How long to wait for a TokenReview, when that is why authentication failed.
+fn rate_limited(errors: &[AuthenticationError]) -> Option<Duration> {
+    errors.iter().find_map(|e| match e {
+        AuthenticationError::RateLimited(wait) => Some(*wait),
+        _ => None,
+    })
+}
+
+/// A rate flag's value as a bucket's rate.
+fn rate(per_second: usize) -> u32 {
+    u32::try_from(per_second).unwrap_or(u32::MAX)
 }
 
 /// The front-proxy authenticator (Kubernetes' requestheader authenticator behind its x509 CA verifier).
@@ -533,8 +617,10 @@ mod tests {
             if self.fail {
                 return Err(ReviewError::BadAnswer { review: "TokenReview", reason: "test".into() });
             }
-            Ok((token == "good").then(|| UserInfo {
-                name: "system:serviceaccount:default:hpa".into(),
+            // "good" is the HPA's token; "big-..." tokens are valid too, for users named after them.
+            let name = if token.starts_with("big-") { token } else { "system:serviceaccount:default:hpa" };
+            Ok((token == "good" || token.starts_with("big-")).then(|| UserInfo {
+                name: name.into(),
                 groups: strings(&["system:serviceaccounts", "system:authenticated"]),
                 ..UserInfo::default()
             }))
@@ -642,6 +728,129 @@ mod tests {
             let _ = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer good")]), None).await;
         }
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 3, "a zero TTL caches nothing");
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        headers(&[("Authorization", &format!("Bearer {token}"))])
+    }
+
+    #[tokio::test]
+    async fn the_token_cache_is_bounded_in_bytes() {
+        let (authenticator, tokens) = token_authenticator(false, Duration::from_secs(600));
+        let authenticator = authenticator.with_token_review_limits(64 << 10, 1_000);
+        // 100 valid 8 KiB tokens, each for a user named after it: 100 entries of over 8 KiB cannot all be kept in
+        // 64 KiB. A token itself is never kept, only its hash.
+        let token = |i: usize| format!("big-{i}-{}", "t".repeat(8 << 10));
+        for i in 0..100 {
+            assert_eq!(authenticator.authenticate(&mut bearer(&token(i)), None).await.unwrap().name, token(i));
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 100);
+        let cache = authenticator.token_cache.as_ref().unwrap();
+        cache.run_pending_tasks().await;
+        assert!(cache.weighted_size() <= 64 << 10, "{}", cache.weighted_size());
+        assert!(cache.entry_count() <= 8, "{} entries kept", cache.entry_count());
+        assert!(cache.entry_count() > 0, "answers are still cached");
+        let user = Some(Arc::new(UserInfo { name: token(0), ..UserInfo::default() }));
+        assert!(token_entry_weight(&[0; 32], &user) > 8 << 10);
+        assert_eq!(token_entry_weight(&[0; 32], &None), token_entry_weight(&[1; 32], &None), "keys are fixed size");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reviews_of_uncached_tokens_are_rate_limited_with_a_429() {
+        let (authenticator, tokens) = token_authenticator(false, Duration::from_secs(600));
+        let authenticator = authenticator.with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 3);
+        for i in 0..3 {
+            let result = authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await;
+            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        }
+        let refused = authenticator.authenticate(&mut bearer("bad-3"), None).await.unwrap_err();
+        assert!(matches!(refused, RequestError::TokenReviewRateLimited { retry_after_secs: 1 }), "{refused:?}");
+        let response = refused.into_response(false);
+        assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 3, "no TokenReview beyond the rate");
+
+        // A bad token already reviewed is a 401 from the cache, whatever the bucket holds.
+        for _ in 0..10 {
+            let result = authenticator.authenticate(&mut bearer("bad-0"), None).await;
+            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
+        // The bucket refills at its rate.
+        tokio::time::advance(Duration::from_millis(350)).await;
+        let result = authenticator.authenticate(&mut bearer("bad-3"), None).await;
+        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_good_token_is_answered_while_the_bucket_is_empty() {
+        let (authenticator, tokens) = token_authenticator(false, Duration::from_secs(600));
+        let authenticator = authenticator.with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 2);
+        authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
+        // Distinct bad tokens empty the bucket.
+        let mut limited = 0;
+        for i in 0..20 {
+            if let Err(RequestError::TokenReviewRateLimited { .. }) =
+                authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await
+            {
+                limited += 1;
+            }
+        }
+        assert_eq!(limited, 19, "one bad token reviewed, the bucket being empty after it");
+        for _ in 0..100 {
+            let user = authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
+            assert_eq!(user.name, "system:serviceaccount:default:hpa");
+        }
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_cache_every_token_review_counts_against_the_rate() {
+        let (authenticator, tokens) = token_authenticator(false, Duration::ZERO);
+        let authenticator = authenticator.with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 2);
+        authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
+        authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
+        let refused = authenticator.authenticate(&mut bearer("good"), None).await.unwrap_err();
+        assert!(matches!(refused, RequestError::TokenReviewRateLimited { .. }), "{refused:?}");
+        assert_eq!(tokens.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Through the cluster's TokenReviewer: the TokenReviews counted are those the API server receives.
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_rate_no_token_review_reaches_the_api_server() {
+        use crate::cluster::fake_apiserver::{FakeApiServer, FakeResponse, RecordedRequest};
+        use crate::cluster::reviews::KubeTokenReviewer;
+        const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+        let server = FakeApiServer::answering(|request: &RecordedRequest| {
+            let mut review = request.body.clone();
+            review["status"] = if review["spec"]["token"] == "good" {
+                serde_json::json!({"authenticated": true, "user": {"username": "writer"}})
+            } else {
+                serde_json::json!({"authenticated": false, "error": "invalid token"})
+            };
+            FakeResponse::Json(201, review)
+        })
+        .await;
+        let config = Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default()));
+        let reviewer: Arc<dyn TokenReviewer> = Arc::new(KubeTokenReviewer::new(server.client()));
+        let authenticator = Authenticator::new(config, Some(reviewer), Duration::from_secs(10))
+            .with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 5);
+        assert_eq!(authenticator.authenticate(&mut bearer("good"), None).await.unwrap().name, "writer");
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            let result = authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await;
+            statuses.push(result.map_err(|e| e.into_response(false).status().as_u16()).unwrap_err());
+        }
+        assert_eq!(statuses, [401, 401, 401, 401, 429]);
+        assert_eq!(server.count(|r| r.path == PATH), 5, "the sixth new token is not reviewed");
+        // The writer's cached token and the bad tokens already reviewed cost no review and are not limited.
+        for _ in 0..10 {
+            assert_eq!(authenticator.authenticate(&mut bearer("good"), None).await.unwrap().name, "writer");
+            let result = authenticator.authenticate(&mut bearer("bad-0"), None).await;
+            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        }
+        assert_eq!(server.count(|r| r.path == PATH), 5);
     }
 
     #[tokio::test]

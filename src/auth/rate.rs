@@ -39,6 +39,11 @@ impl TokenBucket {
     }
 }
 
+/// A wait as a `Retry-After` value: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// At most `per_second` lines a second of one kind, with the count of the lines left out.
 #[derive(Debug)]
 pub struct LogLimiter {
