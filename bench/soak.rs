@@ -827,23 +827,25 @@ fn read_series(status: StatusCode, body: &[u8], label: Option<u32>) -> Result<Op
 // ---------------------------------------------------------------------------------------------------------------
 // Readers
 
-/// Checks what a read returned for regular series `id`: `value` (None: absent), given the series' state
-/// before the read was sent and after its answer.
-fn check_live(shared: &Shared, id: u32, before: Live, after: Live, value: Option<u64>) {
+/// What is wrong, if anything, with a read of a regular series that returned `value` (None: absent), given the
+/// series' state before the read was sent and after its answer.
+fn live_verdict(before: Live, after: Live, value: Option<u64>) -> Option<String> {
     match value {
-        Some(v) if v < before.seq() => shared.violation(
-            shared.layout.name(id),
-            format!("read {v} after {} had been acknowledged (a lost write)", before.seq()),
-        ),
-        Some(v) if v > after.seq() + 1 => {
-            // The writer may have one unacknowledged write in flight (seq + 1), never more.
-            shared.violation(shared.layout.name(id), format!("read {v}, which was never written"))
+        Some(v) if v < before.seq() => {
+            Some(format!("read {v} after {} had been acknowledged (a lost write)", before.seq()))
         }
-        None if before.present_throughout(after) => shared.violation(
-            shared.layout.name(id),
-            format!("missing although the write of {} was acknowledged and not deleted", before.seq()),
-        ),
-        _ => {}
+        // The writer may have one unacknowledged write in flight (seq + 1), never more.
+        Some(v) if v > after.seq() + 1 => Some(format!("read {v}, which was never written")),
+        None if before.present_throughout(after) => {
+            Some(format!("missing although the write of {} was acknowledged and not deleted", before.seq()))
+        }
+        _ => None,
+    }
+}
+
+fn check_live(shared: &Shared, id: u32, before: Live, after: Live, value: Option<u64>) {
+    if let Some(what) = live_verdict(before, after, value) {
+        shared.violation(shared.layout.name(id), what);
     }
 }
 
@@ -972,7 +974,7 @@ async fn wildcard_reader(shared: Arc<Shared>) {
         let pick = rng.next();
         tokio::spawn(async move {
             let _permit = permit;
-            if pick % 5 == 0 && shared.args.ttl_series > 0 {
+            if pick.is_multiple_of(5) && shared.args.ttl_series > 0 {
                 ttl_wildcard(&shared).await;
             } else {
                 let layout = shared.layout;
@@ -1080,7 +1082,7 @@ async fn discovery_reader(shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Relaxed) {
         ticks.tick().await;
         turn += 1;
-        let (path, expect) = if turn % 2 == 0 { (CUSTOM, "pods/m0") } else { (EXTERNAL, "x0") };
+        let (path, expect) = if turn.is_multiple_of(2) { (CUSTOM, "pods/m0") } else { (EXTERNAL, "x0") };
         let answer = shared.reads.get(path).await;
         shared.stats.discovery_reads.fetch_add(1, Ordering::Relaxed);
         match answer {
@@ -1584,6 +1586,20 @@ mod tests {
         assert!(!written.present_throughout(Live::new(3, false, 42)), "deleted and written again in between");
         assert!(!written.present_throughout(Live::new(3, true, 0)), "a delete in flight");
         assert!(!Live::new(0, true, 0).present_throughout(Live::new(0, true, 0)), "never written");
+    }
+
+    #[test]
+    fn reads_while_loading_may_trail_no_acknowledged_write() {
+        let at = |seq| Live::new(0, false, seq);
+        assert_eq!(live_verdict(at(7), at(7), Some(7)), None);
+        assert_eq!(live_verdict(at(7), at(7), Some(8)), None, "the write in flight may land before its answer");
+        assert!(live_verdict(at(7), at(8), Some(6)).unwrap().contains("lost"));
+        assert!(live_verdict(at(7), at(7), Some(9)).unwrap().contains("never written"));
+        assert!(live_verdict(at(7), at(8), None).unwrap().contains("missing"));
+        let deleting = Live::new(1, true, 7);
+        assert_eq!(live_verdict(at(7), deleting, None), None, "a delete started during the read");
+        assert_eq!(live_verdict(deleting, deleting, Some(7)), None, "the delete has not landed yet");
+        assert!(live_verdict(deleting, deleting, Some(5)).unwrap().contains("lost"));
     }
 
     #[test]
