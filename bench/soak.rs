@@ -107,6 +107,9 @@ struct Args {
     /// The run fails when the server's RSS exceeds this many MiB.
     #[arg(long, default_value_t = 512)]
     rss_limit_mib: u64,
+    /// Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = 100)]
+    clock_ticks: u64,
     /// Inject lost, stale and unexpired values behind the checker's back and require it to report exactly those.
     #[arg(long)]
     self_test: bool,
@@ -1133,6 +1136,17 @@ async fn rss_sampler(shared: Arc<Shared>, pid: u32) {
     }
 }
 
+/// The CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: state is the 3rd field of the
+    // line, utime and stime the 14th and 15th.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn rss_kib(status_path: &str) -> Option<u64> {
     let status = std::fs::read_to_string(status_path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -1338,6 +1352,7 @@ async fn main() -> anyhow::Result<()> {
         .context("the write port does not answer")?;
 
     let started = Instant::now();
+    let cpu_at_start = (args.server_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
     let writers: Vec<_> = (0..args.write_connections).map(|i| tokio::spawn(writer(shared.clone(), i))).collect();
     let ttl_workers_count = (args.ttl_series as usize).div_ceil(250).clamp(1, 8);
     let ttl_workers: Vec<_> =
@@ -1374,6 +1389,7 @@ async fn main() -> anyhow::Result<()> {
         last = (Instant::now(), writes, reads);
     }
     shared.stop.store(true, Ordering::Relaxed);
+    let cpu_at_end = (args.server_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
     let mut owned = Vec::new();
     for writer in writers {
         owned.extend(writer.await?);
@@ -1444,6 +1460,13 @@ async fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let cpu_share = |start: Option<u64>, end: Option<u64>| match (start, end) {
+        (Some(a), Some(b)) => {
+            let secs = b.saturating_sub(a) as f64 / args.clock_ticks.max(1) as f64;
+            format!("{secs:.0} s ({:.0} % of one core)", 100.0 * secs / elapsed)
+        }
+        _ => "not sampled".to_string(),
+    };
     let rate = |n: u64| format!("{} ({}/s)", fmt_int(n as f64), fmt_int(n as f64 / elapsed));
     let max_rss = shared.max_rss_kib.load(Ordering::Relaxed) as f64 / 1024.0;
     let rows = [
@@ -1483,6 +1506,8 @@ async fn main() -> anyhow::Result<()> {
                 None => "not sampled (no --server-pid)".to_string(),
             },
         ),
+        ("server CPU time while loading", cpu_share(cpu_at_start.0, cpu_at_end.0)),
+        ("load generator CPU time while loading", cpu_share(cpu_at_start.1, cpu_at_end.1)),
         (
             "RSS after warm-up / at the end",
             match shared.warm_rss_kib.load(Ordering::Relaxed) {
@@ -1600,6 +1625,18 @@ mod tests {
         assert_eq!(live_verdict(at(7), deleting, None), None, "a delete started during the read");
         assert_eq!(live_verdict(deleting, deleting, Some(7)), None, "the delete has not landed yet");
         assert!(live_verdict(deleting, deleting, Some(5)).unwrap().contains("lost"));
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc() {
+        let pid = std::process::id();
+        let before = cpu_ticks(pid).expect("own /proc/PID/stat");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_ticks(pid).unwrap() >= before);
+        assert!(rss_kib(&format!("/proc/{pid}/status")).unwrap() > 0);
     }
 
     #[test]
