@@ -706,6 +706,9 @@ async fn ttl_worker(shared: Arc<Shared>, index: usize, workers: usize) -> Vec<(u
         let wait = due - now_ms();
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
         }
         let name = Layout::ttl_name(t);
         let Some(owned) = state.get_mut(&t) else { continue };
@@ -1389,6 +1392,8 @@ async fn main() -> anyhow::Result<()> {
         last = (Instant::now(), writes, reads);
     }
     shared.stop.store(true, Ordering::Relaxed);
+    // The rates are over the load alone: the TTL workers may still be sleeping towards their next step.
+    let elapsed = started.elapsed().as_secs_f64();
     let cpu_at_end = (args.server_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
     let mut owned = Vec::new();
     for writer in writers {
@@ -1401,7 +1406,6 @@ async fn main() -> anyhow::Result<()> {
     for task in background {
         let _ = task.await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
 
     // Every TTL deadline passes before the final check.
     let last_ack = ttl.iter().map(|(_, s)| s.ack_ms).max().unwrap_or(0);
