@@ -939,6 +939,12 @@ async fn setup() -> (Harness, Vec<(String, u16, String)>) {
     let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     let harness = Harness { server, tls: tokio_rustls::TlsConnector::from(Arc::new(config)) };
     harness.probe().await.expect("the store has room for the probe");
+    // The probe notices a series stored by someone else.
+    let other = "/write-external-metrics/namespaces/probe/other?labels=a=b";
+    assert_eq!(harness.server.post(other, "1").await.0, 200);
+    assert!(harness.probe().await.is_err(), "the probe did not notice a new series");
+    assert_eq!(harness.server.delete(other).await.0, 200);
+    harness.probe().await.expect("the store has room for the probe again");
     let before = harness.state().await;
     for (path, code, body) in &before {
         assert_eq!(*code, 200, "{path}: {body}");
