@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::api::route::decode_segments;
 use crate::cluster::ResourceMapper;
-use crate::quantity::Quantity;
+use crate::quantity::{Quantity, QuantityError};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;
 use crate::server::body::{BodyTimedOut, drain};
@@ -154,6 +154,22 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// Only `identity` (or no encoding) is accepted. Every `Content-Encoding` header and every coding listed in one
+/// counts: a body declared `gzip` in a second header, or in a value that is not visible ASCII, is not read as plain.
+fn check_content_encoding(headers: &http::HeaderMap) -> Result<(), RequestError> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Err(RequestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        };
+        for coding in text.split(',').map(str::trim) {
+            if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
+                return Err(RequestError::UnsupportedEncoding(coding.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses a write body (§10 item 9): a JSON string (`"42"`), a JSON number (`42`), or a raw quantity
 /// (`1500m`), surrounded by optional white space.
 pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
@@ -173,7 +189,16 @@ pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
     };
     // Go's Quantity unmarshalling trims spaces inside the string too.
     let quantity_text = decoded.trim();
-    Quantity::parse(quantity_text).map_err(|source| RequestError::BadValue { body: shorten(quantity_text), source })
+    let quantity = Quantity::parse(quantity_text)
+        .map_err(|source| RequestError::BadValue { body: shorten(quantity_text), source })?;
+    // Go parses a number part without digits ("-", "+", ".", "e3") as 0. A writer who sends one meant something
+    // else, so the write API refuses it instead of storing a 0 nobody wrote.
+    let number = quantity_text.trim_start_matches(['+', '-']);
+    let number_len = number.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    if !number.as_bytes()[..number_len].iter().any(u8::is_ascii_digit) {
+        return Err(RequestError::BadValue { body: shorten(quantity_text), source: QuantityError::Numeric });
+    }
+    Ok(quantity)
 }
 
 /// The content of a JSON string literal that has no escapes, no inner quotes and no control characters (what
@@ -418,12 +443,7 @@ impl Ingest {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
-            let encoding = encoding.to_str().unwrap_or("").trim();
-            if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
-                return Err(RequestError::UnsupportedEncoding(encoding.to_string()));
-            }
-        }
+        check_content_encoding(headers)?;
         let limit = self.max_body_bytes;
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -518,6 +538,38 @@ mod tests {
             assert!(matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })), "{bad}");
         }
         assert!(matches!(parse_body(&[0xff, 0xfe]), Err(RequestError::BadJson(_))));
+    }
+
+    #[test]
+    fn a_number_part_without_digits_is_refused_although_go_reads_it_as_zero() {
+        for bad in ["-", "+", ".", "-.", "\"+.\"", "e3", "Ki", "\" . \""] {
+            assert!(matches!(parse_body(bad.as_bytes()), Err(RequestError::BadValue { .. })), "{bad}");
+        }
+        let ok = |body: &str| parse_body(body.as_bytes()).map(|q| q.to_string());
+        assert_eq!(ok(".5").unwrap(), "500m");
+        assert_eq!(ok("-0").unwrap(), "0");
+        assert_eq!(ok("1e3").unwrap(), "1e3");
+        assert_eq!(ok("\"2Ki\"").unwrap(), "2Ki");
+    }
+
+    #[test]
+    fn every_content_encoding_header_and_coding_counts() {
+        let headers = |values: &[&[u8]]| {
+            let mut map = http::HeaderMap::new();
+            for value in values {
+                map.append(header::CONTENT_ENCODING, http::HeaderValue::from_bytes(value).unwrap());
+            }
+            map
+        };
+        for ok in [&[][..], &[b"identity".as_slice()], &[b"IDENTITY", b""], &[b"identity, identity"]] {
+            assert!(check_content_encoding(&headers(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in [&[b"gzip".as_slice()][..], &[b"identity", b"gzip"], &[b"identity, gzip"], &[b"gzip\xff"]] {
+            assert!(
+                matches!(check_content_encoding(&headers(bad)), Err(RequestError::UnsupportedEncoding(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

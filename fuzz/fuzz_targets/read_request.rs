@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use custom_metrics_apiserver::api::Api;
+use custom_metrics_apiserver::api::{Api, ReadLimits};
 use custom_metrics_apiserver::cluster::{BuiltinMapper, StandaloneLabelIndex};
 use custom_metrics_apiserver::quantity::{Format, Quantity};
 use custom_metrics_apiserver::selector::parse_labels_map;
@@ -39,7 +39,13 @@ fn fixture() -> &'static Fixture {
             store.put_custom(node, write(12)).await.expect("seed");
             store.put_external("default", "ext", write(13)).await.expect("seed");
         });
-        let api = Api::new(store.clone(), Arc::new(BuiltinMapper::default()), Arc::new(StandaloneLabelIndex), 1000);
+        let api = Api::new(
+            store.clone(),
+            Arc::new(BuiltinMapper::default()),
+            Arc::new(StandaloneLabelIndex),
+            1000,
+            ReadLimits::default(),
+        );
         Fixture { runtime, store, api }
     })
 }
