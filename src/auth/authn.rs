@@ -410,6 +410,7 @@ mod tests {
         CM_UID_HEADERS, CM_USERNAME_HEADERS,
     };
     use crate::auth::testing::TestCa;
+    use crate::logging::testing::Captured;
     use http::HeaderValue;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -634,27 +635,6 @@ mod tests {
         (Authenticator::new(config, Some(reviewer), ttl), tokens)
     }
 
-    /// Every line written through a subscriber, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn log_lines_of_401s_are_rate_limited_and_count_what_they_leave_out() {
         let captured = Captured::default();
@@ -667,7 +647,7 @@ mod tests {
         let (authenticator, _) = token_authenticator(false, Duration::ZERO);
         let authenticator = authenticator.with_unauthorized_log_rate(4);
         let lines = || {
-            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            let text = captured.text();
             text.lines().filter(|l| l.contains("unable to authenticate")).map(String::from).collect::<Vec<_>>()
         };
         for _ in 0..25 {

@@ -555,6 +555,7 @@ mod tests {
     use super::*;
     use crate::cluster::BuiltinMapper;
     use crate::cluster::fake_apiserver::{FakeApiServer, RecordedRequest};
+    use crate::logging::testing::Captured;
     use crate::quantity::Quantity;
     use crate::response::RequestError;
     use crate::store::{CustomSeriesId, MemoryStore, SampleWrite, SeriesLabels};
@@ -759,27 +760,6 @@ mod tests {
         assert!(index.existing_watch("services").is_some());
     }
 
-    /// Every line written through a subscriber, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
-
     /// One thread, so that the thread-local subscriber sees the watch task's lines.
     #[tokio::test(flavor = "current_thread")]
     async fn a_watch_refused_again_and_again_is_warned_about_once() {
@@ -800,7 +780,7 @@ mod tests {
         let services = mapper.resolve("services").await.unwrap();
         assert!(index.matching_objects(&services, "default", &Selector::everything()).await.is_err());
         eventually("the watch has retried twice", async || server.count(|r| r.path == SERVICES) >= 3).await;
-        let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines = captured.text();
         let warnings = lines.lines().filter(|l| l.contains("metadata watch failed")).count();
         assert_eq!(warnings, 1, "{lines}");
     }

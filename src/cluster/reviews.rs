@@ -212,9 +212,10 @@ mod tests {
     use crate::auth::{AuthenticationConfig, Authenticator};
     use crate::auth::{custom_write_attributes, request_attributes};
     use crate::cluster::fake_apiserver::{FakeApiServer, FakeResponse, RecordedRequest, status_body};
+    use crate::logging::testing::Captured;
     use serde_json::json;
     use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     fn token_server(answer: serde_json::Value) -> impl Fn(&RecordedRequest) -> FakeResponse {
         move |request| {
@@ -268,27 +269,6 @@ mod tests {
         assert!(matches!(error, ReviewError::Request { review: "TokenReview", .. }), "{error:?}");
     }
 
-    /// Every line written through a subscriber, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
-
     /// Answers every TokenReview with one of three malformed answers, each echoing the posted review (and so the
     /// token): a 201 whose status does not parse, a 400 whose body is not a Status, a 403 Status whose message
     /// quotes the token.
@@ -335,7 +315,7 @@ mod tests {
                     let mut headers = http::HeaderMap::new();
                     headers.insert(http::header::AUTHORIZATION, format!("Bearer {TOKEN}").parse().unwrap());
                     let error = authenticator.authenticate(&mut headers, None).await.unwrap_err();
-                    let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+                    let lines = captured.text();
                     let case = format!("answer {kind}, -v={verbosity}, json={json_format}");
                     assert!(lines.contains("unable to authenticate"), "{case}: the 401 is logged: {lines}");
                     assert!(!lines.contains(TOKEN), "{case}: the token is in the log:\n{lines}");
