@@ -62,7 +62,7 @@ pub enum StartError {
 enum Access {
     /// Standalone: nobody is checked.
     Open,
-    /// Cluster mode: delegated authentication and authorization (wire-contract §6.2, §6.3).
+    /// Cluster mode: delegated authentication and authorization (docs/wire-contract.md §6.2, §6.3).
     Delegated(Box<Delegated>),
 }
 
@@ -152,7 +152,8 @@ impl SecureHandler {
     }
 }
 
-/// Admits a write when the user may `create` (or `delete`) the metric it resolves to (§10 item 12).
+/// Admits a write when the user may `create` (or `delete`) the metric it resolves to
+/// (docs/wire-contract.md §10 item 12).
 struct AuthorizedWrite<'a> {
     user: UserInfo,
     authorizer: &'a Authorizer,
@@ -175,8 +176,8 @@ impl WriteGate for AuthorizedWrite<'_> {
     }
 }
 
-/// The plain write port: the write API and health endpoints, nothing else (§10 item 14). Only with
-/// `--write-auth=none`: plain HTTP never carries tokens.
+/// The plain write port: the write API and health endpoints, nothing else (docs/wire-contract.md §10 item 14).
+/// Only with `--write-auth=none`: plain HTTP never carries tokens.
 struct WriteHandler {
     health: Health,
     ingest: Ingest,

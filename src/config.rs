@@ -13,7 +13,7 @@ use crate::server::listener::ConnectionLimits;
 use crate::server::tls::CertSource;
 use crate::store::Limits;
 
-/// How writes are authenticated and authorized (wire-contract §10 item 12).
+/// How writes are authenticated and authorized (docs/wire-contract.md §10 item 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WriteAuth {
     /// Bearer token checked by TokenReview, then a SubjectAccessReview with verb `create`.

@@ -1,5 +1,5 @@
 //! The write API: a path, a body and the `labels` and `ttl` parameters become one store write
-//! (wire-contract §4.1, §10 items 1, 9, 11, 13).
+//! (docs/wire-contract.md §4.1, §10 items 1, 9, 11, 13).
 //!
 //! Routes (POST writes, DELETE removes):
 //! - W1 `/write-metrics/namespaces/{namespace}/{resource}/{name}/{metric}`: an object of a namespaced resource;
@@ -170,8 +170,8 @@ fn check_content_encoding(headers: &http::HeaderMap) -> Result<(), RequestError>
     Ok(())
 }
 
-/// Parses a write body (§10 item 9): a JSON string (`"42"`), a JSON number (`42`), or a raw quantity
-/// (`1500m`), surrounded by optional white space.
+/// Parses a write body (docs/wire-contract.md §10 item 9): a JSON string (`"42"`), a JSON number (`42`), or a raw
+/// quantity (`1500m`), surrounded by optional white space.
 pub fn parse_body(body: &[u8]) -> Result<Quantity, RequestError> {
     let text =
         std::str::from_utf8(body).map_err(|_| RequestError::BadJson("the body is not UTF-8 text".to_string()))?.trim();

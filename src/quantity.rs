@@ -1,11 +1,11 @@
-//! Kubernetes quantities: parse, canonical print, MilliValue (wire-contract §7). Pure: std and serde only.
+//! Kubernetes quantities: parse, canonical print, MilliValue (docs/wire-contract.md §7). Pure: std and serde only.
 //!
 //! This module mirrors `k8s.io/apimachinery/pkg/api/resource.Quantity`:
 //! [`Quantity::parse`] follows Go's `ParseQuantity` (same grammar, same scanner, same error
 //! texts, values rounded up to nano, BinarySI capped at 2^63-1), [`fmt::Display`] prints the
-//! canonical form of §7.2 and [`Quantity::milli_value`] is Go's `MilliValue()`.
+//! canonical form of docs/wire-contract.md §7.2 and [`Quantity::milli_value`] is Go's `MilliValue()`.
 //!
-//! Two deliberate differences from Go (wire-contract §10 item 5):
+//! Two deliberate differences from Go (docs/wire-contract.md §10 item 5):
 //! - the input text is never echoed back (Go's cached-string quirk); output is always canonical;
 //! - a DecimalSI value whose canonical exponent is above 18 (no SI letter exists) is printed in
 //!   exponent form (`1000E` → `1e21`) instead of silently dropping the suffix.
@@ -565,7 +565,7 @@ fn si_letter(exponent: i32) -> Option<&'static str> {
 }
 
 impl fmt::Display for Quantity {
-    /// The canonical form (§7.2, with §10 item 5): never a fraction, never `-0`, never the input
+    /// The canonical form (docs/wire-contract.md §7.2, with §10 item 5): never a fraction, never `-0`, never the input
     /// text echoed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.mantissa == 0 {
@@ -703,7 +703,7 @@ mod tests {
 
     const OVERFLOW: i64 = i64::MAX;
 
-    /// Every row of wire-contract §7.3 (the "canonical" column), plus MilliValue where given.
+    /// Every row of docs/wire-contract.md §7.3 (the "canonical" column), plus MilliValue where given.
     /// "overflow" rows assert our documented saturation.
     #[test]
     fn contract_table_7_3() {
@@ -920,7 +920,7 @@ mod tests {
 
     #[test]
     fn large_exponents_use_exponent_form() {
-        // §10 item 5: no dropped suffix beyond E.
+        // docs/wire-contract.md §10 item 5: no dropped suffix beyond E.
         assert_eq!(q("1000E").to_string(), "1e21");
         assert_eq!(q("10000E").to_string(), "10e21");
         assert_eq!(q("1e100").to_string(), "10e99");

@@ -1,5 +1,5 @@
 //! HTTP responses: JSON bodies, and the one place where every request error becomes a Kubernetes `Status`
-//! (wire-contract §3) with its HTTP code.
+//! (docs/wire-contract.md §3) with its HTTP code.
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -1,9 +1,9 @@
-//! Kubernetes label selectors: parse, validate, print, match (wire-contract §8). Pure: std and serde only.
+//! Kubernetes label selectors: parse, validate, print, match (docs/wire-contract.md §8). Pure: std and serde only.
 //!
 //! Mirrors `k8s.io/apimachinery/pkg/labels` (`Parse`, `Requirement`, `String()`, `Matches`,
 //! `ConvertSelectorToLabelsMap`), the label key / value validation of
 //! `k8s.io/apimachinery/pkg/api/validate/content`, and `metav1.ParseToLabelSelector` /
-//! `metav1.LabelSelectorAsSelector`. Error texts are the exact Go texts (wire-contract §8.5, §3.3),
+//! `metav1.LabelSelectorAsSelector`. Error texts are the exact Go texts (docs/wire-contract.md §8.5, §3.3),
 //! including the nil field path rendered as `<nil>` and the doubled spaces in `',  or '`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -548,7 +548,7 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Go `labels.Parse`: parses the selector grammar of wire-contract §8.1; error texts are Go's.
+    /// Go `labels.Parse`: parses the selector grammar of docs/wire-contract.md §8.1; error texts are Go's.
     pub fn parse(s: &str) -> Result<Selector, SelectorError> {
         let mut parser = Parser::new(s);
         let requirements = parser.parse().map_err(SelectorError)?;
@@ -646,7 +646,7 @@ impl Selector {
 }
 
 impl fmt::Display for Selector {
-    /// Go `internalSelector.String()`: requirements joined by `,` (wire-contract §8.3).
+    /// Go `internalSelector.String()`: requirements joined by `,` (docs/wire-contract.md §8.3).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, r) in self.requirements.iter().enumerate() {
             if i > 0 {
@@ -1172,7 +1172,7 @@ mod tests {
         v
     }
 
-    // ---- 1. examples of §8.4 and error texts of §8.5 ----
+    // ---- 1. examples of docs/wire-contract.md §8.4 and error texts of §8.5 ----
 
     #[test]
     fn valid_examples_parse() {

@@ -1,5 +1,5 @@
 //! Black-box tests of the Kubernetes APIs and the write API against a standalone server on 127.0.0.1.
-//! Expected payloads are the wire contract's examples (wire-contract.md §2.2, §1.2, §3).
+//! Expected payloads are the wire contract's examples (docs/wire-contract.md §2.2, §1.2, §3).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! custom.metrics.k8s.io reads: resolve the resource, select the objects, read the store, render the list in the
-//! requested version (wire-contract §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
+//! requested version (docs/wire-contract.md §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
 
 use std::sync::Arc;
 

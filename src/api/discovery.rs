@@ -1,5 +1,5 @@
 //! Discovery documents: `/apis`, the groups, and the group-versions' resource lists, built from what the store
-//! holds (wire-contract §1.2, §10 items 2-4).
+//! holds (docs/wire-contract.md §1.2, §10 items 2-4).
 
 use super::route::CustomVersion;
 use super::types::{ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP, GroupVersion};
@@ -33,7 +33,7 @@ fn api_group(name: &'static str, top_level: bool) -> ApiGroup {
 }
 
 /// `GET /apis`. Also the answer to a request for aggregated discovery: the legacy list as `application/json`
-/// makes kube-apiserver's aggregator fall back to the per-version documents (§10 item 4).
+/// makes kube-apiserver's aggregator fall back to the per-version documents (docs/wire-contract.md §10 item 4).
 pub fn group_list() -> ApiGroupList {
     ApiGroupList {
         kind: "APIGroupList",

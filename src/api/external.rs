@@ -1,5 +1,5 @@
 //! external.metrics.k8s.io reads: the series of one metric in a namespace, filtered by their labels
-//! (wire-contract §1.4, §10 item 11).
+//! (docs/wire-contract.md §1.4, §10 item 11).
 
 use std::collections::BTreeMap;
 

@@ -22,7 +22,7 @@ use crate::selector::Selector;
 use crate::store::MetricStore;
 use route::{ApiRoute, RouteError};
 
-/// The query parameters the metric reads understand (wire-contract §1.5); others are ignored, as in Kubernetes.
+/// The query parameters the metric reads understand (docs/wire-contract.md §1.5); others are ignored, as in Kubernetes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReadQuery {
     /// `labelSelector`.

@@ -1,13 +1,13 @@
-//! Static OpenAPI v2 and v3 documents describing the served groups (wire-contract §6.4).
+//! Static OpenAPI v2 and v3 documents describing the served groups (docs/wire-contract.md §6.4).
 //!
 //! `/openapi/v2` serves one Swagger 2.0 document with every metric read route of both groups and all
-//! three group-versions (wire-contract §1.3, §1.4, §10 item 10). `/openapi/v3` serves an index that
+//! three group-versions (docs/wire-contract.md §1.3, §1.4, §10 item 10). `/openapi/v3` serves an index that
 //! points at one OpenAPI 3.0 document per group-version; each URL carries `?hash=<HASH>`, the
 //! upper-case hex SHA-512 of the compact serialization of that document (as kube-openapi does), so
 //! clients can cache it. [`etag`] gives the matching `ETag` header value for `If-None-Match`.
 //!
 //! Schemas are named as Kubernetes names them (`io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricValueList`,
-//! `io.k8s.apimachinery.pkg.apis.meta.v1.Status`, …) and describe the wire shapes of wire-contract §2.1
+//! `io.k8s.apimachinery.pkg.apis.meta.v1.Status`, …) and describe the wire shapes of docs/wire-contract.md §2.1
 //! and §3.1. The documents are pure functions of the code: the server builds them once and caches them.
 
 use serde_json::{Map, Value, json};
@@ -212,7 +212,7 @@ fn with_description(schema: &mut Value, description: &str) {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-/// The request parameters of the metric read routes (wire-contract §1.3–§1.5).
+/// The request parameters of the metric read routes (docs/wire-contract.md §1.3–§1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Param {
     Namespace,
@@ -328,7 +328,7 @@ const EXTERNAL_ROUTES: &[Route] = &[Route {
 
 const EXTERNAL_QUERY_PARAMS: &[Param] = &[Param::LabelSelector, Param::Pretty];
 
-/// Error answers every route may give, all as a `Status` body (wire-contract §3).
+/// Error answers every route may give, all as a `Status` body (docs/wire-contract.md §3).
 const ERROR_RESPONSES: &[(&str, &str)] = &[
     ("400", "BadRequest: malformed path or selector"),
     ("401", "Unauthorized"),
@@ -600,7 +600,7 @@ fn list_schema(flavor: Flavor, api: Api) -> Value {
     schema
 }
 
-/// custom.metrics.k8s.io/v1beta1 `MetricValue` (wire-contract §2.1).
+/// custom.metrics.k8s.io/v1beta1 `MetricValue` (docs/wire-contract.md §2.1).
 fn metric_value_v1beta1(flavor: Flavor, description: &str) -> Value {
     object_schema(
         description,
@@ -616,7 +616,7 @@ fn metric_value_v1beta1(flavor: Flavor, description: &str) -> Value {
     )
 }
 
-/// custom.metrics.k8s.io/v1beta2 `MetricValue` (wire-contract §2.1).
+/// custom.metrics.k8s.io/v1beta2 `MetricValue` (docs/wire-contract.md §2.1).
 fn metric_value_v1beta2(flavor: Flavor, description: &str, identifier: &str) -> Value {
     object_schema(
         description,
@@ -640,7 +640,7 @@ fn metric_identifier(flavor: Flavor) -> Value {
     )
 }
 
-/// external.metrics.k8s.io/v1beta1 `ExternalMetricValue` (wire-contract §2.1).
+/// external.metrics.k8s.io/v1beta1 `ExternalMetricValue` (docs/wire-contract.md §2.1).
 fn external_metric_value(flavor: Flavor, description: &str) -> Value {
     let mut labels = string_map("a set of labels which identify a single time series for the metric");
     flavor.mark_nullable(&mut labels);
@@ -928,7 +928,7 @@ print("VALID")
         operations
     }
 
-    /// The routes of wire-contract §1.3 (R1–R5 incl. wildcards), §10 item 10 and §1.4, per group-version.
+    /// The routes of docs/wire-contract.md §1.3 (R1–R5 incl. wildcards), §10 item 10 and §1.4, per group-version.
     fn expected_paths(group: &str, version: &str) -> Vec<String> {
         let suffixes: &[&str] = if group == "custom.metrics.k8s.io" {
             &[

@@ -1,4 +1,4 @@
-//! Request paths of the secure port as typed routes (wire-contract §1.2-1.4, §10 item 10). Pure: no IO.
+//! Request paths of the secure port as typed routes (docs/wire-contract.md §1.2-1.4, §10 item 10). Pure: no IO.
 //!
 //! Segments are matched after percent-decoding, so `%2A` is the wildcard `*` that kube-apiserver's aggregator
 //! sends. The shapes follow Kubernetes' request-info parsing, which also decides the 400 "invalid request path".

@@ -1,6 +1,6 @@
-//! Serde structs for the wire payloads (wire-contract §2 and §1.2). Field order is the wire order. No IO.
+//! Serde structs for the wire payloads (docs/wire-contract.md §2 and §1.2). Field order is the wire order. No IO.
 
-// The fields are the wire fields, documented by the contract and by Kubernetes' API reference.
+// The fields are the wire fields, documented by docs/wire-contract.md §2 and by Kubernetes' API reference.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;

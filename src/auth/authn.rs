@@ -1,4 +1,4 @@
-//! Authentication: who made a request (wire-contract §6.2).
+//! Authentication: who made a request (docs/wire-contract.md §6.2).
 //!
 //! The authenticators run in Kubernetes' order, front proxy -> client certificate -> bearer token; the first that
 //! recognises the request wins and its user gets group `system:authenticated`. An authenticator may abstain (no

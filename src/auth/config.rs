@@ -1,6 +1,6 @@
 //! The authentication configuration: CA bundles for client certificates and for the front proxy (kube-apiserver's
 //! aggregator), the front proxy's allowed names and header names. It comes from flags and from ConfigMap
-//! `kube-system/extension-apiserver-authentication` (wire-contract §6.2); flags win.
+//! `kube-system/extension-apiserver-authentication` (docs/wire-contract.md §6.2); flags win.
 //!
 //! Each built configuration gets a fresh generation number, so that per-connection verification results
 //! ([`super::ClientCertChain`]) are recomputed when the configuration changes (a rotated CA).
@@ -35,7 +35,7 @@ const DEFAULT_EXTRA_PREFIXES: &[&str] = &["x-remote-extra-"];
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Authentication flags, as given on the command line (wire-contract §6.1).
+/// Authentication flags, as given on the command line (docs/wire-contract.md §6.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthenticationFlags {
     /// `--client-ca-file`: CA bundle for x509 client-certificate authentication.

@@ -1,6 +1,6 @@
 //! Request attributes for authorization, computed as kube-apiserver's `RequestInfo` does
-//! (kubernetes/apiserver `pkg/endpoints/request/requestinfo.go`, wire-contract §6.3), and the attributes of
-//! writes (§10 item 12).
+//! (kubernetes/apiserver `pkg/endpoints/request/requestinfo.go`, docs/wire-contract.md §6.3), and the attributes of
+//! writes (docs/wire-contract.md §10 item 12).
 //!
 //! `/api/<v>/…` and `/apis/<g>/<v>/…` with at least one segment after the version are resource requests;
 //! everything else (`/apis`, `/apis/<g>`, `/apis/<g>/<v>`, `/healthz`, …) is a non-resource request whose verb is
@@ -270,7 +270,7 @@ mod tests {
         const CM: &str = "custom.metrics.k8s.io";
         const EM: &str = "external.metrics.k8s.io";
         let cases: &[(Method, &str, Option<&str>, Expected<'_>)] = &[
-            // The contract's examples (§3.2).
+            // The examples of docs/wire-contract.md §3.2.
             (
                 Method::GET,
                 "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/q",

@@ -1,5 +1,6 @@
 //! The authentication configuration from ConfigMap `kube-system/extension-apiserver-authentication`, read at
-//! start and watched, so that a rotated front-proxy or client CA is used without a restart (wire-contract §6.2).
+//! start and watched, so that a rotated front-proxy or client CA is used without a restart
+//! (docs/wire-contract.md §6.2).
 //!
 //! As in Kubernetes, the ConfigMap is not read with `--authentication-skip-lookup` or when both CA files are
 //! given by flags; a missing ConfigMap is not an error; any other failure to read it is, unless

@@ -103,7 +103,7 @@ const (
 	unknownPod    = "no-such-pod"
 )
 
-// printWrites prints the fixture as write-API requests (paths per wire-contract §4.1 and §10 items 1, 11).
+// printWrites prints the fixture as write-API requests (paths per docs/wire-contract.md §4.1 and §10 items 1, 11).
 func printWrites() {
 	ns := fixtureNamespace
 	fmt.Printf("POST /write-metrics/namespaces/%s/services/%s/%s %s\n", ns, svcName, svcMetric, svcValue)
