@@ -8,14 +8,15 @@
 //! the previous configuration kept.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::auth::{AuthConfigError, AuthenticationConfig, AuthenticationFlags};
 
@@ -27,21 +28,13 @@ pub const CONFIGMAP_NAME: &str = "extension-apiserver-authentication";
 /// Owns the watch task; dropping it stops the watch.
 #[derive(Debug)]
 pub struct WatchGuard {
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<AbortOnDropHandle<()>>,
 }
 
 impl WatchGuard {
     /// Whether a watch is running (false when the ConfigMap is not looked up).
     pub fn is_watching(&self) -> bool {
         self.task.as_ref().is_some_and(|t| !t.is_finished())
-    }
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }
 
@@ -84,7 +77,7 @@ pub async fn load_and_watch(
         .default_backoff();
     let task = tokio::spawn(async move {
         let mut stream = Box::pin(stream);
-        while let Some(event) = next(&mut stream).await {
+        while let Some(event) = stream.next().await {
             match event {
                 Ok(event) => state.apply(event),
                 Err(error) => {
@@ -93,12 +86,7 @@ pub async fn load_and_watch(
             }
         }
     });
-    Ok((shared, WatchGuard { task: Some(task) }))
-}
-
-/// The next item of a stream (without depending on `futures` for `StreamExt`).
-async fn next<S: WatchStreamExt + ?Sized>(stream: &mut Pin<Box<S>>) -> Option<S::Item> {
-    std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+    Ok((shared, WatchGuard { task: Some(AbortOnDropHandle::new(task)) }))
 }
 
 fn log_config(config: &AuthenticationConfig) {

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIVersions};
 use serde::Deserialize;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::mapper::ResourceTable;
 use super::{MapperError, ResourceInfo, ResourceMapper};
@@ -88,14 +89,7 @@ pub struct DiscoveryMapper {
 }
 
 /// Stops the periodic refresh when dropped.
-#[derive(Debug)]
-pub struct RefreshGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for RefreshGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub type RefreshGuard = AbortOnDropHandle<()>;
 
 impl DiscoveryMapper {
     /// Runs a first discovery and starts the periodic refresh every `refresh`. A miss refreshes at most once per
@@ -131,7 +125,7 @@ impl DiscoveryMapper {
                 }
             }
         });
-        Ok((mapper, RefreshGuard(task)))
+        Ok((mapper, AbortOnDropHandle::new(task)))
     }
 
     /// Runs discovery and swaps the new table in.

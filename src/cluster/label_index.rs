@@ -26,11 +26,11 @@
 //! skipped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::discovery::ApiResource;
@@ -389,7 +389,7 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(&watch.info));
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    while let Some(item) = next(stream.as_mut()).await {
+    while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 let completed = watch.objects_mut().apply(event);
@@ -419,12 +419,6 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
             }
         }
     }
-}
-
-/// The next item of a stream. `futures::StreamExt::next` without a dependency on `futures`: `WatchStreamExt`
-/// extends `Stream`, so a bound on it gives access to `poll_next`.
-async fn next<S: WatchStreamExt + ?Sized>(mut stream: Pin<&mut S>) -> Option<S::Item> {
-    std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
 }
 
 /// Labels of one object.

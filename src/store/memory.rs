@@ -29,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Sample, SampleWrite, SeriesLabels, StoreError,
@@ -205,14 +206,7 @@ struct Creation<P, M> {
 }
 
 /// Stops the purge task when dropped.
-#[derive(Debug)]
-pub struct PurgerGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for PurgerGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub type PurgerGuard = AbortOnDropHandle<()>;
 
 impl MemoryStore {
     /// An empty store with the given limits, reading time from the system clock.
@@ -241,7 +235,7 @@ impl MemoryStore {
     /// the last handle to the store is gone.
     pub fn spawn_purger(&self, interval: Duration) -> PurgerGuard {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        PurgerGuard(tokio::spawn(async move {
+        AbortOnDropHandle::new(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
