@@ -1,5 +1,5 @@
-//! The served group-versions, listed once (docs/architecture.md §7): routes, discovery, the wire payloads'
-//! `apiVersion` and the authorization attributes of writes all read [`SERVED`]. Pure: no IO.
+//! The served group-versions, listed once (docs/architecture.md §7): routes, discovery, the OpenAPI documents,
+//! the wire payloads' `apiVersion` and the authorization attributes of writes all read [`SERVED`]. Pure: no IO.
 
 /// `custom.metrics.k8s.io`.
 pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
@@ -55,10 +55,12 @@ pub struct GroupVersion {
     pub serves: Serves,
     /// The `kind` of its list responses.
     pub list_kind: &'static str,
+    /// Its OpenAPI 3.0 document as served at `/openapi/v3/apis/<group>/<version>` (docs/wire-contract.md §6.4).
+    pub openapi_v3: &'static str,
 }
 
 impl std::fmt::Debug for GroupVersion {
-    /// `<group>/<version>`.
+    /// `<group>/<version>`: the embedded OpenAPI document is too long to print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.api_version)
     }
@@ -71,6 +73,7 @@ pub const CUSTOM_V1BETA2: GroupVersion = GroupVersion {
     api_version: "custom.metrics.k8s.io/v1beta2",
     serves: Serves::Custom(CustomVersion::V1Beta2),
     list_kind: "MetricValueList",
+    openapi_v3: include_str!("openapi/v3/custom.metrics.k8s.io-v1beta2.json"),
 };
 
 /// custom.metrics.k8s.io/v1beta1.
@@ -80,6 +83,7 @@ pub const CUSTOM_V1BETA1: GroupVersion = GroupVersion {
     api_version: "custom.metrics.k8s.io/v1beta1",
     serves: Serves::Custom(CustomVersion::V1Beta1),
     list_kind: "MetricValueList",
+    openapi_v3: include_str!("openapi/v3/custom.metrics.k8s.io-v1beta1.json"),
 };
 
 /// external.metrics.k8s.io/v1beta1, the only external-metrics version.
@@ -89,6 +93,7 @@ pub const EXTERNAL_V1BETA1: GroupVersion = GroupVersion {
     api_version: "external.metrics.k8s.io/v1beta1",
     serves: Serves::External,
     list_kind: "ExternalMetricValueList",
+    openapi_v3: include_str!("openapi/v3/external.metrics.k8s.io-v1beta1.json"),
 };
 
 /// Every served group-version. Within a group, in order of preference: the first is the group's preferred
