@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::group_versions::CustomVersion;
 use super::list::{self, ListFormat, ListItems};
-use super::route::{CustomTarget, CustomVersion};
+use super::route::CustomTarget;
 use super::types::{MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamp};
 use super::{ReadLimits, ReadQuery};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
@@ -166,9 +167,9 @@ pub fn render(
 ) -> Result<HttpResponse, RequestError> {
     let max_bytes = limits.max_response_bytes;
     // The selector sits at `selector` (one level into an item) in v1beta1, at `metric.selector` in v1beta2.
-    let (depth, api_version) = match version {
-        CustomVersion::V1Beta1 => (1, "custom.metrics.k8s.io/v1beta1"),
-        CustomVersion::V1Beta2 => (2, "custom.metrics.k8s.io/v1beta2"),
+    let depth = match version {
+        CustomVersion::V1Beta1 => 1,
+        CustomVersion::V1Beta2 => 2,
     };
     let selector = match found.selector.as_ref().map(|selector| list::raw_json(selector, pretty, depth)).transpose() {
         Ok(selector) => selector,
@@ -181,7 +182,8 @@ pub fn render(
         return Err(RequestError::ResponseTooLarge { limit: max_bytes });
     }
     let rendered = Rendered { api_version: found.info.api_version(), found, selector };
-    let format = ListFormat { kind: "MetricValueList", api_version, pretty };
+    let served = version.group_version();
+    let format = ListFormat { kind: served.list_kind, api_version: served.api_version, pretty };
     match version {
         CustomVersion::V1Beta1 => list::respond(V1Beta1(rendered), format, max_bytes),
         CustomVersion::V1Beta2 => list::respond(V1Beta2(rendered), format, max_bytes),

@@ -1,8 +1,8 @@
 //! Discovery documents: `/apis`, the groups, and the group-versions' resource lists, built from what the store
 //! holds (docs/wire-contract.md §1.2, §10 items 2-4).
 
-use super::route::CustomVersion;
-use super::types::{ApiGroup, ApiGroupList, ApiResource, ApiResourceList, CUSTOM_GROUP, EXTERNAL_GROUP, GroupVersion};
+use super::group_versions::{self, CustomVersion, EXTERNAL_V1BETA1, GROUPS, GroupVersion};
+use super::types::{ApiGroup, ApiGroupList, ApiResource, ApiResourceList, GroupVersionForDiscovery};
 use crate::store::{MetricStore, StoreError};
 
 /// Listed by a custom group-version while nothing is stored: discovery is never empty, because client-go warns
@@ -12,22 +12,18 @@ pub const CUSTOM_PLACEHOLDER: &str = "/custommetrics";
 /// Listed by external discovery while nothing is stored.
 pub const EXTERNAL_PLACEHOLDER: &str = "externalmetrics";
 
-fn group_version(group: &str, version: &'static str) -> GroupVersion {
-    GroupVersion { group_version: format!("{group}/{version}"), version }
+fn for_discovery(served: &GroupVersion) -> GroupVersionForDiscovery {
+    GroupVersionForDiscovery { group_version: served.api_version, version: served.version }
 }
 
-/// An `APIGroup`; custom metrics advertise v1beta2 (preferred) and v1beta1.
+/// An `APIGroup`: the group's served versions, preferred first (custom metrics: v1beta2, then v1beta1).
 fn api_group(name: &'static str, top_level: bool) -> ApiGroup {
-    let versions = if name == CUSTOM_GROUP {
-        vec![group_version(name, "v1beta2"), group_version(name, "v1beta1")]
-    } else {
-        vec![group_version(name, "v1beta1")]
-    };
+    let versions: Vec<GroupVersionForDiscovery> = group_versions::versions_of(name).map(for_discovery).collect();
     ApiGroup {
         kind: top_level.then_some("APIGroup"),
         api_version: top_level.then_some("v1"),
         name,
-        preferred_version: versions[0].clone(),
+        preferred_version: versions.first().cloned(),
         versions,
     }
 }
@@ -38,7 +34,7 @@ pub fn group_list() -> ApiGroupList {
     ApiGroupList {
         kind: "APIGroupList",
         api_version: "v1",
-        groups: vec![api_group(CUSTOM_GROUP, false), api_group(EXTERNAL_GROUP, false)],
+        groups: GROUPS.iter().map(|group| api_group(group, false)).collect(),
     }
 }
 
@@ -70,7 +66,7 @@ pub async fn custom_resources(
     Ok(ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
-        group_version: format!("{CUSTOM_GROUP}/{}", version.as_str()),
+        group_version: version.group_version().api_version,
         resources,
     })
 }
@@ -90,7 +86,7 @@ pub async fn external_resources(store: &dyn MetricStore, limit: usize) -> Result
     Ok(ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
-        group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+        group_version: EXTERNAL_V1BETA1.api_version,
         resources,
     })
 }

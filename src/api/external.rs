@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::group_versions::EXTERNAL_V1BETA1;
 use super::list::{self, ListFormat, ListItems};
 use super::types::{ExternalMetricValue, Timestamp};
 use crate::response::{HttpResponse, RequestError};
@@ -57,6 +58,6 @@ pub fn render(
     pretty: bool,
     max_bytes: usize,
 ) -> Result<HttpResponse, RequestError> {
-    let format = ListFormat { kind: "ExternalMetricValueList", api_version: "external.metrics.k8s.io/v1beta1", pretty };
+    let format = ListFormat { kind: EXTERNAL_V1BETA1.list_kind, api_version: EXTERNAL_V1BETA1.api_version, pretty };
     list::respond(Samples { metric: metric.to_string(), samples }, format, max_bytes)
 }

@@ -6,6 +6,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod group_versions;
 pub mod list;
 pub mod openapi;
 pub mod route;
@@ -103,17 +104,20 @@ struct OpenApiDocs {
 }
 
 impl OpenApiDocs {
-    fn build() -> Self {
+    /// The served documents; `Err` (answered with a 500) only when a checked-in document is not JSON, which the
+    /// tests of [`openapi`] rule out.
+    fn build() -> Result<Self, String> {
+        let documents = openapi::documents().map_err(|error| error.to_string())?;
         let doc = |value: &serde_json::Value| (Bytes::from(value.to_string()), openapi::etag(value));
-        let v3 = openapi::GROUP_VERSIONS
+        let v3 = documents
+            .v3
             .iter()
-            .filter_map(|(group, version)| {
-                let value = openapi::v3_document(group, version)?;
-                let (bytes, etag) = doc(&value);
-                Some((format!("/openapi/v3/apis/{group}/{version}"), bytes, etag))
+            .map(|(served, value)| {
+                let (bytes, etag) = doc(value);
+                (openapi::v3_path(served), bytes, etag)
             })
             .collect();
-        OpenApiDocs { v2: doc(&openapi::v2_document()), v3_index: Bytes::from(openapi::v3_index().to_string()), v3 }
+        Ok(OpenApiDocs { v2: doc(&documents.v2), v3_index: Bytes::from(documents.v3_index.to_string()), v3 })
     }
 }
 
@@ -124,7 +128,7 @@ pub struct Api {
     labels: Arc<dyn LabelIndex>,
     discovery_limit: usize,
     limits: ReadLimits,
-    openapi: OpenApiDocs,
+    openapi: Result<OpenApiDocs, String>,
 }
 
 impl Api {
@@ -199,11 +203,18 @@ impl Api {
         if request.method() != Method::GET {
             return Err(RequestError::RouteNotFound);
         }
+        if matches!(path, "/version" | "/version/") {
+            return Ok(response::json_response(StatusCode::OK, &version_info(), pretty));
+        }
+        let docs = match &self.openapi {
+            Ok(docs) => docs,
+            Err(error) if path.starts_with("/openapi/") => return Ok(response::serialization_failed(error)),
+            Err(_) => return Err(RequestError::RouteNotFound),
+        };
         match path {
-            "/version" | "/version/" => Ok(response::json_response(StatusCode::OK, &version_info(), pretty)),
-            "/openapi/v2" => Ok(cached_document(request.headers(), &self.openapi.v2.0, &self.openapi.v2.1)),
-            "/openapi/v3" => Ok(response::with_body(StatusCode::OK, "application/json", self.openapi.v3_index.clone())),
-            _ => match self.openapi.v3.iter().find(|(p, _, _)| p == path) {
+            "/openapi/v2" => Ok(cached_document(request.headers(), &docs.v2.0, &docs.v2.1)),
+            "/openapi/v3" => Ok(response::with_body(StatusCode::OK, "application/json", docs.v3_index.clone())),
+            _ => match docs.v3.iter().find(|(p, _, _)| p == path) {
                 Some((_, bytes, etag)) => Ok(cached_document(request.headers(), bytes, etag)),
                 None => Err(RequestError::RouteNotFound),
             },

@@ -1,83 +1,60 @@
-//! Static OpenAPI v2 and v3 documents describing the served groups (docs/wire-contract.md §6.4).
+//! The OpenAPI documents of `/openapi/v2` and `/openapi/v3` (docs/wire-contract.md §6.4, docs/architecture.md §7).
 //!
-//! `/openapi/v2` serves one Swagger 2.0 document with every metric read route of both groups and all
-//! three group-versions (docs/wire-contract.md §1.3, §1.4, §10 item 10). `/openapi/v3` serves an index that
-//! points at one OpenAPI 3.0 document per group-version; each URL carries `?hash=<HASH>`, the
-//! upper-case hex SHA-512 of the compact serialization of that document (as kube-openapi does), so
-//! clients can cache it. [`etag`] gives the matching `ETag` header value for `If-None-Match`.
+//! One source: an OpenAPI 3.0 document per served group-version, checked in as JSON under `src/api/openapi/v3/`
+//! and named by [`GroupVersion::openapi_v3`]. `/openapi/v3` serves an index that points at each of them; each URL
+//! carries `?hash=<HASH>`, the upper-case hex SHA-512 of the compact serialization of that document (as
+//! kube-openapi does), so clients can cache it. The Swagger 2.0 document of `/openapi/v2` is derived from the same
+//! documents ([`v2_from_v3`]). [`etag`] gives the matching `ETag` header value for `If-None-Match`.
 //!
 //! Schemas are named as Kubernetes names them (`io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricValueList`,
 //! `io.k8s.apimachinery.pkg.apis.meta.v1.Status`, …) and describe the wire shapes of docs/wire-contract.md §2.1
-//! and §3.1. The documents are pure functions of the code: the server builds them once and caches them.
+//! and §3.1. The tests check that every documented path is routed and every route is documented, that the
+//! documents agree with [`super::group_versions::SERVED`], and that openapi-spec-validator accepts them.
 
-use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 
-/// `info.title` of every document.
-pub const INFO_TITLE: &str = "custom-metrics-apiserver";
+use serde_json::{Map, Value, json};
 
-/// `info.version` of every document (the Go adapter uses the same placeholder).
-const INFO_VERSION: &str = "1.0.0";
+use super::group_versions::{GroupVersion, SERVED};
 
-/// The group-versions served, in the order used by the `/openapi/v3` index.
-pub const GROUP_VERSIONS: &[(&str, &str)] = &[
-    ("custom.metrics.k8s.io", "v1beta1"),
-    ("custom.metrics.k8s.io", "v1beta2"),
-    ("external.metrics.k8s.io", "v1beta1"),
-];
-
-/// Swagger 2.0 document of every served metrics route (both groups, all three group-versions).
-#[must_use]
-pub fn v2_document() -> Value {
-    let flavor = Flavor::Swagger2;
-    let mut paths = Map::new();
-    let mut definitions = Map::new();
-    for api in Api::ALL {
-        paths.extend(api.paths(flavor));
-        definitions.extend(api.schemas(flavor));
-    }
-    json!({
-        "swagger": "2.0",
-        "info": info(),
-        "paths": paths,
-        "definitions": definitions,
-        "securityDefinitions": { "BearerToken": bearer_token_scheme() },
-        "security": [{ "BearerToken": [] }],
-    })
+/// The documents as served, parsed once.
+#[derive(Debug)]
+pub struct Documents {
+    /// `/openapi/v2`.
+    pub v2: Value,
+    /// `/openapi/v3`.
+    pub v3_index: Value,
+    /// `/openapi/v3/apis/<group>/<version>`, in the order of [`SERVED`].
+    pub v3: Vec<(&'static GroupVersion, Value)>,
 }
 
-/// OpenAPI 3.0 document for one group-version, `None` for a group-version that is not served.
-/// Paths are relative to the server root, e.g.
-/// `/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}`.
-#[must_use]
-pub fn v3_document(group: &str, version: &str) -> Option<Value> {
-    let api = Api::from_group_version(group, version)?;
-    let flavor = Flavor::OpenApi3;
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": info(),
-        "paths": api.paths(flavor),
-        "components": {
-            "schemas": api.schemas(flavor),
-            "securitySchemes": { "BearerToken": bearer_token_scheme() },
-        },
-        "security": [{ "BearerToken": [] }],
-    }))
+/// Parses the checked-in documents and derives the others. Fails only when a checked-in document is not JSON,
+/// which the tests rule out.
+pub fn documents() -> Result<Documents, serde_json::Error> {
+    let v3 = SERVED
+        .iter()
+        .map(|served| Ok((*served, serde_json::from_str::<Value>(served.openapi_v3)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    let v2 = v2_from_v3(v3.iter().map(|(_, doc)| doc));
+    let v3_index = v3_index(&v3);
+    Ok(Documents { v2, v3_index, v3 })
 }
 
-/// The `/openapi/v3` index: one `serverRelativeURL` per served group-version, each carrying the
-/// content hash of the document it points at.
-#[must_use]
-pub fn v3_index() -> Value {
-    let mut paths = Map::new();
-    for api in Api::ALL {
-        let (group, version) = (api.group(), api.version());
-        let hash = v3_document(group, version).map(|doc| content_hash(&doc)).unwrap_or_default();
-        paths.insert(
-            format!("apis/{group}/{version}"),
-            json!({ "serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}?hash={hash}") }),
-        );
-    }
+/// The path of a group-version's OpenAPI 3.0 document.
+pub fn v3_path(served: &GroupVersion) -> String {
+    format!("/openapi/v3/apis/{}/{}", served.group, served.version)
+}
+
+/// The `/openapi/v3` index: one `serverRelativeURL` per served group-version, each carrying the content hash of
+/// the document it points at.
+fn v3_index(v3: &[(&'static GroupVersion, Value)]) -> Value {
+    let paths: Map<String, Value> = v3
+        .iter()
+        .map(|(served, doc)| {
+            let url = format!("{}?hash={}", v3_path(served), content_hash(doc));
+            (format!("apis/{}/{}", served.group, served.version), json!({ "serverRelativeURL": url }))
+        })
+        .collect();
     json!({ "paths": paths })
 }
 
@@ -98,746 +75,132 @@ fn content_hash(doc: &Value) -> String {
     )
 }
 
-fn info() -> Value {
-    json!({ "title": INFO_TITLE, "version": INFO_VERSION })
-}
+// ---------------------------------------------------------------------------------------------
+// Swagger 2.0 from OpenAPI 3.0
+// ---------------------------------------------------------------------------------------------
 
-fn bearer_token_scheme() -> Value {
+const V3_REFS: &str = "#/components/schemas/";
+const V2_REFS: &str = "#/definitions/";
+
+/// One Swagger 2.0 document holding every path and schema of `docs`, as kube-openapi builds `/openapi/v2` from
+/// the same definitions as `/openapi/v3`. Converts only what the checked-in documents use: `$ref` prefixes,
+/// `nullable` (`x-nullable`), a reference with its own description (a one-element `allOf` in 3.0, `$ref` with
+/// siblings in 2.0), parameters' `schema`, responses' `content`; operations gain `produces` and `schemes`.
+pub fn v2_from_v3<'a>(docs: impl IntoIterator<Item = &'a Value>) -> Value {
+    let (mut info, mut security) = (Value::Null, Value::Null);
+    let (mut paths, mut definitions, mut security_definitions) = (Map::new(), Map::new(), Map::new());
+    for doc in docs {
+        info.clone_from(&doc["info"]);
+        security.clone_from(&doc["security"]);
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            paths.insert(path.clone(), path_item_v2(item));
+        }
+        for (name, schema) in doc["components"]["schemas"].as_object().into_iter().flatten() {
+            definitions.insert(name.clone(), schema_v2(schema));
+        }
+        if let Some(schemes) = doc["components"]["securitySchemes"].as_object() {
+            security_definitions.extend(schemes.clone());
+        }
+    }
     json!({
-        "type": "apiKey",
-        "name": "authorization",
-        "in": "header",
-        "description": "Bearer Token authentication",
+        "swagger": "2.0",
+        "info": info,
+        "paths": paths,
+        "definitions": definitions,
+        "securityDefinitions": security_definitions,
+        "security": security,
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Document flavours
-// ---------------------------------------------------------------------------------------------
-
-/// The two document formats; they differ in where schemas live and how parameters, responses,
-/// nullability and annotated references are spelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flavor {
-    Swagger2,
-    OpenApi3,
-}
-
-impl Flavor {
-    fn schema_ref(self, name: &str) -> Value {
-        let prefix = match self {
-            Flavor::Swagger2 => "#/definitions/",
-            Flavor::OpenApi3 => "#/components/schemas/",
-        };
-        json!({ "$ref": format!("{prefix}{name}") })
-    }
-
-    /// A property that refers to another schema and carries its own description (and nullability).
-    /// Swagger 2.0 puts the description beside `$ref` (as Kubernetes does); OpenAPI 3.0 ignores
-    /// siblings of `$ref`, so there the reference is wrapped in a single-element `allOf`.
-    fn ref_property(self, name: &str, description: &str, nullable: bool) -> Value {
-        let mut property = match self {
-            Flavor::Swagger2 => self.schema_ref(name),
-            Flavor::OpenApi3 => json!({ "allOf": [self.schema_ref(name)] }),
-        };
-        with_description(&mut property, description);
-        if nullable {
-            self.mark_nullable(&mut property);
-        }
-        property
-    }
-
-    fn mark_nullable(self, schema: &mut Value) {
-        let key = match self {
-            Flavor::Swagger2 => "x-nullable",
-            Flavor::OpenApi3 => "nullable",
-        };
-        if let Some(object) = schema.as_object_mut() {
-            object.insert(key.to_owned(), Value::Bool(true));
-        }
-    }
-
-    /// A `string` query or path parameter.
-    fn parameter(self, param: Param) -> Value {
-        let (location, required) = if param.in_path() { ("path", true) } else { ("query", false) };
-        let mut parameter = json!({
-            "name": param.name(),
-            "in": location,
-            "description": param.description(),
-            "required": required,
-        });
-        let string = json!({ "type": "string" });
-        match (self, parameter.as_object_mut()) {
-            (Flavor::Swagger2, Some(object)) => {
-                object.extend(as_map(string));
-                object.insert("uniqueItems".to_owned(), Value::Bool(true));
-            }
-            (Flavor::OpenApi3, Some(object)) => {
-                object.insert("schema".to_owned(), string);
-            }
-            (_, None) => {}
-        }
-        parameter
-    }
-
-    /// A JSON response whose body is described by the schema `schema_name`.
-    fn response(self, description: &str, schema_name: &str) -> Value {
-        let schema = self.schema_ref(schema_name);
-        match self {
-            Flavor::Swagger2 => json!({ "description": description, "schema": schema }),
-            Flavor::OpenApi3 => json!({
-                "description": description,
-                "content": { JSON_MEDIA_TYPE: { "schema": schema } },
-            }),
-        }
-    }
-}
-
-const JSON_MEDIA_TYPE: &str = "application/json";
-
-fn as_map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-fn with_description(schema: &mut Value, description: &str) {
-    if let Some(object) = schema.as_object_mut() {
-        object.insert("description".to_owned(), Value::String(description.to_owned()));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Routes
-// ---------------------------------------------------------------------------------------------
-
-/// The request parameters of the metric read routes (docs/wire-contract.md §1.3–§1.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Param {
-    Namespace,
-    Resource,
-    Name,
-    Metric,
-    LabelSelector,
-    MetricLabelSelector,
-    Pretty,
-}
-
-impl Param {
-    fn name(self) -> &'static str {
-        match self {
-            Param::Namespace => "namespace",
-            Param::Resource => "resource",
-            Param::Name => "name",
-            Param::Metric => "metric",
-            Param::LabelSelector => "labelSelector",
-            Param::MetricLabelSelector => "metricLabelSelector",
-            Param::Pretty => "pretty",
-        }
-    }
-
-    fn in_path(self) -> bool {
-        matches!(self, Param::Namespace | Param::Resource | Param::Name | Param::Metric)
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            Param::Namespace => "object name and auth scope, such as for teams and projects",
-            Param::Resource => {
-                "the resource of the described object(s), optionally group-qualified: `pods`, `deployments.apps`"
-            }
-            Param::Name => "name of the described object",
-            Param::Metric => "name of the metric",
-            Param::LabelSelector => {
-                "A selector to restrict the list of returned objects (custom metrics, wildcard routes) or metric series (external metrics) by their labels. Defaults to everything."
-            }
-            Param::MetricLabelSelector => {
-                "A selector to restrict the list of returned metrics by their labels. Defaults to everything."
-            }
-            Param::Pretty => "If 'true', then the output is pretty printed.",
-        }
-    }
-}
-
-/// One served read route of a group-version: its path below `/apis/<group>/<version>`.
-struct Route {
-    suffix: &'static str,
-    /// `read` (one object) or `list` (several objects or several metrics).
-    action: &'static str,
-    /// Operation id tail, unique within a group-version.
-    operation: &'static str,
-    description: &'static str,
-    path_params: &'static [Param],
-}
-
-const CUSTOM_ROUTES: &[Route] = &[
-    Route {
-        suffix: "/namespaces/{namespace}/{resource}/{name}/{metric}",
-        action: "read",
-        operation: "NamespacedObjectMetric",
-        description: "read the value of a metric for one namespaced object",
-        path_params: &[Param::Namespace, Param::Resource, Param::Name, Param::Metric],
-    },
-    Route {
-        suffix: "/namespaces/{namespace}/{resource}/*/{metric}",
-        action: "list",
-        operation: "NamespacedObjectsMetric",
-        description: "list the values of a metric for every object of a resource in a namespace that matches labelSelector",
-        path_params: &[Param::Namespace, Param::Resource, Param::Metric],
-    },
-    Route {
-        suffix: "/namespaces/{namespace}/{resource}/{name}/",
-        action: "list",
-        operation: "NamespacedObjectMetrics",
-        description: "list the values of every metric stored for one namespaced object",
-        path_params: &[Param::Namespace, Param::Resource, Param::Name],
-    },
-    Route {
-        suffix: "/namespaces/{namespace}/metrics/{metric}",
-        action: "read",
-        operation: "NamespaceMetric",
-        description: "read the value of a metric for the Namespace object {namespace} itself",
-        path_params: &[Param::Namespace, Param::Metric],
-    },
-    Route {
-        suffix: "/{resource}/{name}/{metric}",
-        action: "read",
-        operation: "ClusterObjectMetric",
-        description: "read the value of a metric for one cluster-scoped object",
-        path_params: &[Param::Resource, Param::Name, Param::Metric],
-    },
-    Route {
-        suffix: "/{resource}/*/{metric}",
-        action: "list",
-        operation: "ClusterObjectsMetric",
-        description: "list the values of a metric for every cluster-scoped object of a resource that matches labelSelector",
-        path_params: &[Param::Resource, Param::Metric],
-    },
-];
-
-const CUSTOM_QUERY_PARAMS: &[Param] = &[Param::LabelSelector, Param::MetricLabelSelector, Param::Pretty];
-
-const EXTERNAL_ROUTES: &[Route] = &[Route {
-    suffix: "/namespaces/{namespace}/{metric}",
-    action: "list",
-    operation: "NamespacedExternalMetric",
-    description: "list the series of an external metric in a namespace that match labelSelector",
-    path_params: &[Param::Namespace, Param::Metric],
-}];
-
-const EXTERNAL_QUERY_PARAMS: &[Param] = &[Param::LabelSelector, Param::Pretty];
-
-/// Error answers every route may give, all as a `Status` body (docs/wire-contract.md §3).
-const ERROR_RESPONSES: &[(&str, &str)] = &[
-    ("400", "BadRequest: malformed path or selector"),
-    ("401", "Unauthorized"),
-    ("403", "Forbidden"),
-    ("404", "NotFound: unknown resource, object or metric"),
-    ("500", "InternalError"),
-];
-
-// ---------------------------------------------------------------------------------------------
-// Group-versions
-// ---------------------------------------------------------------------------------------------
-
-/// A served group-version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Api {
-    CustomV1beta1,
-    CustomV1beta2,
-    ExternalV1beta1,
-}
-
-impl Api {
-    const ALL: [Api; 3] = [Api::CustomV1beta1, Api::CustomV1beta2, Api::ExternalV1beta1];
-
-    fn from_group_version(group: &str, version: &str) -> Option<Api> {
-        Api::ALL.into_iter().find(|api| api.group() == group && api.version() == version)
-    }
-
-    fn group(self) -> &'static str {
-        match self {
-            Api::CustomV1beta1 | Api::CustomV1beta2 => "custom.metrics.k8s.io",
-            Api::ExternalV1beta1 => "external.metrics.k8s.io",
-        }
-    }
-
-    fn version(self) -> &'static str {
-        match self {
-            Api::CustomV1beta1 | Api::ExternalV1beta1 => "v1beta1",
-            Api::CustomV1beta2 => "v1beta2",
-        }
-    }
-
-    fn is_custom(self) -> bool {
-        self != Api::ExternalV1beta1
-    }
-
-    /// Go package name in `k8s.io/metrics/pkg/apis/`.
-    fn package(self) -> &'static str {
-        if self.is_custom() { "custom_metrics" } else { "external_metrics" }
-    }
-
-    /// Fully qualified schema name of a kind of this group-version, as Kubernetes names it.
-    fn type_name(self, kind: &str) -> String {
-        format!("io.k8s.metrics.pkg.apis.{}.{}.{kind}", self.package(), self.version())
-    }
-
-    fn list_kind(self) -> &'static str {
-        if self.is_custom() { "MetricValueList" } else { "ExternalMetricValueList" }
-    }
-
-    fn item_kind(self) -> &'static str {
-        if self.is_custom() { "MetricValue" } else { "ExternalMetricValue" }
-    }
-
-    fn routes(self) -> &'static [Route] {
-        if self.is_custom() { CUSTOM_ROUTES } else { EXTERNAL_ROUTES }
-    }
-
-    fn query_params(self) -> &'static [Param] {
-        if self.is_custom() { CUSTOM_QUERY_PARAMS } else { EXTERNAL_QUERY_PARAMS }
-    }
-
-    /// `customMetrics` / `externalMetrics`: the group's first two labels in camel case.
-    fn group_camel(self) -> &'static str {
-        if self.is_custom() { "customMetrics" } else { "externalMetrics" }
-    }
-
-    /// `CustomMetricsV1beta2`: the middle of this group-version's operation ids.
-    fn operation_infix(self) -> String {
-        format!("{}{}", capitalize(self.group_camel()), capitalize(self.version()))
-    }
-
-    /// Kubernetes-style tag, e.g. `customMetrics_v1beta2`.
-    fn tag(self) -> String {
-        format!("{}_{}", self.group_camel(), self.version())
-    }
-
-    fn group_version_kind(self) -> Value {
-        json!({ "group": self.group(), "version": self.version(), "kind": self.list_kind() })
-    }
-
-    /// The path items of every route of this group-version, keyed by absolute path template.
-    fn paths(self, flavor: Flavor) -> Map<String, Value> {
-        self.routes()
-            .iter()
-            .map(|route| {
-                let path = format!("/apis/{}/{}{}", self.group(), self.version(), route.suffix);
-                (path, self.path_item(flavor, route))
-            })
-            .collect()
-    }
-
-    /// A path item with a single GET operation answering this group-version's list kind.
-    fn path_item(self, flavor: Flavor, route: &Route) -> Value {
-        let mut responses = Map::new();
-        responses.insert("200".to_owned(), flavor.response("OK", &self.type_name(self.list_kind())));
-        for (code, description) in ERROR_RESPONSES {
-            responses.insert((*code).to_owned(), flavor.response(description, STATUS));
-        }
-        let mut get = json!({
-            "description": route.description,
-            "operationId": format!("{}{}{}", route.action, self.operation_infix(), route.operation),
-            "tags": [self.tag()],
-            "responses": responses,
-            "x-kubernetes-action": if route.action == "read" { "get" } else { "list" },
-            "x-kubernetes-group-version-kind": self.group_version_kind(),
-        });
-        if flavor == Flavor::Swagger2
-            && let Some(object) = get.as_object_mut()
-        {
-            object.insert("produces".to_owned(), json!([JSON_MEDIA_TYPE]));
-            object.insert("schemes".to_owned(), json!(["https"]));
-        }
-        let parameters: Vec<Value> =
-            route.path_params.iter().chain(self.query_params()).map(|param| flavor.parameter(*param)).collect();
-        json!({ "get": get, "parameters": parameters })
-    }
-
-    /// Every schema this group-version's document needs, keyed by schema name.
-    fn schemas(self, flavor: Flavor) -> Map<String, Value> {
-        let mut schemas = common_schemas(flavor);
-        if self.is_custom() {
-            schemas.extend(object_reference_schemas(flavor));
-        }
-        let list = list_schema(flavor, self);
-        schemas.insert(self.type_name(self.list_kind()), list);
-        let item_description = self.item_description();
-        let (item, extra) = match self {
-            Api::CustomV1beta1 => (metric_value_v1beta1(flavor, item_description), None),
-            Api::CustomV1beta2 => (
-                metric_value_v1beta2(flavor, item_description, &self.type_name(METRIC_IDENTIFIER)),
-                Some((self.type_name(METRIC_IDENTIFIER), metric_identifier(flavor))),
-            ),
-            Api::ExternalV1beta1 => (external_metric_value(flavor, item_description), None),
-        };
-        schemas.insert(self.type_name(self.item_kind()), item);
-        schemas.extend(extra);
-        schemas
-    }
-
-    fn item_description(self) -> &'static str {
-        if self.is_custom() {
-            "MetricValue is the metric value for some object"
+fn path_item_v2(item: &Value) -> Value {
+    let Some(item) = item.as_object() else { return item.clone() };
+    let converted = item.iter().map(|(key, value)| {
+        let value = if key == "parameters" {
+            Value::Array(value.as_array().into_iter().flatten().map(parameter_v2).collect())
         } else {
-            "ExternalMetricValue is a metric value for external metric. A single metric value is identified by metric name and a set of string labels. For one metric there can be multiple values with different sets of labels."
+            operation_v2(value)
+        };
+        (key.clone(), value)
+    });
+    Value::Object(converted.collect())
+}
+
+fn operation_v2(operation: &Value) -> Value {
+    let Some(operation) = operation.as_object() else { return operation.clone() };
+    let mut converted = operation.clone();
+    if let Some(responses) = operation.get("responses").and_then(Value::as_object) {
+        let responses = responses.iter().map(|(code, response)| (code.clone(), response_v2(response)));
+        converted.insert("responses".to_owned(), Value::Object(responses.collect()));
+    }
+    converted.insert("produces".to_owned(), json!(["application/json"]));
+    converted.insert("schemes".to_owned(), json!(["https"]));
+    Value::Object(converted)
+}
+
+/// `schema: {type}` moves into the parameter; Kubernetes' v2 parameters carry `uniqueItems`.
+fn parameter_v2(parameter: &Value) -> Value {
+    let Some(parameter) = parameter.as_object() else { return parameter.clone() };
+    let mut converted = parameter.clone();
+    if let Some(Value::Object(schema)) = converted.remove("schema") {
+        converted.extend(schema);
+        converted.insert("uniqueItems".to_owned(), Value::Bool(true));
+    }
+    Value::Object(converted)
+}
+
+/// `content: {<media type>: {schema}}` becomes `schema`.
+fn response_v2(response: &Value) -> Value {
+    let Some(response) = response.as_object() else { return response.clone() };
+    let mut converted = response.clone();
+    if let Some(content) = converted.remove("content")
+        && let Some(schema) = content.as_object().and_then(|media| media.values().next()).map(|media| &media["schema"])
+    {
+        converted.insert("schema".to_owned(), schema_v2(schema));
+    }
+    Value::Object(converted)
+}
+
+fn schema_v2(schema: &Value) -> Value {
+    let Some(schema) = schema.as_object() else { return schema.clone() };
+    let mut converted = Map::new();
+    for (key, value) in schema {
+        match (key.as_str(), value) {
+            ("$ref", Value::String(target)) => {
+                let name = target.strip_prefix(V3_REFS).unwrap_or(target);
+                converted.insert(key.clone(), Value::String(format!("{V2_REFS}{name}")));
+            }
+            ("nullable", _) => {
+                converted.insert("x-nullable".to_owned(), value.clone());
+            }
+            // Swagger 2.0 keeps a reference's siblings, so the wrapper that OpenAPI 3.0 needs goes.
+            ("allOf", Value::Array(parts)) if parts.len() == 1 && parts[0].get("$ref").is_some() => {
+                converted.extend(
+                    schema_v2(&parts[0]).as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            ("properties", Value::Object(properties)) => {
+                let properties = properties.iter().map(|(name, property)| (name.clone(), schema_v2(property)));
+                converted.insert(key.clone(), Value::Object(properties.collect()));
+            }
+            ("items" | "additionalProperties", _) => {
+                converted.insert(key.clone(), schema_v2(value));
+            }
+            ("allOf", Value::Array(parts)) => {
+                converted.insert(key.clone(), Value::Array(parts.iter().map(schema_v2).collect()));
+            }
+            _ => {
+                converted.insert(key.clone(), value.clone());
+            }
         }
     }
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Schemas
-// ---------------------------------------------------------------------------------------------
-
-const OBJECT_REFERENCE: &str = "io.k8s.api.core.v1.ObjectReference";
-const LABEL_SELECTOR: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector";
-const LABEL_SELECTOR_REQUIREMENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement";
-const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
-const TIME: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Time";
-const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
-const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
-const STATUS_DETAILS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails";
-const STATUS_CAUSE: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause";
-const METRIC_IDENTIFIER: &str = "MetricIdentifier";
-
-const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase.";
-const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values.";
-const TIMESTAMP_DESCRIPTION: &str = "indicates the time at which the metrics were produced; null for the zero time";
-const WINDOW_DESCRIPTION: &str = "indicates the window ([Timestamp-Window, Timestamp]) in seconds from which these metrics were calculated, when returning rate metrics calculated from cumulative metrics (omitted for instantaneous metrics)";
-const VALUE_DESCRIPTION: &str = "the value of the metric";
-const SELECTOR_DESCRIPTION: &str = "selector represents the label selector that could be used to select this metric, and will generally just be the selector passed in to the query used to fetch this metric; null when no metric selector was given";
-const METRIC_NAME_DESCRIPTION: &str = "the name of the metric";
-const DESCRIBED_OBJECT_DESCRIPTION: &str = "a reference to the described object";
-
-/// An `object` schema with its properties (listed in wire order; the emitted key order follows
-/// `serde_json`'s map) and its required property names.
-fn object_schema(description: &str, properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
-    let properties: Map<String, Value> =
-        properties.into_iter().map(|(name, schema)| (name.to_owned(), schema)).collect();
-    let mut schema = json!({ "description": description, "type": "object", "properties": properties });
-    if !required.is_empty()
-        && let Some(object) = schema.as_object_mut()
-    {
-        object.insert("required".to_owned(), json!(required));
-    }
-    schema
-}
-
-fn typed(kind: &str, format: Option<&str>, description: &str) -> Value {
-    let mut schema = json!({ "type": kind, "description": description });
-    if let (Some(format), Some(object)) = (format, schema.as_object_mut()) {
-        object.insert("format".to_owned(), Value::String(format.to_owned()));
-    }
-    schema
-}
-
-fn string(description: &str) -> Value {
-    typed("string", None, description)
-}
-
-fn int64(description: &str) -> Value {
-    typed("integer", Some("int64"), description)
-}
-
-fn array_of(items: Value, description: &str) -> Value {
-    let mut schema = as_map(json!({ "type": "array", "description": description }));
-    schema.insert("items".to_owned(), items);
-    Value::Object(schema)
-}
-
-fn string_map(description: &str) -> Value {
-    json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": description })
-}
-
-fn type_meta_properties() -> Vec<(&'static str, Value)> {
-    vec![("kind", string(KIND_DESCRIPTION)), ("apiVersion", string(API_VERSION_DESCRIPTION))]
-}
-
-/// The properties every metric value shares after its identifying fields: timestamp, window, value.
-fn timestamp_property(flavor: Flavor) -> (&'static str, Value) {
-    ("timestamp", flavor.ref_property(TIME, TIMESTAMP_DESCRIPTION, true))
-}
-
-fn value_property(flavor: Flavor) -> (&'static str, Value) {
-    ("value", flavor.ref_property(QUANTITY, VALUE_DESCRIPTION, false))
-}
-
-fn selector_property(flavor: Flavor) -> (&'static str, Value) {
-    ("selector", flavor.ref_property(LABEL_SELECTOR, SELECTOR_DESCRIPTION, true))
-}
-
-fn described_object_property(flavor: Flavor) -> (&'static str, Value) {
-    ("describedObject", flavor.ref_property(OBJECT_REFERENCE, DESCRIBED_OBJECT_DESCRIPTION, false))
-}
-
-/// `MetricValueList` / `ExternalMetricValueList` of a group-version.
-fn list_schema(flavor: Flavor, api: Api) -> Value {
-    let mut properties = type_meta_properties();
-    properties.push(("metadata", flavor.ref_property(LIST_META, "Standard list metadata; in practice `{}`.", false)));
-    properties.push((
-        "items",
-        array_of(
-            flavor.schema_ref(&api.type_name(api.item_kind())),
-            "the value of the metric across the described objects",
-        ),
-    ));
-    let description = format!(
-        "{} is a list of values for a given metric for some set of {}",
-        api.list_kind(),
-        if api.is_custom() { "objects" } else { "labels" }
-    );
-    let mut schema = object_schema(&description, properties, &["items"]);
-    if let Some(object) = schema.as_object_mut() {
-        object.insert("x-kubernetes-group-version-kind".to_owned(), json!([api.group_version_kind()]));
-    }
-    schema
-}
-
-/// custom.metrics.k8s.io/v1beta1 `MetricValue` (docs/wire-contract.md §2.1).
-fn metric_value_v1beta1(flavor: Flavor, description: &str) -> Value {
-    object_schema(
-        description,
-        vec![
-            described_object_property(flavor),
-            ("metricName", string(METRIC_NAME_DESCRIPTION)),
-            timestamp_property(flavor),
-            ("window", int64(WINDOW_DESCRIPTION)),
-            value_property(flavor),
-            selector_property(flavor),
-        ],
-        &["describedObject", "metricName", "timestamp", "value"],
-    )
-}
-
-/// custom.metrics.k8s.io/v1beta2 `MetricValue` (docs/wire-contract.md §2.1).
-fn metric_value_v1beta2(flavor: Flavor, description: &str, identifier: &str) -> Value {
-    object_schema(
-        description,
-        vec![
-            described_object_property(flavor),
-            ("metric", flavor.ref_property(identifier, "the name and selector of the metric", false)),
-            timestamp_property(flavor),
-            ("windowSeconds", int64(WINDOW_DESCRIPTION)),
-            value_property(flavor),
-        ],
-        &["describedObject", "metric", "timestamp", "value"],
-    )
-}
-
-/// custom.metrics.k8s.io/v1beta2 `MetricIdentifier`.
-fn metric_identifier(flavor: Flavor) -> Value {
-    object_schema(
-        "MetricIdentifier identifies a metric by name and, optionally, selector",
-        vec![("name", string("name is the name of the given metric")), selector_property(flavor)],
-        &["name"],
-    )
-}
-
-/// external.metrics.k8s.io/v1beta1 `ExternalMetricValue` (docs/wire-contract.md §2.1).
-fn external_metric_value(flavor: Flavor, description: &str) -> Value {
-    let mut labels = string_map("a set of labels which identify a single time series for the metric");
-    flavor.mark_nullable(&mut labels);
-    object_schema(
-        description,
-        vec![
-            ("metricName", string(METRIC_NAME_DESCRIPTION)),
-            ("metricLabels", labels),
-            timestamp_property(flavor),
-            ("window", int64(WINDOW_DESCRIPTION)),
-            value_property(flavor),
-        ],
-        &["metricName", "metricLabels", "timestamp", "value"],
-    )
-}
-
-/// Schemas used by every group-version: list metadata, time, quantity and the error `Status`.
-fn common_schemas(flavor: Flavor) -> Map<String, Value> {
-    let mut schemas = Map::new();
-    schemas.insert(LIST_META.to_owned(), list_meta());
-    schemas.insert(
-        TIME.to_owned(),
-        typed("string", Some("date-time"), "Time in RFC 3339 form, UTC, whole seconds, e.g. `2026-07-01T10:00:00Z`."),
-    );
-    schemas.insert(
-        QUANTITY.to_owned(),
-        string("Quantity is a fixed-point representation of a number in canonical form, e.g. `42`, `1500m`, `2Ki`, `1e21`."),
-    );
-    schemas.insert(STATUS.to_owned(), status(flavor));
-    schemas.insert(STATUS_DETAILS.to_owned(), status_details(flavor));
-    schemas.insert(STATUS_CAUSE.to_owned(), status_cause());
-    schemas
-}
-
-/// Schemas used by the custom-metrics group-versions only: object references and label selectors.
-fn object_reference_schemas(flavor: Flavor) -> Map<String, Value> {
-    let mut schemas = Map::new();
-    schemas.insert(OBJECT_REFERENCE.to_owned(), object_reference());
-    schemas.insert(LABEL_SELECTOR.to_owned(), label_selector(flavor));
-    schemas.insert(LABEL_SELECTOR_REQUIREMENT.to_owned(), label_selector_requirement());
-    schemas
-}
-
-fn list_meta() -> Value {
-    object_schema(
-        "ListMeta describes metadata that synthetic resources must have, including lists.",
-        vec![
-            ("selfLink", string("Deprecated, not set.")),
-            ("resourceVersion", string("String that identifies the server's internal version of this object.")),
-            ("continue", string("continue may be set if the user set a limit on the number of items returned.")),
-            (
-                "remainingItemCount",
-                int64("The number of subsequent items in the list which are not included in this list response."),
-            ),
-        ],
-        &[],
-    )
-}
-
-fn object_reference() -> Value {
-    object_schema(
-        "ObjectReference contains enough information to let you inspect or modify the referred object. `apiVersion` is `<group>/<version>`, which for core kinds reads `/v1`.",
-        vec![
-            ("kind", string("Kind of the referent.")),
-            ("namespace", string("Namespace of the referent; omitted for cluster-scoped objects.")),
-            ("name", string("Name of the referent.")),
-            ("uid", string("UID of the referent.")),
-            ("apiVersion", string("API version of the referent.")),
-            ("resourceVersion", string("Specific resourceVersion to which this reference is made, if any.")),
-            (
-                "fieldPath",
-                string(
-                    "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
-                ),
-            ),
-        ],
-        &[],
-    )
-}
-
-fn label_selector(flavor: Flavor) -> Value {
-    object_schema(
-        "A label selector is a label query over a set of resources. The result of matchLabels and matchExpressions are ANDed. An empty label selector matches all objects.",
-        vec![
-            (
-                "matchLabels",
-                string_map(
-                    "matchLabels is a map of {key,value} pairs; each is equivalent to an element of matchExpressions whose key field is \"key\", the operator is \"In\", and the values array contains only \"value\".",
-                ),
-            ),
-            (
-                "matchExpressions",
-                array_of(
-                    flavor.schema_ref(LABEL_SELECTOR_REQUIREMENT),
-                    "matchExpressions is a list of label selector requirements. The requirements are ANDed.",
-                ),
-            ),
-        ],
-        &[],
-    )
-}
-
-fn label_selector_requirement() -> Value {
-    let mut operator = string("operator represents a key's relationship to a set of values.");
-    if let Some(object) = operator.as_object_mut() {
-        object.insert("enum".to_owned(), json!(["In", "NotIn", "Exists", "DoesNotExist"]));
-    }
-    object_schema(
-        "A label selector requirement is a selector that contains values, a key, and an operator that relates the key and values.",
-        vec![
-            ("key", string("key is the label key that the selector applies to.")),
-            ("operator", operator),
-            (
-                "values",
-                array_of(
-                    json!({ "type": "string" }),
-                    "values is an array of string values. If the operator is In or NotIn, the values array must be non-empty. If the operator is Exists or DoesNotExist, the values array must be empty.",
-                ),
-            ),
-        ],
-        &["key", "operator"],
-    )
-}
-
-fn status(flavor: Flavor) -> Value {
-    let mut properties = type_meta_properties();
-    properties.extend([
-        (
-            "metadata",
-            flavor.ref_property(LIST_META, "Standard list metadata; in practice `{}`.", false),
-        ),
-        ("status", string("Status of the operation. One of: \"Success\" or \"Failure\".")),
-        ("message", string("A human-readable description of the status of this operation.")),
-        ("reason", string("A machine-readable description of why this operation is in the \"Failure\" status, e.g. `NotFound`, `BadRequest`; absent when unknown.")),
-        (
-            "details",
-            flavor.ref_property(STATUS_DETAILS, "Extended data associated with the reason.", false),
-        ),
-        ("code", typed("integer", Some("int32"), "Suggested HTTP return code for this status, 0 if not set.")),
-    ]);
-    let mut schema =
-        object_schema("Status is a return value for calls that don't return other objects.", properties, &[]);
-    if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "x-kubernetes-group-version-kind".to_owned(),
-            json!([{ "group": "", "version": "v1", "kind": "Status" }]),
-        );
-    }
-    schema
-}
-
-fn status_details(flavor: Flavor) -> Value {
-    object_schema(
-        "StatusDetails is a set of additional properties that MAY be set by the server to provide additional information about a response.",
-        vec![
-            ("name", string("The name attribute of the resource associated with the status StatusReason.")),
-            ("group", string("The group attribute of the resource associated with the status StatusReason.")),
-            ("kind", string("The kind attribute of the resource associated with the status StatusReason.")),
-            ("uid", string("UID of the resource.")),
-            (
-                "causes",
-                array_of(
-                    flavor.schema_ref(STATUS_CAUSE),
-                    "The Causes array includes more details associated with the StatusReason failure.",
-                ),
-            ),
-            (
-                "retryAfterSeconds",
-                typed(
-                    "integer",
-                    Some("int32"),
-                    "If specified, the time in seconds before the operation should be retried.",
-                ),
-            ),
-        ],
-        &[],
-    )
-}
-
-fn status_cause() -> Value {
-    object_schema(
-        "StatusCause provides more information about an api.Status failure, including cases when multiple errors are encountered.",
-        vec![
-            ("reason", string("A machine-readable description of the cause of the error.")),
-            ("message", string("A human-readable description of the cause of the error.")),
-            (
-                "field",
-                string("The field of the resource that has caused this error, as named by its JSON serialization."),
-            ),
-        ],
-        &[],
-    )
+    Value::Object(converted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::group_versions::{self, EXTERNAL_V1BETA1};
+    use crate::api::route::{self, ApiRoute, CustomTarget};
     use std::collections::BTreeSet;
     use std::path::PathBuf;
     use std::process::Command;
@@ -888,12 +251,32 @@ print("VALID")
         }
     }
 
+    const INFO_TITLE: &str = "custom-metrics-apiserver";
+    const OBJECT_REFERENCE: &str = "io.k8s.api.core.v1.ObjectReference";
+    const LABEL_SELECTOR: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector";
+    const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+
+    fn v2_document() -> Value {
+        documents().expect("the checked-in documents are JSON").v2
+    }
+
+    fn v3_index() -> Value {
+        documents().expect("the checked-in documents are JSON").v3_index
+    }
+
+    /// The document of a served group-version, as served.
+    fn v3_document(group: &str, version: &str) -> Option<Value> {
+        let served = group_versions::find(group, version)?;
+        let documents = documents().expect("the checked-in documents are JSON");
+        documents.v3.into_iter().find(|(listed, _)| *listed == served).map(|(_, doc)| doc)
+    }
+
     fn v3(group: &str, version: &str) -> Value {
         v3_document(group, version).expect("served group-version")
     }
 
     fn all_v3() -> Vec<((&'static str, &'static str), Value)> {
-        GROUP_VERSIONS.iter().map(|&(group, version)| ((group, version), v3(group, version))).collect()
+        SERVED.iter().map(|served| ((served.group, served.version), v3(served.group, served.version))).collect()
     }
 
     fn path_keys(doc: &Value) -> BTreeSet<String> {
@@ -938,6 +321,8 @@ print("VALID")
                 "/{resource}/*/{metric}",
                 "/namespaces/{namespace}/metrics/{metric}",
                 "/namespaces/{namespace}/{resource}/{name}/",
+                "/{resource}/{name}/",
+                "/namespaces/{namespace}/",
             ]
         } else {
             &["/namespaces/{namespace}/{metric}"]
@@ -978,11 +363,188 @@ print("VALID")
 
     #[test]
     fn group_versions_match_served_apis() {
-        let served: Vec<(&str, &str)> = Api::ALL.iter().map(|api| (api.group(), api.version())).collect();
-        assert_eq!(served, GROUP_VERSIONS);
+        let documents = documents().expect("the checked-in documents are JSON");
+        let listed: Vec<&GroupVersion> = documents.v3.iter().map(|(served, _)| *served).collect();
+        assert_eq!(listed, SERVED);
+        for (served, doc) in &documents.v3 {
+            let prefix = format!("/apis/{}/{}/", served.group, served.version);
+            for path in path_keys(doc) {
+                assert!(path.starts_with(&prefix), "{path} in the document of {served:?}");
+            }
+            for (path, _, operation) in operations(doc) {
+                let gvk = json!({ "group": served.group, "version": served.version, "kind": served.list_kind });
+                assert_eq!(operation["x-kubernetes-group-version-kind"], gvk, "{path}");
+            }
+            let package = match served.serves {
+                group_versions::Serves::Custom(_) => "custom_metrics",
+                group_versions::Serves::External => "external_metrics",
+            };
+            let list = format!("io.k8s.metrics.pkg.apis.{package}.{}.{}", served.version, served.list_kind);
+            let gvk = &doc["components"]["schemas"][&list]["x-kubernetes-group-version-kind"];
+            assert_eq!(gvk, &json!([{ "group": served.group, "version": served.version, "kind": served.list_kind }]));
+        }
         assert!(v3_document("custom.metrics.k8s.io", "v1").is_none());
         assert!(v3_document("external.metrics.k8s.io", "v1beta2").is_none());
         assert!(v3_document("metrics.k8s.io", "v1beta1").is_none());
+    }
+
+    /// The OpenAPI path template of a metric read route, `None` for discovery. The match is exhaustive: a new
+    /// route shape must name its template here, and the tests below then require it to be documented.
+    fn template(route: &ApiRoute) -> Option<String> {
+        let (served, suffix) = match route {
+            ApiRoute::GroupList | ApiRoute::Group(_) | ApiRoute::CustomResources(_) | ApiRoute::ExternalResources => {
+                return None;
+            }
+            ApiRoute::Custom(version, target) => {
+                let suffix = match target {
+                    CustomTarget::Object { namespace: Some(_), .. } => {
+                        "/namespaces/{namespace}/{resource}/{name}/{metric}"
+                    }
+                    CustomTarget::Object { namespace: None, resource, .. } if resource == "namespaces" => {
+                        "/namespaces/{namespace}/metrics/{metric}"
+                    }
+                    CustomTarget::Object { namespace: None, .. } => "/{resource}/{name}/{metric}",
+                    CustomTarget::AllObjects { namespace: Some(_), .. } => {
+                        "/namespaces/{namespace}/{resource}/*/{metric}"
+                    }
+                    CustomTarget::AllObjects { namespace: None, .. } => "/{resource}/*/{metric}",
+                    CustomTarget::ObjectMetrics { namespace: Some(_), .. } => {
+                        "/namespaces/{namespace}/{resource}/{name}/"
+                    }
+                    CustomTarget::ObjectMetrics { namespace: None, resource, .. } if resource == "namespaces" => {
+                        "/namespaces/{namespace}/"
+                    }
+                    CustomTarget::ObjectMetrics { namespace: None, .. } => "/{resource}/{name}/",
+                };
+                (version.group_version(), suffix)
+            }
+            ApiRoute::External { .. } => (&EXTERNAL_V1BETA1, "/namespaces/{namespace}/{metric}"),
+        };
+        Some(format!("/apis/{}/{}{suffix}", served.group, served.version))
+    }
+
+    #[test]
+    fn every_documented_path_is_routed_to_the_route_it_documents() {
+        for ((group, version), doc) in all_v3() {
+            for (path, _, operation) in operations(&doc) {
+                let concrete = path
+                    .replace("{namespace}", "ns-1")
+                    .replace("{resource}", "pods")
+                    .replace("{name}", "obj-1")
+                    .replace("{metric}", "m-1");
+                let route = route::parse(&concrete).unwrap_or_else(|error| panic!("{concrete}: {error:?}"));
+                let route = route.unwrap_or_else(|| panic!("{concrete} is not an API route"));
+                assert_eq!(template(&route), Some(path.clone()), "{group}/{version}: {concrete} is {route:?}");
+                let reads_one = matches!(route, ApiRoute::Custom(_, CustomTarget::Object { .. }));
+                let action = if reads_one { "get" } else { "list" };
+                assert_eq!(operation["x-kubernetes-action"], action, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        // One path of every shape that route::parse accepts below a served group-version (its tests' catalogue).
+        const CUSTOM: &[&str] = &[
+            "/namespaces/default/pods/web-1/q",
+            "/namespaces/default/deployments.apps/web/q",
+            "/namespaces/default/pods/*/q",
+            "/namespaces/default/pods/%2A/q",
+            "/namespaces/default/metrics/q",
+            "/namespaces/default/pods/web-1/",
+            "/namespaces/default/",
+            "/nodes/node-1/temp",
+            "/nodes/%2a/temp",
+            "/nodes/node-1/",
+        ];
+        let v2_paths = path_keys(&v2_document());
+        let mut routed = BTreeSet::new();
+        for served in SERVED {
+            let doc = v3(served.group, served.version);
+            let samples: &[&str] = match served.serves {
+                group_versions::Serves::Custom(_) => CUSTOM,
+                group_versions::Serves::External => &["/namespaces/default/queue_depth"],
+            };
+            for sample in samples {
+                let path = format!("/apis/{}/{}{sample}", served.group, served.version);
+                let route = route::parse(&path).expect("routed").expect("an API route");
+                let template = template(&route).expect("a metric read");
+                assert!(doc["paths"].get(&template).is_some(), "{path} ({template}) is not documented");
+                assert!(v2_paths.contains(&template), "{template} is not in /openapi/v2");
+                routed.insert(template);
+            }
+        }
+        assert_eq!(routed, v2_paths, "documented paths that no sample reaches");
+    }
+
+    #[test]
+    fn documents_agree_on_shared_schemas_info_and_security() {
+        let documents = all_v3();
+        let ((_, first), rest) = documents.split_first().expect("served group-versions");
+        let mut schemas: Map<String, Value> = Map::new();
+        for ((group, version), doc) in &documents {
+            assert_eq!(doc["info"], first["info"], "{group}/{version}");
+            assert_eq!(doc["security"], first["security"], "{group}/{version}");
+            assert_eq!(doc["components"]["securitySchemes"], first["components"]["securitySchemes"]);
+            for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+                let known = schemas.entry(name.clone()).or_insert_with(|| schema.clone());
+                assert_eq!(known, schema, "{name} differs in {group}/{version}");
+            }
+        }
+        assert!(!rest.is_empty());
+    }
+
+    #[test]
+    fn v2_is_the_v3_documents_in_swagger_form() {
+        let v2 = v2_document();
+        assert_eq!(v2["securityDefinitions"]["BearerToken"]["type"], "apiKey");
+        assert_eq!(v2["security"], json!([{ "BearerToken": [] }]));
+        let mut definitions = BTreeSet::new();
+        for (_, doc) in all_v3() {
+            for (path, method, operation) in operations(&doc) {
+                let swagger = &v2["paths"][&path][&method];
+                for key in ["operationId", "x-kubernetes-action", "x-kubernetes-group-version-kind", "tags"] {
+                    assert_eq!(swagger[key], operation[key], "{path} {key}");
+                }
+                assert_eq!(swagger["produces"], json!(["application/json"]), "{path}");
+                assert_eq!(swagger["schemes"], json!(["https"]), "{path}");
+                let list = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .expect("200 schema");
+                assert_eq!(
+                    swagger["responses"]["200"]["schema"]["$ref"],
+                    list.replace("#/components/schemas/", "#/definitions/"),
+                    "{path}"
+                );
+                for parameter in v2["paths"][&path]["parameters"].as_array().expect("parameters") {
+                    assert_eq!(parameter["type"], "string", "{path}");
+                    assert!(parameter.get("schema").is_none(), "{path}");
+                }
+            }
+            definitions.extend(doc["components"]["schemas"].as_object().expect("schemas").keys().cloned());
+        }
+        let names: BTreeSet<String> = v2["definitions"].as_object().expect("definitions").keys().cloned().collect();
+        assert_eq!(names, definitions);
+    }
+
+    #[test]
+    fn swagger_references_keep_their_description_and_nullability() {
+        let v3 = json!({
+            "allOf": [{ "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Time" }],
+            "description": "when",
+            "nullable": true,
+        });
+        assert_eq!(
+            schema_v2(&v3),
+            json!({
+                "$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time",
+                "description": "when",
+                "x-nullable": true,
+            })
+        );
+        let labels = json!({ "type": "object", "additionalProperties": { "type": "string" }, "nullable": true });
+        assert_eq!(schema_v2(&labels)["x-nullable"], true);
+        assert!(schema_v2(&labels).get("nullable").is_none());
     }
 
     #[test]
@@ -1145,7 +707,7 @@ print("VALID")
     fn index_urls_carry_the_hash_of_each_document() {
         let index = v3_index();
         let paths = index["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), GROUP_VERSIONS.len());
+        assert_eq!(paths.len(), SERVED.len());
         for ((group, version), doc) in all_v3() {
             let hash = content_hash(&doc);
             assert_eq!(hash.len(), 128);
@@ -1168,7 +730,7 @@ print("VALID")
         changed["info"]["version"] = json!("1.0.1");
         assert_ne!(first, etag(&changed));
         let hashes: BTreeSet<String> = all_v3().iter().map(|(_, doc)| etag(doc)).collect();
-        assert_eq!(hashes.len(), GROUP_VERSIONS.len());
+        assert_eq!(hashes.len(), SERVED.len());
         // Known-answer check of the hash itself: SHA-512 of `{}`.
         assert_eq!(
             etag(&json!({})),

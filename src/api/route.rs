@@ -7,26 +7,8 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-use super::types::{CUSTOM_GROUP, EXTERNAL_GROUP};
-
-/// The served custom-metrics versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CustomVersion {
-    /// `v1beta1`: `metricName` and a top-level `selector`.
-    V1Beta1,
-    /// `v1beta2`: `metric: {name, selector}`.
-    V1Beta2,
-}
-
-impl CustomVersion {
-    /// The version string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CustomVersion::V1Beta1 => "v1beta1",
-            CustomVersion::V1Beta2 => "v1beta2",
-        }
-    }
-}
+pub use super::group_versions::CustomVersion;
+use super::group_versions::{self, Serves};
 
 /// What a custom-metrics read asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,25 +92,29 @@ pub fn parse(path: &str) -> Result<Option<ApiRoute>, RouteError> {
     }
     let segments = decode_segments(rest)?;
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
-    match segs.as_slice() {
-        [CUSTOM_GROUP] | [CUSTOM_GROUP, ""] => Ok(Some(ApiRoute::Group(CUSTOM_GROUP))),
-        [EXTERNAL_GROUP] | [EXTERNAL_GROUP, ""] => Ok(Some(ApiRoute::Group(EXTERNAL_GROUP))),
-        [CUSTOM_GROUP, version, tail @ ..] => {
-            let version = match *version {
-                "v1beta1" => CustomVersion::V1Beta1,
-                "v1beta2" => CustomVersion::V1Beta2,
-                _ => return Err(RouteError::NotFound),
-            };
-            match tail {
-                [] | [""] => Ok(Some(ApiRoute::CustomResources(version))),
-                _ => parse_custom(tail).map(|target| Some(ApiRoute::Custom(version, target))),
-            }
-        }
-        [EXTERNAL_GROUP, "v1beta1"] | [EXTERNAL_GROUP, "v1beta1", ""] => Ok(Some(ApiRoute::ExternalResources)),
-        [EXTERNAL_GROUP, "v1beta1", "namespaces", namespace, metric] if nonempty(&[namespace, metric]) => {
+    let [group, rest @ ..] = segs.as_slice() else {
+        return Err(RouteError::NotFound);
+    };
+    let Some(group) = group_versions::group(group) else {
+        return Err(RouteError::NotFound);
+    };
+    let [version, tail @ ..] = rest else {
+        return Ok(Some(ApiRoute::Group(group)));
+    };
+    if version.is_empty() && tail.is_empty() {
+        return Ok(Some(ApiRoute::Group(group)));
+    }
+    let Some(served) = group_versions::find(group, version) else {
+        return Err(RouteError::NotFound);
+    };
+    match (served.serves, tail) {
+        (Serves::Custom(version), [] | [""]) => Ok(Some(ApiRoute::CustomResources(version))),
+        (Serves::Custom(version), _) => parse_custom(tail).map(|target| Some(ApiRoute::Custom(version, target))),
+        (Serves::External, [] | [""]) => Ok(Some(ApiRoute::ExternalResources)),
+        (Serves::External, ["namespaces", namespace, metric]) if nonempty(&[namespace, metric]) => {
             Ok(Some(ApiRoute::External { namespace: namespace.to_string(), metric: metric.to_string() }))
         }
-        _ => Err(RouteError::NotFound),
+        (Serves::External, _) => Err(RouteError::NotFound),
     }
 }
 
@@ -200,6 +186,7 @@ fn decode_segment(segment: &str) -> Result<Cow<'_, str>, RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP};
 
     const P: &str = "/apis/custom.metrics.k8s.io/v1beta2";
 

@@ -11,11 +11,6 @@ use serde_json::value::RawValue;
 use crate::quantity::Quantity;
 use crate::response::EmptyObject;
 
-/// `custom.metrics.k8s.io`.
-pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
-/// `external.metrics.k8s.io`.
-pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
-
 /// `ObjectReference` as `describedObject`: every key omitted when empty.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectReference<'a> {
@@ -91,10 +86,10 @@ pub struct ExternalMetricValue<'a> {
 }
 
 /// `GroupVersionForDiscovery`.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupVersion {
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GroupVersionForDiscovery {
     #[serde(rename = "groupVersion")]
-    pub group_version: String,
+    pub group_version: &'static str,
     pub version: &'static str,
 }
 
@@ -106,9 +101,10 @@ pub struct ApiGroup {
     #[serde(rename = "apiVersion", skip_serializing_if = "Option::is_none")]
     pub api_version: Option<&'static str>,
     pub name: &'static str,
-    pub versions: Vec<GroupVersion>,
+    pub versions: Vec<GroupVersionForDiscovery>,
+    /// Always present for a served group; `None` would serialize as `null`.
     #[serde(rename = "preferredVersion")]
-    pub preferred_version: GroupVersion,
+    pub preferred_version: Option<GroupVersionForDiscovery>,
 }
 
 /// `APIGroupList`.
@@ -138,7 +134,7 @@ pub struct ApiResourceList {
     #[serde(rename = "apiVersion")]
     pub api_version: &'static str,
     #[serde(rename = "groupVersion")]
-    pub group_version: String,
+    pub group_version: &'static str,
     pub resources: Vec<ApiResource>,
 }
 

@@ -7,15 +7,7 @@
 //! the lower-cased method.
 
 use super::UserInfo;
-
-/// Group of the custom metrics API.
-pub const CUSTOM_METRICS_GROUP: &str = "custom.metrics.k8s.io";
-/// Group of the external metrics API.
-pub const EXTERNAL_METRICS_GROUP: &str = "external.metrics.k8s.io";
-/// Version named in the attributes of custom-metric writes.
-pub const CUSTOM_WRITE_VERSION: &str = "v1beta2";
-/// Version named in the attributes of external-metric writes.
-pub const EXTERNAL_WRITE_VERSION: &str = "v1beta1";
+use crate::api::group_versions::{CUSTOM_WRITES, EXTERNAL_WRITES};
 
 /// What a request does to what, and who asks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,8 +195,8 @@ pub fn custom_write_attributes(
     let target = if resource == "namespaces" {
         Target::Resource {
             namespace: name.to_string(),
-            group: CUSTOM_METRICS_GROUP.to_string(),
-            version: CUSTOM_WRITE_VERSION.to_string(),
+            group: CUSTOM_WRITES.group.to_string(),
+            version: CUSTOM_WRITES.version.to_string(),
             resource: "metrics".to_string(),
             subresource: String::new(),
             name: metric.to_string(),
@@ -212,8 +204,8 @@ pub fn custom_write_attributes(
     } else {
         Target::Resource {
             namespace: namespace.to_string(),
-            group: CUSTOM_METRICS_GROUP.to_string(),
-            version: CUSTOM_WRITE_VERSION.to_string(),
+            group: CUSTOM_WRITES.group.to_string(),
+            version: CUSTOM_WRITES.version.to_string(),
             resource: resource.to_string(),
             subresource: metric.to_string(),
             name: name.to_string(),
@@ -230,8 +222,8 @@ pub fn external_write_attributes(user: UserInfo, namespace: &str, metric: &str) 
         verb: "create".to_string(),
         target: Target::Resource {
             namespace: namespace.to_string(),
-            group: EXTERNAL_METRICS_GROUP.to_string(),
-            version: EXTERNAL_WRITE_VERSION.to_string(),
+            group: EXTERNAL_WRITES.group.to_string(),
+            version: EXTERNAL_WRITES.version.to_string(),
             resource: metric.to_string(),
             subresource: String::new(),
             name: String::new(),
