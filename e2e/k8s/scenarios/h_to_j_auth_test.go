@@ -204,7 +204,7 @@ func writeAnswers(token, path, value string, want int, message string) error {
 func TestI_WriteAuthorization(t *testing.T) {
 	ns := newNamespace(t, "e2e-i")
 	c := ctx(t)
-	pod := "e2e-i-" + ns[len(ns)-5:]
+	const pod = "e2e-i-target"
 	rps := "/write-metrics/namespaces/default/pods/" + pod + "/requests_per_second"
 	mine := "/write-metrics/namespaces/default/pods/" + pod + "/my_custom_metric"
 	checkErr(t, "create pod default/"+pod, func() error {

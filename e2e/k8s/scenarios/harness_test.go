@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -532,10 +533,15 @@ func writeMetric(path, value string) error {
 	return nil
 }
 
-// put is a check that writes VALUE at PATH as the e2e writer.
+// scenarioNamespace matches the namespaces the scenarios create (newNamespace, and l's second one).
+var scenarioNamespace = regexp.MustCompile(`/namespaces/e2e-[a-z]-([a-z]+-)?[a-z0-9]{5}/`)
+
+// put is a check that writes VALUE at PATH as the e2e writer. Its name says NS for the scenario's namespace, so
+// that it is the same in every run.
 func put(t *testing.T, path, value string) bool {
 	t.Helper()
-	return checkErr(t, "write "+path+" = "+value, func() error { return writeMetric(path, value) })
+	name := "write " + scenarioNamespace.ReplaceAllString(path, "/namespaces/NS/") + " = " + value
+	return checkErr(t, name, func() error { return writeMetric(path, value) })
 }
 
 // ---------------------------------------------------------------------------------------------------
