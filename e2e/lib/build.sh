@@ -1,11 +1,12 @@
 # shellcheck shell=bash
 # Builds what the e2e harness runs. Needs common.sh sourced and $W set.
-#   build_k8s:     e2e/build (etcd, kube-apiserver, kube-controller-manager, cmclient from e2e/k8s); sets E2E_BIN.
-#                  Its last stdout line is E2E_BIN=<dir>. A preset E2E_BIN holding all four binaries skips it.
+#   build_k8s:     e2e/build (etcd, kube-apiserver, kube-controller-manager from e2e/k8s); sets E2E_BIN.
+#                  Its last stdout line is E2E_BIN=<dir>. A preset E2E_BIN holding all three binaries skips it.
+#   build_scenarios: go vet and go test -c of the scenarios (e2e/k8s/scenarios) into $W; sets SCENARIOS_TEST.
 #   build_adapter: cargo build --release in the repository (honours CARGO_TARGET_DIR); sets ADAPTER_BIN.
 #                  A preset ADAPTER_BIN (an executable) skips it.
 
-E2E_BINARIES=(etcd kube-apiserver kube-controller-manager cmclient)
+E2E_BINARIES=(etcd kube-apiserver kube-controller-manager)
 
 have_k8s_binaries() {
   local b
@@ -31,6 +32,20 @@ build_k8s() {
   export E2E_BIN
   have_k8s_binaries || { log "E2E_BIN=$E2E_BIN lacks one of: ${E2E_BINARIES[*]}"; return 1; }
   log "E2E_BIN=$E2E_BIN"
+}
+
+build_scenarios() {
+  SCENARIOS_TEST=$W/scenarios.test
+  log "go vet + go test -c ./scenarios (output: $W/logs/go-test-build.log)"
+  # The same settings as e2e/build, so that the packages it compiled are reused from the Go build cache.
+  if ! (cd "$E2E_DIR/k8s" && export CGO_ENABLED=0 GOTOOLCHAIN=${GOTOOLCHAIN:-local} \
+    GOFLAGS="-trimpath -buildvcs=false -mod=readonly" &&
+    go vet ./scenarios && go test -c -o "$SCENARIOS_TEST" ./scenarios) \
+    >"$W/logs/go-test-build.log" 2>&1; then
+    log "go vet or go test -c ./scenarios failed"
+    return 1
+  fi
+  export SCENARIOS_TEST
 }
 
 build_adapter() {
