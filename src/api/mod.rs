@@ -6,6 +6,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod flags;
 pub mod list;
 pub mod openapi;
 pub mod route;
