@@ -2,7 +2,7 @@
 //!
 //! Every flag can also be set through the environment variable named in `--help` (`CUSTOM_METRICS_<FLAG>`).
 //! The flags are declared by concern beside the code that uses them, each group a `clap::Args` struct flattened
-//! into [`Flags`] (docs/architecture.md §Configuration): serving and connections in [`crate::server::flags`], the
+//! into [`Flags`] (docs/architecture.md §7): serving and connections in [`crate::server::flags`], the
 //! store in [`crate::store::flags`], the read APIs in [`crate::api::flags`], cluster mode (with authentication and
 //! authorization, [`crate::auth::flags`]) in [`crate::cluster::flags`], logging in [`crate::logging`]. This
 //! module adds `--standalone`, checks what no single group can, and converts each group once.
@@ -63,15 +63,6 @@ pub struct Flags {
 
 /// The plain write listener's port when --write-auth=none and none is given.
 const DEFAULT_WRITE_PORT: u16 = 8080;
-
-/// A duration flag: `0`, a number of seconds, or `30s`, `5m`, `1h30m`, `250ms`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration such as 30s or 5m: {e}"))
-}
 
 /// Why the flags do not make a runnable configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// How the [`super::Authenticator`] reaches the cluster and how much TokenReview work and 401 logging it does.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::auth::flags::{AuthenticationFlags, AuthenticatorFlags, AuthorizationFlags};
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// Everything cluster mode needs beyond the common settings.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]

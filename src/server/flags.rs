@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 
 use super::listener::ConnectionLimits;
 use super::tls::CertSource;
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// How writes are authenticated and authorized (docs/wire-contract.md §10 item 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Limits;
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// What the store holds at most, and for how long a value lives unless its write says.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
