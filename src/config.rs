@@ -2,7 +2,7 @@
 //!
 //! Every flag can also be set through the environment variable named in `--help` (`CUSTOM_METRICS_<FLAG>`).
 //! The flags are declared by concern beside the code that uses them, each group a `clap::Args` struct flattened
-//! into [`Flags`] (docs/architecture.md §7): serving and connections in [`crate::server::flags`], the
+//! into [`Flags`] (docs/architecture.md §8): serving and connections in [`crate::server::flags`], the
 //! store in [`crate::store::flags`], the read APIs in [`crate::api::flags`], cluster mode (with authentication and
 //! authorization, [`crate::auth::flags`]) in [`crate::cluster::flags`], logging in [`crate::logging`]. This
 //! module adds `--standalone`, checks what no single group can, and converts each group once.
