@@ -226,8 +226,8 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
             }
         }
     };
-    let authn_client = client_for(&cluster.authentication_kubeconfig).await?;
-    let authz_client = client_for(&cluster.authorization_kubeconfig).await?;
+    let authn_client = client_for(&cluster.authenticator.authentication_kubeconfig).await?;
+    let authz_client = client_for(&cluster.authorization.authorization_kubeconfig).await?;
 
     let (mapper, refresh) =
         DiscoveryMapper::start(client.clone(), cluster.discovery_refresh_interval, cluster.discovery_miss_interval)
@@ -248,18 +248,21 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
 
     let (auth_config, auth_watch) =
         auth_config::load_and_watch(authn_client.clone(), cluster.authentication.clone()).await?;
-    let authenticator =
-        Authenticator::new(auth_config, Some(Arc::new(KubeTokenReviewer::new(authn_client))), cluster.token_cache_ttl)
-            .with_unauthorized_log_rate(cluster.unauthorized_log_rate)
-            .with_token_review_limits(cluster.token_cache_max_bytes, cluster.token_review_rate);
-    let (allowed_ttl, denied_ttl) = cluster.authorization_cache_ttl;
+    let (authn, authz) = (&cluster.authenticator, &cluster.authorization);
+    let authenticator = Authenticator::new(
+        auth_config,
+        Some(Arc::new(KubeTokenReviewer::new(authn_client))),
+        authn.authentication_token_webhook_cache_ttl,
+    )
+    .with_unauthorized_log_rate(authn.unauthorized_log_rate)
+    .with_token_review_limits(authn.authentication_token_webhook_cache_max_bytes, authn.token_review_rate);
     let authorizer = Authorizer::new(
         Arc::new(KubeAccessReviewer::new(authz_client)),
-        cluster.always_allow_paths.clone(),
-        allowed_ttl,
-        denied_ttl,
+        authz.authorization_always_allow_paths.clone(),
+        authz.authorization_webhook_cache_authorized_ttl,
+        authz.authorization_webhook_cache_unauthorized_ttl,
     )
-    .with_limits(cluster.authorization_cache_max_bytes, cluster.anonymous_authorization_rate);
+    .with_limits(authz.authorization_webhook_cache_max_bytes, authz.anonymous_authorization_rate);
     tracing::info!(
         "running against the cluster: delegated authentication and authorization, resources from discovery, label index"
     );

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+mod duration;
 pub mod ingest;
 pub mod logging;
 pub mod quantity;

@@ -1,6 +1,28 @@
-//! The log filter of the binary: klog's `-v` mapped onto tracing levels.
+//! The logging of the binary: its flags, and klog's `-v` mapped onto tracing levels.
 
+use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How the binary logs. Flattened into [`crate::config::Flags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct LoggingFlags {
+    /// Log format.
+    #[arg(long, env = "CUSTOM_METRICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log verbosity, as klog's -v: 0 logs start-up and warnings, 4 adds debug detail, 6 and more trace.
+    #[arg(short = 'v', long = "v", env = "CUSTOM_METRICS_V", default_value_t = 0)]
+    pub verbosity: u8,
+}
 
 /// The filter for `-v=verbosity`: this crate at info (0-3), debug (4-5) or trace (6 and more), every other crate
 /// at warn, and kube's client at error whatever the verbosity, because its warn and debug lines print whole

@@ -40,12 +40,12 @@ fn main() -> ExitCode {
 
 /// klog's -v mapped onto tracing levels ([`logging::filter`]); `RUST_LOG` overrides it.
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| logging::filter(config.verbosity));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| logging::filter(config.logging.verbosity));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match config.log_format {
+    match config.logging.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }

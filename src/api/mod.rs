@@ -6,6 +6,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod flags;
 pub mod group_versions;
 pub mod list;
 pub mod openapi;

@@ -14,6 +14,8 @@ use http::HeaderName;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 
+pub use super::flags::AuthenticationFlags;
+
 /// ConfigMap key of the client CA bundle.
 pub const CM_CLIENT_CA: &str = "client-ca-file";
 /// ConfigMap key of the front-proxy CA bundle.
@@ -34,36 +36,6 @@ const DEFAULT_GROUP_HEADERS: &[&str] = &["x-remote-group"];
 const DEFAULT_EXTRA_PREFIXES: &[&str] = &["x-remote-extra-"];
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
-
-/// Authentication flags, as given on the command line (docs/wire-contract.md §6.1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthenticationFlags {
-    /// `--client-ca-file`: CA bundle for x509 client-certificate authentication.
-    pub client_ca_file: Option<PathBuf>,
-    /// `--requestheader-client-ca-file`: CA bundle of the front proxy's client certificate.
-    pub requestheader_client_ca_file: Option<PathBuf>,
-    /// `--requestheader-allowed-names`: allowed front-proxy certificate common names; empty = any.
-    pub requestheader_allowed_names: Vec<String>,
-    /// `--requestheader-username-headers`; empty = not given.
-    pub requestheader_username_headers: Vec<String>,
-    /// `--requestheader-group-headers`; empty = not given.
-    pub requestheader_group_headers: Vec<String>,
-    /// `--requestheader-extra-headers-prefix`; empty = not given.
-    pub requestheader_extra_headers_prefix: Vec<String>,
-    /// `--requestheader-uid-headers`; empty = not given (no uid header).
-    pub requestheader_uid_headers: Vec<String>,
-    /// `--authentication-skip-lookup`: do not read the ConfigMap.
-    pub skip_lookup: bool,
-    /// `--authentication-tolerate-lookup-failure`: start without the ConfigMap when it cannot be read.
-    pub tolerate_lookup_failure: bool,
-}
-
-impl AuthenticationFlags {
-    /// Whether the ConfigMap has nothing to add: both CA bundles are given by flags (as Kubernetes decides).
-    pub fn needs_no_lookup(&self) -> bool {
-        self.skip_lookup || (self.client_ca_file.is_some() && self.requestheader_client_ca_file.is_some())
-    }
-}
 
 /// Why an authentication configuration could not be built or read.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod flags;
 pub mod rate;
 pub mod request_info;
 pub mod x509;

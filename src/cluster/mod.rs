@@ -12,6 +12,7 @@ pub mod client;
 pub mod discovery;
 #[cfg(test)]
 pub(crate) mod fake_apiserver;
+pub mod flags;
 pub mod label_index;
 pub mod mapper;
 pub mod reviews;

@@ -1,6 +1,7 @@
 //! Serving: TLS, the accept loop with its limits, health endpoints and shutdown. Knows nothing of metrics.
 
 pub mod body;
+pub mod flags;
 pub mod framing;
 pub mod health;
 pub mod idle;

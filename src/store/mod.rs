@@ -11,6 +11,7 @@
 //! the limits below itself, so that no caller can grow it without bound.
 
 pub mod budget;
+pub mod flags;
 pub mod memory;
 
 use std::collections::BTreeMap;
