@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 
-use crate::api::route::decode_segments;
 use crate::cluster::ResourceMapper;
+use crate::path::decode_segments;
 use crate::quantity::{Quantity, QuantityError};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;

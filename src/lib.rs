@@ -31,6 +31,7 @@ pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod logging;
+pub mod path;
 pub mod quantity;
 pub mod response;
 pub mod selector;
