@@ -107,7 +107,7 @@ impl SecureHandler {
             let pretty = response::wants_pretty(None, request.headers());
             let user = match authenticator.authenticate(request.headers_mut(), connection.client_certs.as_ref()).await {
                 Ok(user) => user,
-                Err(error) => return self.refuse(request, error, pretty).await,
+                Err(error) => return self.refuse(request, error.into(), pretty).await,
             };
             // Only connections that carry credentials are spared when unauthenticated ones are closed.
             if !user.is_anonymous() {
@@ -118,14 +118,14 @@ impl SecureHandler {
             {
                 // A write is authorized on what it resolves to, so the gate runs inside ingest.
                 if user.is_anonymous() {
-                    return self.refuse(request, RequestError::Unauthorized(Vec::new()), pretty).await;
+                    return self.refuse(request, auth::Error::Unauthorized(Vec::new()).into(), pretty).await;
                 }
                 return ingest.handle(request, &AuthorizedWrite { user, authorizer }).await;
             }
             let attributes =
                 auth::request_attributes(request.method(), request.uri().path(), request.uri().query(), user);
             if let Err(error) = authorizer.authorize(&attributes).await {
-                return self.refuse(request, error, pretty).await;
+                return self.refuse(request, error.into(), pretty).await;
             }
         }
         // Reads have no body; anything sent along is drained after answering.
@@ -172,7 +172,7 @@ impl WriteGate for AuthorizedWrite<'_> {
         if delete {
             attributes.verb = "delete".to_string();
         }
-        self.authorizer.authorize(&attributes).await
+        Ok(self.authorizer.authorize(&attributes).await?)
     }
 }
 
