@@ -33,6 +33,9 @@ pub const WRITE_PREFIX: &str = "/write-metrics/";
 /// Prefix of the external-metric write route.
 pub const WRITE_EXTERNAL_PREFIX: &str = "/write-external-metrics/";
 
+/// What every write path starts with: the route table's first, cheap check.
+pub const WRITE_PATHS_PREFIX: &str = "/write-";
+
 /// Whether a path belongs to the write API.
 pub fn is_write_path(path: &str) -> bool {
     path.starts_with(WRITE_PREFIX)

@@ -32,6 +32,7 @@ pub mod config;
 pub mod ingest;
 pub mod logging;
 pub mod path;
+pub mod pipeline;
 pub mod quantity;
 pub mod response;
 pub mod selector;
