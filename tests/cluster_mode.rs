@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Ca, ClusterServer};
+use common::cluster::{Ca, ClusterServer, FRONT_PROXY_CN};
 use serde_json::{Value, json};
 
 const READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/q";
@@ -55,8 +55,12 @@ async fn x_remote_headers_without_the_front_proxy_certificate_are_ignored() {
     let impostor = server.client(Some(server.front_proxy_ca.client_identity("impostor", None)));
     let answer = server.send(impostor.get(server.url(READ)).header("X-Remote-User", "alice")).await;
     assert_eq!(answer.status, 401, "{answer:?}");
+    // The front proxy's common name on a certificate of the client CA: a client named so, not a front proxy.
+    let lookalike = server.client(Some(server.client_ca.client_identity(FRONT_PROXY_CN, None)));
+    let answer = server.send(lookalike.get(server.url(READ)).header("X-Remote-User", "alice")).await;
+    assert_eq!(answer.status, 403, "{answer:?}");
     let users: Vec<Value> = server.access_reviews().iter().map(|spec| spec["user"].clone()).collect();
-    assert_eq!(users, [json!("system:anonymous"), json!("carol")]);
+    assert_eq!(users, [json!("system:anonymous"), json!("carol"), json!(FRONT_PROXY_CN)]);
     server.stop().await;
 }
 
