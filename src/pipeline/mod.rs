@@ -1,4 +1,4 @@
-//! The request pipeline of a listener (docs/architecture.md §1): the route table picks the route, the access
+//! The request pipeline of a listener (docs/architecture.md §1.1): the route table picks the route, the access
 //! layer authenticates and authorizes the request under the route's rule, the route's endpoint answers. Every
 //! refusal is a `Status` ([`crate::response`]).
 //!
@@ -210,6 +210,52 @@ mod tests {
         assert!(get(&mut alice, Some("good")).await);
         trigger.trigger();
         drop((alice, another));
+        server.await.unwrap();
+    }
+
+    /// The status code of `GET path` with bearer `token` on a new connection.
+    async fn status_of(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buf[..n]).chars().skip("HTTP/1.1 ".len()).take(3).collect()
+    }
+
+    #[tokio::test]
+    async fn an_always_allowed_route_runs_no_authentication_which_a_read_route_runs() {
+        let (trigger, shutdown) = shutdown::channel();
+        let authenticator = Authenticator::new(
+            Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default())),
+            Some(Arc::new(OneToken)),
+            Duration::ZERO,
+        );
+        let authorizer = Authorizer::new(Arc::new(AllowAll), Vec::new(), Duration::ZERO, Duration::ZERO);
+        let health = || Endpoint::Health(Health::new(shutdown.clone(), Vec::new()));
+        let routes = Routes::new()
+            .with(Route::new(&["/livez"], Health::is_health_path, Access::Always, health()))
+            .with(Route::new(&["/healthz"], Health::is_health_path, Access::Read, health()));
+        let access = AccessControl::Delegated(Box::new(Delegated { authenticator, authorizer }));
+        let handler = Pipeline::new(routes, access, Options { echo_audit_id: false, drain_unread_bytes: None });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits::default();
+        let server = tokio::spawn(listener::serve(
+            listener,
+            None,
+            Arc::new(handler),
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(1),
+        ));
+        // A token that does not authenticate: refused under Read, never looked at under Always.
+        assert_eq!(status_of(addr, "/healthz", "bad").await, "401");
+        assert_eq!(status_of(addr, "/livez", "bad").await, "200");
+        assert_eq!(status_of(addr, "/healthz", "good").await, "200");
+        // No route: 404.
+        assert_eq!(status_of(addr, "/other", "good").await, "404");
+        trigger.trigger();
         server.await.unwrap();
     }
 }

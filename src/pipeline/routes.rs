@@ -1,5 +1,5 @@
 //! The route table: which endpoint serves a path, and the access rule it is served under
-//! (docs/architecture.md §1).
+//! (docs/architecture.md §1.1).
 //!
 //! A route names the literal path prefixes it can serve, checked first, and a predicate that decides within them;
 //! the first route that matches wins. Endpoints are an enum, not trait objects, so that dispatching a request
