@@ -74,10 +74,6 @@ impl Pipeline {
         if let (Some(body), Some(limit)) = (unread, self.options.drain_unread_bytes) {
             body::drain(body, limit).await;
         }
-        if self.access.is_open() {
-            // Nobody is authenticated: a connection that completed a request counts as if it were.
-            connection.mark_authenticated();
-        }
         response
     }
 
@@ -94,6 +90,11 @@ impl Handler for Pipeline {
     async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let audit_id = if self.options.echo_audit_id { request.headers().get(AUDIT_ID).cloned() } else { None };
         let mut response = self.respond(request, connection).await;
+        if self.access.is_open() {
+            // Nobody is authenticated: a connection that completed a request (whatever the answer, a 404 too)
+            // counts as if it were.
+            connection.mark_authenticated();
+        }
         // Echoes the Audit-ID that kube-apiserver's aggregator sends, so that a proxied request can be found in
         // both servers' logs. Requests without one get none: a generated ID would cost a random number per
         // request and serve nobody.
@@ -256,6 +257,41 @@ mod tests {
         // No route: 404.
         assert_eq!(status_of(addr, "/other", "good").await, "404");
         trigger.trigger();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn when_open_a_connection_counts_as_authenticated_after_any_completed_request_even_a_404() {
+        let (trigger, shutdown) = shutdown::channel();
+        let routes = Routes::new().with(Route::new(
+            &["/healthz", "/readyz"],
+            Health::is_health_path,
+            Access::Read,
+            Endpoint::Health(Health::new(shutdown.clone(), Vec::new())),
+        ));
+        let handler =
+            Pipeline::new(routes, AccessControl::Open, Options { echo_audit_id: false, drain_unread_bytes: None });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits { max_unauthenticated: 1, ..ConnectionLimits::default() };
+        let server =
+            tokio::spawn(listener::serve(listener, None, Arc::new(handler), limits, shutdown, Duration::from_secs(1)));
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = first.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&buf[..n]));
+        // Then a connection that sends nothing, and a newcomer: the oldest unauthenticated connection is closed,
+        // which must be the silent one, not the one that completed a request.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut newcomer = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut newcomer, None).await);
+        assert!(closes_within(&mut silent, Duration::from_secs(5)).await, "the cap is not enforced at all");
+        first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let n = first.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "the connection that got a 404 was closed");
+        trigger.trigger();
+        drop((first, newcomer));
         server.await.unwrap();
     }
 }
