@@ -464,4 +464,35 @@ mod tests {
         assert!(!review.is_watch());
         assert_eq!(server.count(|r| r.path == "/api"), 1);
     }
+
+    /// Reviews go to the closure until tokens or permissions are set (the review tests answer their own), then
+    /// are answered from them.
+    #[tokio::test]
+    async fn reviews_are_answered_from_tokens_and_permissions_once_set() {
+        let server = FakeApiServer::answering(|_| FakeResponse::Json(418, json!({}))).await;
+        let http = server.client();
+        let post = |path: &str, body: Value| {
+            http::Request::post(path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap()
+        };
+        let token_review = |token: &str| json!({"kind": "TokenReview", "spec": {"token": token}});
+        let access_review = |user: &str, verb: &str| json!({"kind": "SubjectAccessReview", "spec": {"user": user, "nonResourceAttributes": {"path": "/x", "verb": verb}}});
+        assert!(http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("t"))).await.is_err());
+        assert!(http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "get"))).await.is_err());
+
+        server.add_token("t", "alice", &["dev"]);
+        let answer = http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("t"))).await.unwrap();
+        assert_eq!(answer["status"], json!({"authenticated": true, "user": {"username": "alice", "groups": ["dev"]}}));
+        let answer = http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("other"))).await.unwrap();
+        assert_eq!(answer["status"]["authenticated"], false);
+
+        server.allow("alice", "get");
+        let answer = http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "get"))).await.unwrap();
+        assert_eq!(answer["status"]["allowed"], true);
+        let answer = http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "create"))).await.unwrap();
+        assert_eq!(answer["status"], json!({"allowed": false}));
+        assert_eq!(answer["spec"]["user"], "alice", "the answer is the posted review with its status");
+    }
 }
