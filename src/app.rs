@@ -1,5 +1,6 @@
-//! Wiring: builds the store, the cluster stand-ins, the API and the write handler from one [`Config`], binds the
-//! listeners and serves until shutdown.
+//! Wiring: builds the store, the cluster stand-ins, the API, the write API and the access checks from one
+//! [`Config`], registers them in each listener's route table ([`crate::pipeline`]), binds the listeners and serves
+//! until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,23 +8,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Request;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
-use crate::auth::{self, AuthConfigError, Authenticator, Authorizer, UserInfo};
+use crate::auth::{AuthConfigError, Authenticator, Authorizer};
 use crate::cluster::client::{self, ClientError};
 use crate::cluster::discovery::DiscoveryMapper;
 use crate::cluster::label_index::{LabelIndexOptions, WatchLabelIndex};
 use crate::cluster::reviews::{KubeAccessReviewer, KubeTokenReviewer};
 use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelIndex, auth_config};
 use crate::config::{ClusterConfig, Config, WriteAuth};
-use crate::ingest::{self, Ingest, OpenGate, Series, WriteGate};
-use crate::response::{self, HttpResponse, RequestError};
-use crate::server::body::{self, RequestBody};
+use crate::ingest::{self, Ingest};
+use crate::pipeline::{Access, AccessControl, Delegated, Endpoint, Options, Pipeline, Route, Routes, any_path};
 use crate::server::health::{Check, Health};
-use crate::server::listener::{self, Connection, Handler};
+use crate::server::listener;
 use crate::server::shutdown::{self, ShutdownTrigger};
 use crate::server::tls::{self, TlsError};
 use crate::store::memory::PurgerGuard;
@@ -58,156 +57,12 @@ pub enum StartError {
     Authentication(#[from] AuthConfigError),
 }
 
-/// Who may do what on the secure port.
-enum Access {
-    /// Standalone: nobody is checked.
-    Open,
-    /// Cluster mode: delegated authentication and authorization (docs/wire-contract.md §6.2, §6.3).
-    Delegated(Box<Delegated>),
-}
-
-/// The checks of cluster mode.
-struct Delegated {
-    /// Front proxy, client certificates, bearer tokens, anonymous.
-    authenticator: Authenticator,
-    /// Always-allowed paths, `system:masters`, SubjectAccessReview.
-    authorizer: Authorizer,
-}
-
-/// The secure port: health and the Kubernetes APIs, and in cluster mode with `--write-auth=token` the write API;
-/// in cluster mode every request is authenticated and authorized first.
-struct SecureHandler {
-    health: Health,
-    api: Api,
-    access: Access,
-    /// The write API, when served on this port.
-    ingest: Option<Ingest>,
-    /// How much of an unread request body is drained before answering.
-    max_body_bytes: usize,
-}
-
-impl Handler for SecureHandler {
-    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
-        let audit_id = request.headers().get(AUDIT_ID).cloned();
-        let mut response = self.respond(request, connection).await;
-        // Echoes the Audit-ID that kube-apiserver's aggregator sends, so that a proxied request can be found in
-        // both servers' logs. Requests without one get none: a generated ID would cost a random number per
-        // request and serve nobody.
-        if let Some(id) = audit_id {
-            response.headers_mut().insert(AUDIT_ID, id);
-        }
-        response
-    }
-}
-
-impl SecureHandler {
-    async fn respond(&self, mut request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
-        if let Access::Delegated(delegated) = &self.access {
-            let Delegated { authenticator, authorizer } = delegated.as_ref();
-            let pretty = response::wants_pretty(None, request.headers());
-            let user = match authenticator.authenticate(request.headers_mut(), connection.client_certs.as_ref()).await {
-                Ok(user) => user,
-                Err(error) => return self.refuse(request, error, pretty).await,
-            };
-            // Only connections that carry credentials are spared when unauthenticated ones are closed.
-            if !user.is_anonymous() {
-                connection.mark_authenticated();
-            }
-            if let Some(ingest) = &self.ingest
-                && ingest::is_write_path(request.uri().path())
-            {
-                // A write is authorized on what it resolves to, so the gate runs inside ingest.
-                if user.is_anonymous() {
-                    return self.refuse(request, RequestError::Unauthorized(Vec::new()), pretty).await;
-                }
-                return ingest.handle(request, &AuthorizedWrite { user, authorizer }).await;
-            }
-            let attributes =
-                auth::request_attributes(request.method(), request.uri().path(), request.uri().query(), user);
-            if let Err(error) = authorizer.authorize(&attributes).await {
-                return self.refuse(request, error, pretty).await;
-            }
-        }
-        // Reads have no body; anything sent along is drained after answering.
-        let (parts, body) = request.into_parts();
-        let request = Request::from_parts(parts, ());
-        let path = request.uri().path();
-        let response = if Health::is_health_path(path) {
-            self.health.handle(path, request.uri().query())
-        } else {
-            self.api.handle(&request).await
-        };
-        body::drain(body, self.max_body_bytes).await;
-        if matches!(self.access, Access::Open) {
-            // Standalone, nobody is authenticated: a connection that completed a request counts as if it were.
-            connection.mark_authenticated();
-        }
-        response
-    }
-
-    /// Answers with `error` after draining the request body.
-    async fn refuse(&self, request: Request<RequestBody>, error: RequestError, pretty: bool) -> HttpResponse {
-        body::drain(request.into_body(), self.max_body_bytes).await;
-        error.into_response(pretty)
-    }
-}
-
-/// Admits a write when the user may `create` (or `delete`) the metric it resolves to
-/// (docs/wire-contract.md §10 item 12).
-struct AuthorizedWrite<'a> {
-    user: UserInfo,
-    authorizer: &'a Authorizer,
-}
-
-#[async_trait::async_trait]
-impl WriteGate for AuthorizedWrite<'_> {
-    async fn admit(&self, series: &Series<'_>, delete: bool) -> Result<(), RequestError> {
-        let user = self.user.clone();
-        let mut attributes = match series {
-            Series::Custom(custom) => {
-                auth::custom_write_attributes(user, &custom.resource, custom.namespace, custom.name, custom.metric)
-            }
-            Series::External { namespace, metric } => auth::external_write_attributes(user, namespace, metric),
-        };
-        if delete {
-            attributes.verb = "delete".to_string();
-        }
-        self.authorizer.authorize(&attributes).await
-    }
-}
-
-/// The plain write port: the write API and health endpoints, nothing else (docs/wire-contract.md §10 item 14).
-/// Only with `--write-auth=none`: plain HTTP never carries tokens.
-struct WriteHandler {
-    health: Health,
-    ingest: Ingest,
-}
-
-impl Handler for WriteHandler {
-    async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
-        let path = request.uri().path();
-        // Writes first: they are nearly all of this port's traffic.
-        let response = if ingest::is_write_path(path) {
-            self.ingest.handle(request, &OpenGate).await
-        } else if Health::is_health_path(path) {
-            self.health.handle(path, request.uri().query())
-        } else {
-            RequestError::RouteNotFound.into_response(false)
-        };
-        // Nobody is authenticated on this port: a connection that completed a request counts as if it were.
-        connection.mark_authenticated();
-        response
-    }
-}
-
-const AUDIT_ID: http::header::HeaderName = http::header::HeaderName::from_static("audit-id");
-
 /// What cluster mode adds: the cluster-backed mapper and label index, the access checks, and the guards that
 /// keep their background tasks alive.
 struct ClusterParts {
     mapper: Arc<dyn ResourceMapper>,
     labels: Arc<dyn LabelIndex>,
-    access: Access,
+    access: AccessControl,
     readiness: Vec<Check>,
     guards: Guards,
 }
@@ -269,7 +124,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
     Ok(ClusterParts {
         mapper,
         labels: index,
-        access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
+        access: AccessControl::Delegated(Box::new(Delegated { authenticator, authorizer })),
         readiness: vec![readiness, discovery_check],
         guards: vec![Box::new(refresh), Box::new(index_guard), Box::new(auth_watch)],
     })
@@ -324,7 +179,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ClusterParts {
                 mapper: Arc::new(BuiltinMapper::default()),
                 labels: Arc::new(StandaloneLabelIndex),
-                access: Access::Open,
+                access: AccessControl::Open,
                 // Nothing to wait for.
                 readiness: vec![Check::readiness("informer-sync", || Ok(()))],
                 guards: Vec::new(),
@@ -334,7 +189,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let ClusterParts { mapper, labels, access, readiness, guards } = parts;
 
     let pem = tls::load_or_generate(&config.cert)?;
-    let request_client_certs = matches!(access, Access::Delegated(_));
+    let request_client_certs = !access.is_open();
     let acceptor = TlsAcceptor::from(tls::server_config(&pem, request_client_certs)?);
 
     let (trigger, shutdown) = shutdown::channel();
@@ -354,15 +209,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let ingest =
         || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
-    let secure_ingest = (config.write_auth == WriteAuth::Token).then(ingest);
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads);
-    let secure_handler = Arc::new(SecureHandler {
-        health: health.clone(),
-        api,
-        access,
-        ingest: secure_ingest,
-        max_body_bytes: config.max_request_body_bytes,
-    });
+    // The secure port: the write API with --write-auth=token, health, and the Kubernetes APIs, which answer every
+    // other path (their 404s included); in cluster mode every route is authenticated and authorized.
+    let mut secure_routes = Routes::new();
+    if config.write_auth == WriteAuth::Token {
+        secure_routes = secure_routes.with(write_route(ingest()));
+    }
+    let secure_routes = secure_routes.with(health_route(&health)).with(Route::new(
+        &["/"],
+        any_path,
+        Access::Read,
+        Endpoint::Api(Box::new(api)),
+    ));
+    let secure_options = Options { echo_audit_id: true, drain_unread_bytes: Some(config.max_request_body_bytes) };
+    let secure_handler = Arc::new(Pipeline::new(secure_routes, access, secure_options));
     let mut tasks = Vec::new();
     tracing::info!(listener = "secure", address = %secure_addr, writes = config.write_auth == WriteAuth::Token, "listening");
     tasks.push(tokio::spawn(listener::serve(
@@ -374,7 +235,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.shutdown_grace_period,
     )));
     if let (Some(write), Some(write_addr)) = (write, write_addr) {
-        let write_handler = Arc::new(WriteHandler { health, ingest: ingest() });
+        // The plain write port: the write API and health, nothing else (docs/wire-contract.md §10 item 14). Only
+        // with --write-auth=none: plain HTTP never carries tokens. Writes first: they are nearly all its traffic.
+        let write_routes = Routes::new().with(write_route(ingest())).with(health_route(&health));
+        let write_options = Options { echo_audit_id: false, drain_unread_bytes: None };
+        let write_handler = Arc::new(Pipeline::new(write_routes, AccessControl::Open, write_options));
         tracing::info!(listener = "write", address = %write_addr, "listening");
         tasks.push(tokio::spawn(listener::serve(
             write,
@@ -386,6 +251,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         )));
     }
     Ok(Running { secure_addr, write_addr, trigger, tasks, _purger: purger, _guards: guards })
+}
+
+/// The write API's route: authorized as writes on what they resolve to.
+fn write_route(ingest: Ingest) -> Route {
+    Route::new(&[ingest::WRITE_PATHS_PREFIX], ingest::is_write_path, Access::Write, Endpoint::Write(ingest))
+}
+
+/// The health endpoints' route: authorized as reads, which `--authorization-always-allow-paths` allows by default.
+fn health_route(health: &Health) -> Route {
+    Route::new(
+        &["/healthz", "/livez", "/readyz"],
+        Health::is_health_path,
+        Access::Read,
+        Endpoint::Health(health.clone()),
+    )
 }
 
 /// Runs until `stop` resolves (normally SIGTERM or SIGINT), then drains.
@@ -404,99 +284,4 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
-}
-
-#[cfg(test)]
-mod tests {
-    use arc_swap::ArcSwap;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    use super::*;
-    use crate::auth::{AccessReviewer, Attributes, AuthenticationConfig, Decision, ReviewError, TokenReviewer};
-    use crate::server::listener::ConnectionLimits;
-    use crate::store::Limits;
-
-    /// The token `good` is alice's; any other token authenticates nobody.
-    struct OneToken;
-
-    #[async_trait::async_trait]
-    impl TokenReviewer for OneToken {
-        async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
-            Ok((token == "good").then(|| UserInfo { name: "alice".into(), ..UserInfo::default() }))
-        }
-    }
-
-    struct AllowAll;
-
-    #[async_trait::async_trait]
-    impl AccessReviewer for AllowAll {
-        async fn review(&self, _attributes: &Attributes) -> Result<Decision, ReviewError> {
-            Ok(Decision { allowed: true, reason: String::new() })
-        }
-    }
-
-    async fn get(stream: &mut TcpStream, token: Option<&str>) -> bool {
-        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let request = format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
-            _ => false,
-        }
-    }
-
-    async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
-        let mut buf = [0u8; 16];
-        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
-    }
-
-    #[tokio::test]
-    async fn in_cluster_mode_only_a_request_of_an_authenticated_user_spares_a_connection() {
-        let (trigger, shutdown) = shutdown::channel();
-        let store: Arc<dyn MetricStore> = Arc::new(MemoryStore::new(Limits::default()));
-        let authenticator = Authenticator::new(
-            Arc::new(ArcSwap::from_pointee(AuthenticationConfig::default())),
-            Some(Arc::new(OneToken)),
-            Duration::ZERO,
-        );
-        let authorizer = Authorizer::new(Arc::new(AllowAll), vec!["/readyz".into()], Duration::ZERO, Duration::ZERO);
-        let handler = SecureHandler {
-            health: Health::new(shutdown.clone(), Vec::new()),
-            api: Api::new(
-                store,
-                Arc::new(BuiltinMapper::default()),
-                Arc::new(StandaloneLabelIndex),
-                1000,
-                crate::api::ReadLimits::default(),
-            ),
-            access: Access::Delegated(Box::new(Delegated { authenticator, authorizer })),
-            ingest: None,
-            max_body_bytes: 4096,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let limits = ConnectionLimits { max_unauthenticated: 1, ..ConnectionLimits::default() };
-        let server =
-            tokio::spawn(listener::serve(listener, None, Arc::new(handler), limits, shutdown, Duration::from_secs(1)));
-        let mut alice = TcpStream::connect(addr).await.unwrap();
-        assert!(get(&mut alice, Some("good")).await);
-        // Anonymous: served (an always-allowed path), but still unauthenticated.
-        let mut anonymous = TcpStream::connect(addr).await.unwrap();
-        assert!(get(&mut anonymous, None).await);
-        let mut newcomer = TcpStream::connect(addr).await.unwrap();
-        assert!(get(&mut newcomer, None).await);
-        assert!(closes_within(&mut anonymous, Duration::from_secs(5)).await, "the anonymous connection stayed");
-        // alice's connection, older than both, is never the one closed.
-        let mut another = TcpStream::connect(addr).await.unwrap();
-        assert!(get(&mut another, None).await);
-        assert!(closes_within(&mut newcomer, Duration::from_secs(5)).await);
-        assert!(get(&mut alice, Some("good")).await);
-        trigger.trigger();
-        drop((alice, another));
-        server.await.unwrap();
-    }
 }

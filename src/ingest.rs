@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 
-use crate::api::route::decode_segments;
 use crate::cluster::ResourceMapper;
+use crate::path::decode_segments;
 use crate::quantity::{Quantity, QuantityError};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;
@@ -32,6 +32,9 @@ use crate::store::{
 pub const WRITE_PREFIX: &str = "/write-metrics/";
 /// Prefix of the external-metric write route.
 pub const WRITE_EXTERNAL_PREFIX: &str = "/write-external-metrics/";
+
+/// What every write path starts with: the route table's first, cheap check.
+pub const WRITE_PATHS_PREFIX: &str = "/write-";
 
 /// Whether a path belongs to the write API.
 pub fn is_write_path(path: &str) -> bool {

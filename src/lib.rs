@@ -9,12 +9,13 @@
 //! Data flows one way: ingest -> store -> serve.
 //!
 //! - A **write** `POST /write-metrics/namespaces/default/pods/web-1/q` with body `"42"` reaches [`server::listener`]
-//!   (the accept loop), is routed by [`app`] to [`ingest`], which parses the path, the [`quantity`] and the
-//!   `labels` ([`selector`]), resolves `pods` through [`cluster::ResourceMapper`] and calls
-//!   [`store::MetricStore::put_custom`].
+//!   (the accept loop), is routed by the listener's [`pipeline`] (route table, then the access layer) to
+//!   [`ingest`], which parses the path ([`path`]), the [`quantity`] and the `labels` ([`selector`]), resolves `pods`
+//!   through [`cluster::ResourceMapper`] and calls [`store::MetricStore::put_custom`].
 //! - A **read** `GET /apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/q` arrives over TLS
-//!   ([`server::tls`]) and goes to [`api`]: [`api::route`] types the path, [`api::custom`] resolves the resource,
-//!   asks [`cluster::LabelIndex`] which objects match, reads the store and renders [`api::types`].
+//!   ([`server::tls`]), passes the [`pipeline`] (in cluster mode authenticated and authorized by [`auth`]) and goes
+//!   to [`api`]: [`api::route`] types the path, [`api::custom`] resolves the resource, asks
+//!   [`cluster::LabelIndex`] which objects match, reads the store and renders [`api::types`].
 //! - Every failure becomes a Kubernetes `Status` in one place, [`response`].
 //! - [`server::health`] answers `/healthz`, `/livez`, `/readyz`; [`server::shutdown`] turns SIGTERM into a drain.
 //!
@@ -32,6 +33,8 @@ pub mod config;
 mod duration;
 pub mod ingest;
 pub mod logging;
+pub mod path;
+pub mod pipeline;
 pub mod quantity;
 pub mod response;
 pub mod selector;

@@ -12,7 +12,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::auth::{AuthenticationError, ReviewError};
+use crate::auth;
 use crate::cluster::{LabelIndexError, MapperError};
 use crate::quantity::QuantityError;
 use crate::selector::SelectorError;
@@ -220,40 +220,9 @@ pub enum RequestError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// No authenticator recognised the request and at least one rejected it (kept for logs, never shown).
-    #[error("Unauthorized")]
-    Unauthorized(Vec<AuthenticationError>),
-    /// Authorization denied the request (Kubernetes' `ForbiddenStatusError`).
-    #[error("{message}")]
-    Forbidden {
-        /// The whole message, e.g. `pods.custom.metrics.k8s.io "*" is forbidden: User "alice" cannot …`.
-        message: String,
-        /// `details.name`: the object name, if any.
-        name: String,
-        /// `details.group`: the API group.
-        group: String,
-        /// `details.kind`: the resource.
-        kind: String,
-    },
-    /// The authorization check (SubjectAccessReview) could not be made.
-    #[error("the authorization check could not be made: {0}")]
-    AuthorizationFailed(std::sync::Arc<ReviewError>),
-    /// Too many authorization checks for anonymous requests (`--anonymous-authorization-rate`); retry later.
-    #[error(
-        "too many requests from unauthenticated clients need an authorization check (--anonymous-authorization-rate); retry after {retry_after_secs} s"
-    )]
-    AnonymousRateLimited {
-        /// Whole seconds until a check is available again (at least 1), also sent as `Retry-After`.
-        retry_after_secs: u64,
-    },
-    /// Too many TokenReviews for bearer tokens not in the cache (`--token-review-rate`); retry later.
-    #[error(
-        "too many requests with new bearer tokens need a TokenReview (--token-review-rate); retry after {retry_after_secs} s"
-    )]
-    TokenReviewRateLimited {
-        /// Whole seconds until a review is available again (at least 1), also sent as `Retry-After`.
-        retry_after_secs: u64,
-    },
+    /// Authentication or authorization refused the request.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
@@ -305,10 +274,10 @@ impl RequestError {
             LabelIndex(LabelIndexError::WatchFailed { .. } | LabelIndexError::SyncTimeout { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
-            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
-            AuthorizationFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
-            AnonymousRateLimited { .. } | TokenReviewRateLimited { .. } => {
+            Auth(auth::Error::Unauthorized(_)) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Auth(auth::Error::Forbidden { .. }) => (StatusCode::FORBIDDEN, "Forbidden"),
+            Auth(auth::Error::AuthorizationFailed(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            Auth(auth::Error::AnonymousRateLimited { .. } | auth::Error::TokenReviewRateLimited { .. }) => {
                 (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
             }
         }
@@ -324,7 +293,7 @@ impl RequestError {
         let message = self.to_string();
         let details = match &self {
             RequestError::RouteNotFound | RequestError::MethodNotAllowed { .. } => Some(StatusDetails::default()),
-            RequestError::Forbidden { name, group, kind, .. } => {
+            RequestError::Auth(auth::Error::Forbidden { name, group, kind, .. }) => {
                 let given = |s: &String| (!s.is_empty()).then(|| s.clone());
                 Some(StatusDetails { name: given(name), group: given(group), kind: given(kind) })
             }
@@ -336,8 +305,10 @@ impl RequestError {
             RequestError::MethodNotAllowed { allow } => {
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            RequestError::AnonymousRateLimited { retry_after_secs }
-            | RequestError::TokenReviewRateLimited { retry_after_secs } => {
+            RequestError::Auth(
+                auth::Error::AnonymousRateLimited { retry_after_secs }
+                | auth::Error::TokenReviewRateLimited { retry_after_secs },
+            ) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
@@ -522,7 +493,8 @@ mod tests {
 
     #[tokio::test]
     async fn unauthorized_is_the_kubernetes_401_without_details() {
-        let response = RequestError::Unauthorized(vec![AuthenticationError::InvalidToken]).into_response(false);
+        let response = RequestError::from(auth::Error::Unauthorized(vec![auth::AuthenticationError::InvalidToken]))
+            .into_response(false);
         assert_eq!(response.status(), 401);
         assert_eq!(
             body_of(response).await,
@@ -533,13 +505,13 @@ mod tests {
     #[tokio::test]
     async fn forbidden_carries_name_group_and_kind_in_details() {
         let message = r#"pods.custom.metrics.k8s.io "*" is forbidden: User "alice" cannot get resource "pods/q" in API group "custom.metrics.k8s.io" in the namespace "default""#;
-        let error = RequestError::Forbidden {
+        let error = auth::Error::Forbidden {
             message: message.into(),
             name: "*".into(),
             group: "custom.metrics.k8s.io".into(),
             kind: "pods".into(),
         };
-        let response = error.into_response(false);
+        let response = RequestError::from(error).into_response(false);
         assert_eq!(response.status(), 403);
         let body: serde_json::Value = serde_json::from_str(&body_of(response).await).unwrap();
         assert_eq!(body["message"], message);
@@ -547,23 +519,23 @@ mod tests {
         assert_eq!(body["code"], 403);
         assert_eq!(body["details"], serde_json::json!({"name": "*", "group": "custom.metrics.k8s.io", "kind": "pods"}));
 
-        let non_resource = RequestError::Forbidden {
+        let non_resource = auth::Error::Forbidden {
             message: r#"forbidden: User "alice" cannot get path "/metrics""#.into(),
             name: String::new(),
             group: String::new(),
             kind: String::new(),
         };
-        let body = body_of(non_resource.into_response(false)).await;
+        let body = body_of(RequestError::from(non_resource).into_response(false)).await;
         assert!(body.contains(r#""reason":"Forbidden","details":{},"code":403"#), "{body}");
     }
 
     #[tokio::test]
     async fn a_failed_authorization_check_is_an_internal_error() {
-        let error = RequestError::AuthorizationFailed(std::sync::Arc::new(ReviewError::BadAnswer {
+        let error = auth::Error::AuthorizationFailed(std::sync::Arc::new(auth::ReviewError::BadAnswer {
             review: "SubjectAccessReview",
             reason: "allowed and denied".into(),
         }));
-        let response = error.into_response(false);
+        let response = RequestError::from(error).into_response(false);
         assert_eq!(response.status(), 500);
         let body: serde_json::Value = serde_json::from_str(&body_of(response).await).unwrap();
         assert_eq!(body["reason"], "InternalError");

@@ -3,8 +3,9 @@
 //! but letters and digits), give the same route; a path without `%` decodes to its own segments.
 #![no_main]
 
-use custom_metrics_apiserver::api::route::{self, ApiRoute, CustomTarget, decode_segments};
+use custom_metrics_apiserver::api::route::{self, ApiRoute, CustomTarget};
 use custom_metrics_apiserver::ingest::{WriteTarget, parse_path};
+use custom_metrics_apiserver::path::decode_segments;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 

@@ -3,12 +3,9 @@
 //! Segments are matched after percent-decoding, so `%2A` is the wildcard `*` that kube-apiserver's aggregator
 //! sends. The shapes follow Kubernetes' request-info parsing, which also decides the 400 "invalid request path".
 
-use std::borrow::Cow;
-
-use percent_encoding::percent_decode_str;
-
 pub use super::group_versions::CustomVersion;
 use super::group_versions::{self, Serves};
+use crate::path::{self, decode_segments};
 
 /// What a custom-metrics read asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +70,13 @@ pub enum RouteError {
     NotFound,
     /// 400 "invalid request path".
     InvalidPath,
+}
+
+impl From<path::BadSegment> for RouteError {
+    /// A segment that does not decode names nothing.
+    fn from(_: path::BadSegment) -> Self {
+        RouteError::NotFound
+    }
 }
 
 /// The wildcard object name.
@@ -159,54 +163,12 @@ fn parse_custom(tail: &[&str]) -> Result<CustomTarget, RouteError> {
     Ok(target)
 }
 
-/// Splits a path into percent-decoded segments, borrowing those without escapes (nearly all). A segment that is
-/// not UTF-8 once decoded matches nothing.
-pub fn decode_segments(path: &str) -> Result<Vec<Cow<'_, str>>, RouteError> {
-    // Byte-wise: '/' and '%' are ASCII, so the slices fall on character boundaries; the generic `str::split` and
-    // the UTF-8 check of undecoded segments cost more than the rest of the routing on the hot paths.
-    let mut segments = Vec::with_capacity(8);
-    let mut start = 0;
-    for (i, byte) in path.bytes().enumerate() {
-        if byte == b'/' {
-            segments.push(decode_segment(&path[start..i])?);
-            start = i + 1;
-        }
-    }
-    segments.push(decode_segment(&path[start..])?);
-    Ok(segments)
-}
-
-fn decode_segment(segment: &str) -> Result<Cow<'_, str>, RouteError> {
-    if !segment.as_bytes().contains(&b'%') {
-        return Ok(Cow::Borrowed(segment));
-    }
-    percent_decode_str(segment).decode_utf8().map_err(|_| RouteError::NotFound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP};
 
     const P: &str = "/apis/custom.metrics.k8s.io/v1beta2";
-
-    #[test]
-    fn segments_split_at_every_slash_and_decode_only_escapes() {
-        // The plain definition, to compare the byte-wise one with.
-        let plain = |path: &str| -> Result<Vec<String>, RouteError> {
-            path.split('/')
-                .map(|s| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| RouteError::NotFound))
-                .collect()
-        };
-        for path in ["", "/", "a", "a//b", "a/b/", "/namespaces/default/pods/my-pod/q", "x/%2A/%2Fy", "caf%C3%A9/é/%"]
-        {
-            let ours: Vec<String> = decode_segments(path).unwrap().into_iter().map(Cow::into_owned).collect();
-            assert_eq!(ours, plain(path).unwrap(), "{path:?}");
-        }
-        assert_eq!(decode_segments("a/%2Fb").unwrap(), ["a", "/b"]);
-        assert!(matches!(decode_segments("a/b").unwrap()[1], Cow::Borrowed("b")));
-        assert!(matches!(decode_segments("a/%ff"), Err(RouteError::NotFound)));
-    }
 
     fn custom(path: &str) -> Result<Option<ApiRoute>, RouteError> {
         parse(&format!("{P}{path}"))

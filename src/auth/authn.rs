@@ -22,8 +22,7 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use super::config::{AuthenticationConfig, RequestHeaderConfig};
 use super::rate::{LogLimiter, TokenBucket, retry_after_secs};
 use super::x509::{CaRole, ClientCertChain};
-use super::{ReviewError, UserInfo};
-use crate::response::RequestError;
+use super::{Error, ReviewError, UserInfo};
 
 /// The extra key under which Kubernetes records which credential authenticated a user.
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
@@ -163,13 +162,13 @@ impl Authenticator {
     ///
     /// # Errors
     ///
-    /// [`RequestError::Unauthorized`] when no authenticator recognises the request and at least one failed;
-    /// [`RequestError::TokenReviewRateLimited`] when, besides, its bearer token could not be reviewed for the rate.
+    /// [`Error::Unauthorized`] when no authenticator recognises the request and at least one failed;
+    /// [`Error::TokenReviewRateLimited`] when, besides, its bearer token could not be reviewed for the rate.
     pub async fn authenticate(
         &self,
         headers: &mut HeaderMap,
         client_certs: Option<&ClientCertChain>,
-    ) -> Result<UserInfo, RequestError> {
+    ) -> Result<UserInfo, Error> {
         let chain = client_certs.filter(|c| !c.is_empty());
         let mut errors = Vec::new();
         let found = {
@@ -200,14 +199,14 @@ impl Authenticator {
             // Not a 401: the review might have authenticated the request. Not logged either: the 429 says it all,
             // and the client causing it is already causing more than the log should take.
             None if let Some(wait) = rate_limited(&errors) => {
-                Err(RequestError::TokenReviewRateLimited { retry_after_secs: retry_after_secs(wait) })
+                Err(Error::TokenReviewRateLimited { retry_after_secs: retry_after_secs(wait) })
             }
             None => {
                 if let Some(suppressed) = self.unauthorized_log.admit() {
                     let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     tracing::info!(errors = ?reasons, suppressed, "unable to authenticate the request");
                 }
-                Err(RequestError::Unauthorized(errors))
+                Err(Error::Unauthorized(errors))
             }
         }
     }
@@ -508,7 +507,7 @@ mod tests {
         let stranger = TestCa::new("front-proxy-ca").client_chain("front-proxy-client", &[]);
         let mut h = alice_headers();
         let result = authenticator.authenticate(&mut h, Some(&stranger)).await;
-        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
 
         // A certificate from the client CA: the certificate's identity, never the header's.
         let bob = fixture.client_ca.client_chain("bob", &["team"]);
@@ -531,7 +530,7 @@ mod tests {
         let chain = fixture.proxy_ca.client_chain("someone-else", &[]);
         let mut h = alice_headers();
         match fixture.authenticator().authenticate(&mut h, Some(&chain)).await {
-            Err(RequestError::Unauthorized(errors)) => {
+            Err(Error::Unauthorized(errors)) => {
                 let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 assert!(
                     messages.contains(&"x509: subject with cn=someone-else is not in the allowed list".to_string()),
@@ -553,7 +552,7 @@ mod tests {
         let mut h = headers(&[("X-Remote-Group", "system:masters")]);
         // The front proxy abstains, and its certificate does not chain to the client CA: as in Kubernetes, a 401.
         let result = fixture.authenticator().authenticate(&mut h, Some(&fixture.proxy_chain())).await;
-        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         assert!(h.contains_key("x-remote-group"), "headers are removed only when used");
 
         // Without a client CA, nothing fails: anonymous.
@@ -576,7 +575,7 @@ mod tests {
         // No common name: this authenticator abstains, so the front proxy's failure to verify it decides (401)...
         let no_cn = ClientCertChain::new(vec![fixture.client_ca.leaf_with(None, &["dev"], vec![])]);
         let result = fixture.authenticator().authenticate(&mut HeaderMap::new(), Some(&no_cn)).await;
-        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         // ... and without a front proxy configured, the request is anonymous.
         let client_only = AuthenticationConfig::new(fixture.config.load().client_ca.clone(), None);
         fixture.config.store(Arc::new(client_only));
@@ -652,7 +651,7 @@ mod tests {
         };
         for _ in 0..25 {
             let mut h = headers(&[("Authorization", "Bearer bad")]);
-            assert!(matches!(authenticator.authenticate(&mut h, None).await, Err(RequestError::Unauthorized(_))));
+            assert!(matches!(authenticator.authenticate(&mut h, None).await, Err(Error::Unauthorized(_))));
         }
         assert_eq!(lines().len(), 4, "{:?}", lines());
         assert!(lines().iter().all(|l| l.contains("suppressed=0")), "{:?}", lines());
@@ -674,7 +673,7 @@ mod tests {
 
         let mut h = headers(&[("Authorization", "bearer bad")]);
         match authenticator.authenticate(&mut h, None).await {
-            Err(RequestError::Unauthorized(errors)) => {
+            Err(Error::Unauthorized(errors)) => {
                 assert!(matches!(errors[..], [AuthenticationError::InvalidToken]), "{errors:?}")
             }
             other => panic!("expected a 401, got {other:?}"),
@@ -699,7 +698,7 @@ mod tests {
         let (authenticator, tokens) = token_authenticator(true, Duration::from_secs(10));
         for _ in 0..3 {
             let result = authenticator.authenticate(&mut headers(&[("Authorization", "Bearer good")]), None).await;
-            assert!(matches!(result, Err(RequestError::Unauthorized(_))));
+            assert!(matches!(result, Err(Error::Unauthorized(_))));
         }
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
 
@@ -741,11 +740,11 @@ mod tests {
         let authenticator = authenticator.with_token_review_limits(DEFAULT_TOKEN_CACHE_MAX_BYTES, 3);
         for i in 0..3 {
             let result = authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await;
-            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+            assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         }
         let refused = authenticator.authenticate(&mut bearer("bad-3"), None).await.unwrap_err();
-        assert!(matches!(refused, RequestError::TokenReviewRateLimited { retry_after_secs: 1 }), "{refused:?}");
-        let response = refused.into_response(false);
+        assert!(matches!(refused, Error::TokenReviewRateLimited { retry_after_secs: 1 }), "{refused:?}");
+        let response = crate::response::RequestError::from(refused).into_response(false);
         assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 3, "no TokenReview beyond the rate");
@@ -753,13 +752,13 @@ mod tests {
         // A bad token already reviewed is a 401 from the cache, whatever the bucket holds.
         for _ in 0..10 {
             let result = authenticator.authenticate(&mut bearer("bad-0"), None).await;
-            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+            assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         }
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
         // The bucket refills at its rate.
         tokio::time::advance(Duration::from_millis(350)).await;
         let result = authenticator.authenticate(&mut bearer("bad-3"), None).await;
-        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 4);
     }
 
@@ -771,7 +770,7 @@ mod tests {
         // Distinct bad tokens empty the bucket.
         let mut limited = 0;
         for i in 0..20 {
-            if let Err(RequestError::TokenReviewRateLimited { .. }) =
+            if let Err(Error::TokenReviewRateLimited { .. }) =
                 authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await
             {
                 limited += 1;
@@ -792,7 +791,7 @@ mod tests {
         authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
         authenticator.authenticate(&mut bearer("good"), None).await.unwrap();
         let refused = authenticator.authenticate(&mut bearer("good"), None).await.unwrap_err();
-        assert!(matches!(refused, RequestError::TokenReviewRateLimited { .. }), "{refused:?}");
+        assert!(matches!(refused, Error::TokenReviewRateLimited { .. }), "{refused:?}");
         assert_eq!(tokens.calls.load(Ordering::SeqCst), 2);
     }
 
@@ -820,7 +819,11 @@ mod tests {
         let mut statuses = Vec::new();
         for i in 0..5 {
             let result = authenticator.authenticate(&mut bearer(&format!("bad-{i}")), None).await;
-            statuses.push(result.map_err(|e| e.into_response(false).status().as_u16()).unwrap_err());
+            statuses.push(
+                result
+                    .map_err(|e| crate::response::RequestError::from(e).into_response(false).status().as_u16())
+                    .unwrap_err(),
+            );
         }
         assert_eq!(statuses, [401, 401, 401, 401, 429]);
         assert_eq!(server.count(|r| r.path == PATH), 5, "the sixth new token is not reviewed");
@@ -828,7 +831,7 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(authenticator.authenticate(&mut bearer("good"), None).await.unwrap().name, "writer");
             let result = authenticator.authenticate(&mut bearer("bad-0"), None).await;
-            assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{result:?}");
+            assert!(matches!(result, Err(Error::Unauthorized(_))), "{result:?}");
         }
         assert_eq!(server.count(|r| r.path == PATH), 5);
     }

@@ -13,8 +13,7 @@ use super::rate::TokenBucket;
 use async_trait::async_trait;
 
 use super::request_info::{Attributes, Target};
-use super::{MASTERS_GROUP, ReviewError};
-use crate::response::RequestError;
+use super::{Error, MASTERS_GROUP, ReviewError};
 use crate::selector::go_quote;
 
 /// Default of `--authorization-webhook-cache-max-bytes`: the decision cache's size, as estimated by
@@ -174,9 +173,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`RequestError::Forbidden`] with Kubernetes' message and details when denied;
-    /// [`RequestError::AuthorizationFailed`] (a 500) when the review cannot be made.
-    pub async fn authorize(&self, attributes: &Attributes) -> Result<(), RequestError> {
+    /// [`Error::Forbidden`] with Kubernetes' message and details when denied;
+    /// [`Error::AuthorizationFailed`] (a 500) when the review cannot be made.
+    pub async fn authorize(&self, attributes: &Attributes) -> Result<(), Error> {
         if let Target::NonResource { path } = &attributes.target
             && self.always_allowed(path)
         {
@@ -191,14 +190,14 @@ impl Authorizer {
             && let Err(wait) = self.anonymous_reviews.try_take()
         {
             let retry_after_secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-            return Err(RequestError::AnonymousRateLimited { retry_after_secs });
+            return Err(Error::AnonymousRateLimited { retry_after_secs });
         }
         // Concurrent identical requests share one review; failures are not cached.
         let decision = self
             .decisions
             .try_get_with_by_ref(attributes, self.reviewer.review(attributes))
             .await
-            .map_err(RequestError::AuthorizationFailed)?;
+            .map_err(Error::AuthorizationFailed)?;
         if decision.allowed { Ok(()) } else { Err(forbidden(attributes, &decision.reason)) }
     }
 }
@@ -209,7 +208,7 @@ fn rate(per_second: usize) -> u32 {
 }
 
 /// Kubernetes' 403 for a denied request (`responsewriters.ForbiddenStatusError`).
-pub fn forbidden(attributes: &Attributes, reason: &str) -> RequestError {
+pub fn forbidden(attributes: &Attributes, reason: &str) -> Error {
     let user = go_quote(&attributes.user.name);
     let verb = &attributes.verb;
     let (what, group, resource, name) = match &attributes.target {
@@ -242,7 +241,7 @@ pub fn forbidden(attributes: &Attributes, reason: &str) -> RequestError {
     } else {
         format!("{qualified} {} is forbidden: {error}", go_quote(name))
     };
-    RequestError::Forbidden { message, name: name.to_string(), group: group.to_string(), kind: resource.to_string() }
+    Error::Forbidden { message, name: name.to_string(), group: group.to_string(), kind: resource.to_string() }
 }
 
 #[cfg(test)]
@@ -302,9 +301,9 @@ mod tests {
         )
     }
 
-    fn message(error: RequestError) -> String {
+    fn message(error: Error) -> String {
         match error {
-            RequestError::Forbidden { message, .. } => message,
+            Error::Forbidden { message, .. } => message,
             other => panic!("expected Forbidden, got {other:?}"),
         }
     }
@@ -349,8 +348,8 @@ mod tests {
             authorizer.authorize(&get(&format!("/anything/{i}"), UserInfo::anonymous())).await.unwrap();
         }
         let refused = authorizer.authorize(&get("/anything/3", UserInfo::anonymous())).await.unwrap_err();
-        assert!(matches!(refused, RequestError::AnonymousRateLimited { retry_after_secs: 1 }), "{refused:?}");
-        let response = refused.into_response(false);
+        assert!(matches!(refused, Error::AnonymousRateLimited { retry_after_secs: 1 }), "{refused:?}");
+        let response = crate::response::RequestError::from(refused).into_response(false);
         assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
         assert_eq!(reviews.calls(), 3, "no review beyond the rate");
@@ -428,7 +427,7 @@ mod tests {
         let authorizer = make_authorizer(&reviews, 10, 10);
         for _ in 0..2 {
             let error = authorizer.authorize(&get("/metrics", user("alice", &[]))).await.unwrap_err();
-            assert!(matches!(error, RequestError::AuthorizationFailed(_)), "{error:?}");
+            assert!(matches!(error, Error::AuthorizationFailed(_)), "{error:?}");
             assert!(error.to_string().contains("test failure"), "{error}");
         }
         assert_eq!(reviews.calls(), 2);
@@ -469,7 +468,7 @@ mod tests {
             assert_eq!(message(forbidden(&attributes, reason)), expected);
         }
         match forbidden(&get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/q", alice()), "") {
-            RequestError::Forbidden { name, group, kind, .. } => {
+            Error::Forbidden { name, group, kind, .. } => {
                 assert_eq!((name.as_str(), group.as_str(), kind.as_str()), ("*", "custom.metrics.k8s.io", "pods"));
             }
             other => panic!("{other:?}"),

@@ -8,11 +8,13 @@
 //! - [`authn`]: [`Authenticator`]: front proxy -> client certificate -> bearer token (TokenReview) -> anonymous.
 //! - [`request_info`]: the request attributes kube-apiserver's `RequestInfo` computes (verb, resource, ...).
 //! - [`authz`]: [`Authorizer`]: always-allow paths -> `system:masters` -> SubjectAccessReview, cached.
+//! - [`error`]: [`Error`], why a request was refused (401, 403, 429, 500); [`crate::response`] renders it.
 //! - [`rate`]: the token buckets bounding what unauthenticated clients cost (reviews, log lines).
 
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod error;
 pub mod flags;
 pub mod rate;
 pub mod request_info;
@@ -26,6 +28,7 @@ use std::collections::BTreeMap;
 pub use authn::{AuthenticationError, Authenticator, TokenReviewer};
 pub use authz::{AccessReviewer, Authorizer, Decision, PathPatternError, check_always_allow_paths};
 pub use config::{AuthConfigError, AuthenticationConfig, AuthenticationFlags, CaBundle, RequestHeaderConfig};
+pub use error::Error;
 pub use request_info::{Attributes, Target, custom_write_attributes, external_write_attributes, request_attributes};
 pub use x509::ClientCertChain;
 

@@ -5,6 +5,12 @@
 //! forbidden and stalled paths) and, for what that state does not serve, with the test's own closure
 //! ([`FakeApiServer::answering`]), which reviews and ConfigMap tests use to answer POSTed objects or stream a
 //! watch of their own. Without a closure, unknown paths are a 404 `Status`, as kube-apiserver answers them.
+//!
+//! For black-box tests of cluster mode (`tests/cluster_mode.rs`) it also plays a small cluster of its own:
+//! [`FakeApiServer::serve_discovery`] (the core group and `apps`, a watchable pods collection),
+//! [`FakeApiServer::add_token`] (TokenReviews), [`FakeApiServer::allow`] (SubjectAccessReviews, as RBAC would
+//! answer them) and [`FakeApiServer::write_kubeconfig`]. Built for the crate's tests and, with the `test-support`
+//! feature, for the integration tests in `tests/`; never part of the shipped binary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
@@ -21,7 +27,7 @@ use tokio::sync::mpsc;
 
 /// A request received by [`FakeApiServer`].
 #[derive(Debug, Clone)]
-pub(crate) struct RecordedRequest {
+pub struct RecordedRequest {
     /// Method.
     pub method: http::Method,
     /// Path.
@@ -36,13 +42,13 @@ pub(crate) struct RecordedRequest {
 
 impl RecordedRequest {
     /// Whether this is a watch (`watch=true` in the query) rather than a get or list.
-    pub(crate) fn is_watch(&self) -> bool {
+    pub fn is_watch(&self) -> bool {
         self.query.split('&').any(|p| p == "watch=true")
     }
 }
 
 /// How [`FakeApiServer`] answers one request.
-pub(crate) enum FakeResponse {
+pub enum FakeResponse {
     /// A JSON body with this status.
     Json(u16, Value),
     /// A 200 whose body streams every value received as one JSON line (a watch); the body ends when the sender
@@ -54,7 +60,7 @@ pub(crate) enum FakeResponse {
 type Handler = dyn Fn(&RecordedRequest) -> FakeResponse + Send + Sync;
 
 /// A Kubernetes `Status` failure body.
-pub(crate) fn status_body(code: u16, reason: &str, message: &str) -> Value {
+pub fn status_body(code: u16, reason: &str, message: &str) -> Value {
     json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code
@@ -116,8 +122,22 @@ struct State {
     /// Paths whose requests get headers and then nothing; the senders keep those bodies open.
     stalled: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Value>>>>,
     resource_version: AtomicU64,
+    /// Token -> (user, groups), once [`FakeApiServer::add_token`] is called; until then TokenReviews go to the
+    /// handler.
+    tokens: Mutex<Option<HashMap<String, FakeUser>>>,
+    /// (user, verb) pairs allowed, once [`FakeApiServer::allow`] is called; until then SubjectAccessReviews go to
+    /// the handler.
+    allowed: Mutex<Option<HashSet<(String, String)>>>,
     handler: Option<Box<Handler>>,
 }
+
+/// A token's user: name and groups.
+type FakeUser = (String, Vec<String>);
+
+/// Where kube clients post TokenReviews.
+pub const TOKEN_REVIEWS_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// Where kube clients post SubjectAccessReviews.
+pub const ACCESS_REVIEWS_PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 
 /// A `PartialObjectMetadata` as kube-apiserver sends it for `as=PartialObjectMetadata` requests.
 fn object(namespace: &str, name: &str, labels: &BTreeMap<String, String>, rv: u64) -> Value {
@@ -130,7 +150,7 @@ fn object(namespace: &str, name: &str, labels: &BTreeMap<String, String>, rv: u6
 
 impl State {
     /// Stalled paths first (they stand for a hung kube-apiserver), then documents, forbidden paths, collections,
-    /// the test's handler, and a 404.
+    /// reviews once tokens or permissions are set, the test's handler, and a 404.
     fn answer(&self, request: &RecordedRequest) -> FakeResponse {
         let path = &request.path;
         if let Some(senders) = self.stalled.lock().unwrap().get_mut(path) {
@@ -158,6 +178,11 @@ impl State {
                 "metadata": {"resourceVersion": rv.to_string()}, "items": items});
             return FakeResponse::Json(200, list);
         }
+        if request.method == http::Method::POST
+            && let Some(answer) = self.review(request)
+        {
+            return answer;
+        }
         match &self.handler {
             Some(handler) => handler(request),
             None => FakeResponse::Json(
@@ -168,9 +193,48 @@ impl State {
     }
 }
 
+impl State {
+    /// A TokenReview or SubjectAccessReview answered from the tokens and permissions set, when they are set.
+    fn review(&self, request: &RecordedRequest) -> Option<FakeResponse> {
+        let body = &request.body;
+        if request.path == TOKEN_REVIEWS_PATH {
+            let tokens = self.tokens.lock().unwrap();
+            let tokens = tokens.as_ref()?;
+            let token = body["spec"]["token"].as_str().unwrap_or("");
+            let status = match tokens.get(token) {
+                Some((user, groups)) => json!({"authenticated": true, "user": {"username": user, "groups": groups}}),
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            return Some(FakeResponse::Json(201, review_answer(body, status)));
+        }
+        if request.path == ACCESS_REVIEWS_PATH {
+            let allowed = self.allowed.lock().unwrap();
+            let allowed = allowed.as_ref()?;
+            let spec = &body["spec"];
+            let user = spec["user"].as_str().unwrap_or("").to_string();
+            let verb = spec["resourceAttributes"]["verb"].as_str().or(spec["nonResourceAttributes"]["verb"].as_str());
+            let status = if allowed.contains(&(user, verb.unwrap_or("").to_string())) {
+                json!({"allowed": true, "reason": "allowed by the fake API server"})
+            } else {
+                json!({"allowed": false})
+            };
+            return Some(FakeResponse::Json(201, review_answer(body, status)));
+        }
+        None
+    }
+}
+
+/// The posted review with `status` set, as kube-apiserver answers.
+fn review_answer(posted: &Value, status: Value) -> Value {
+    let mut answer = posted.clone();
+    answer["status"] = status;
+    answer
+}
+
 /// The fake server; stops when dropped.
-pub(crate) struct FakeApiServer {
+pub struct FakeApiServer {
     client: kube::Client,
+    address: std::net::SocketAddr,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -183,13 +247,13 @@ impl Drop for FakeApiServer {
 
 impl FakeApiServer {
     /// Starts a server that knows nothing yet: every path is a 404 until documents or collections are added.
-    pub(crate) async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::serve(State::default()).await
     }
 
     /// Starts a server that answers with `handler` whatever its state does not serve (everything, unless
     /// documents or collections are added).
-    pub(crate) async fn answering(handler: impl Fn(&RecordedRequest) -> FakeResponse + Send + Sync + 'static) -> Self {
+    pub async fn answering(handler: impl Fn(&RecordedRequest) -> FakeResponse + Send + Sync + 'static) -> Self {
         Self::serve(State { handler: Some(Box::new(handler)), ..State::default() }).await
     }
 
@@ -218,41 +282,107 @@ impl FakeApiServer {
         });
         let config = kube::Config::new(format!("http://{address}").parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
-        FakeApiServer { client, state, task }
+        FakeApiServer { client, address, state, task }
+    }
+
+    /// The server's address (plain HTTP).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Writes a kubeconfig file whose current context is this server, without credentials.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n",
+            self.address
+        );
+        std::fs::write(path, kubeconfig)
+    }
+
+    /// Serves a small cluster's discovery (legacy form): the core group (`pods`, `namespaces`, `nodes`,
+    /// `services`) and `apps` (`deployments`), and makes `/api/v1/pods` a watchable collection, which is what
+    /// cluster mode needs to start.
+    pub fn serve_discovery(&self) {
+        let resource = |name: &str, singular: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": singular, "kind": kind, "namespaced": namespaced,
+                "verbs": ["get", "list", "watch"]})
+        };
+        self.set_document("/api", json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}));
+        self.set_document(
+            "/api/v1",
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+                resource("pods", "pod", "Pod", true),
+                resource("namespaces", "namespace", "Namespace", false),
+                resource("nodes", "node", "Node", false),
+                resource("services", "service", "Service", true),
+            ]}),
+        );
+        let apps = json!({"groupVersion": "apps/v1", "version": "v1"});
+        self.set_document(
+            "/apis",
+            json!({"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": "apps", "versions": [apps], "preferredVersion": apps}]}),
+        );
+        self.set_document(
+            "/apis/apps/v1",
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+                resource("deployments", "deployment", "Deployment", true),
+            ]}),
+        );
+        self.add_collection("/api/v1/pods");
+    }
+
+    /// Answers TokenReviews from now on: `token` authenticates `user` in `groups`; any other token is invalid.
+    pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(ToString::to_string).collect();
+        let mut tokens = self.state.tokens.lock().unwrap();
+        tokens.get_or_insert_with(HashMap::new).insert(token.to_string(), (user.to_string(), groups));
+    }
+
+    /// Answers SubjectAccessReviews from now on: `user` may do `verb` on anything (resources and paths); anything
+    /// not allowed so is denied without a reason, as RBAC denies.
+    pub fn allow(&self, user: &str, verb: &str) {
+        let mut allowed = self.state.allowed.lock().unwrap();
+        allowed.get_or_insert_with(HashSet::new).insert((user.to_string(), verb.to_string()));
+    }
+
+    /// Answers SubjectAccessReviews from now on, denying everything not allowed with [`FakeApiServer::allow`].
+    pub fn deny_by_default(&self) {
+        self.state.allowed.lock().unwrap().get_or_insert_with(HashSet::new);
     }
 
     /// A client of this server.
-    pub(crate) fn client(&self) -> kube::Client {
+    pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
 
     /// Every request received so far, in order.
-    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+    pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.lock().unwrap().clone()
     }
 
     /// How many requests received so far satisfy `filter`.
-    pub(crate) fn count(&self, filter: impl Fn(&RecordedRequest) -> bool) -> usize {
+    pub fn count(&self, filter: impl Fn(&RecordedRequest) -> bool) -> usize {
         self.state.requests.lock().unwrap().iter().filter(|r| filter(r)).count()
     }
 
     /// Serves `document` at `path` (a discovery document).
-    pub(crate) fn set_document(&self, path: &str, document: Value) {
+    pub fn set_document(&self, path: &str, document: Value) {
         self.state.documents.lock().unwrap().insert(path.to_string(), document);
     }
 
     /// Makes `path` a listable, watchable collection.
-    pub(crate) fn add_collection(&self, path: &str) {
+    pub fn add_collection(&self, path: &str) {
         self.state.collections.lock().unwrap().entry(path.to_string()).or_default();
     }
 
     /// Never finishes answering requests for `path`.
-    pub(crate) fn stall(&self, path: &str) {
+    pub fn stall(&self, path: &str) {
         self.state.stalled.lock().unwrap().entry(path.to_string()).or_default();
     }
 
     /// Answers 403 Forbidden for `path`.
-    pub(crate) fn forbid(&self, path: &str) {
+    pub fn forbid(&self, path: &str) {
         self.state.forbidden.lock().unwrap().insert(path.to_string());
     }
 
@@ -273,17 +403,17 @@ impl FakeApiServer {
     }
 
     /// Creates an object (an ADDED event to open watches).
-    pub(crate) fn add_object(&self, path: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) {
+    pub fn add_object(&self, path: &str, namespace: &str, name: &str, labels: &[(&str, &str)]) {
         self.event(path, "ADDED", namespace, name, labels, false);
     }
 
     /// Deletes an object (a DELETED event to open watches).
-    pub(crate) fn delete_object(&self, path: &str, namespace: &str, name: &str) {
+    pub fn delete_object(&self, path: &str, namespace: &str, name: &str) {
         self.event(path, "DELETED", namespace, name, &[], true);
     }
 
     /// Whether a watch of `path` is open.
-    pub(crate) fn is_watched(&self, path: &str) -> bool {
+    pub fn is_watched(&self, path: &str) -> bool {
         let collections = self.state.collections.lock().unwrap();
         collections.get(path).is_some_and(|c| c.watchers.iter().any(|w| !w.is_closed()))
     }
@@ -333,5 +463,36 @@ mod tests {
         assert_eq!((review.accept.as_str(), &review.body), ("application/json", &posted));
         assert!(!review.is_watch());
         assert_eq!(server.count(|r| r.path == "/api"), 1);
+    }
+
+    /// Reviews go to the closure until tokens or permissions are set (the review tests answer their own), then
+    /// are answered from them.
+    #[tokio::test]
+    async fn reviews_are_answered_from_tokens_and_permissions_once_set() {
+        let server = FakeApiServer::answering(|_| FakeResponse::Json(418, json!({}))).await;
+        let http = server.client();
+        let post = |path: &str, body: Value| {
+            http::Request::post(path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap()
+        };
+        let token_review = |token: &str| json!({"kind": "TokenReview", "spec": {"token": token}});
+        let access_review = |user: &str, verb: &str| json!({"kind": "SubjectAccessReview", "spec": {"user": user, "nonResourceAttributes": {"path": "/x", "verb": verb}}});
+        assert!(http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("t"))).await.is_err());
+        assert!(http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "get"))).await.is_err());
+
+        server.add_token("t", "alice", &["dev"]);
+        let answer = http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("t"))).await.unwrap();
+        assert_eq!(answer["status"], json!({"authenticated": true, "user": {"username": "alice", "groups": ["dev"]}}));
+        let answer = http.request::<Value>(post(TOKEN_REVIEWS_PATH, token_review("other"))).await.unwrap();
+        assert_eq!(answer["status"]["authenticated"], false);
+
+        server.allow("alice", "get");
+        let answer = http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "get"))).await.unwrap();
+        assert_eq!(answer["status"]["allowed"], true);
+        let answer = http.request::<Value>(post(ACCESS_REVIEWS_PATH, access_review("alice", "create"))).await.unwrap();
+        assert_eq!(answer["status"], json!({"allowed": false}));
+        assert_eq!(answer["spec"]["user"], "alice", "the answer is the posted review with its status");
     }
 }

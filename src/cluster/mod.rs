@@ -10,8 +10,8 @@
 pub mod auth_config;
 pub mod client;
 pub mod discovery;
-#[cfg(test)]
-pub(crate) mod fake_apiserver;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake_apiserver;
 pub mod flags;
 pub mod label_index;
 pub mod mapper;

@@ -1,6 +1,9 @@
-//! A server of ours on 127.0.0.1 in standalone mode, and clients that speak to it the way users do.
+//! A server of ours on 127.0.0.1 in standalone mode, and clients that speak to it the way users do; [`cluster`]:
+//! the same in cluster mode, against the fake kube-apiserver.
 
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::net::SocketAddr;
 use std::time::Duration;
