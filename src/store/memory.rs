@@ -18,8 +18,8 @@
 //! [`Limits::max_store_bytes`].
 //!
 //! Expiry (docs/architecture.md §7): expired samples are invisible at once (every read checks the deadline). Each
-//! group keeps its series' deadlines ordered ([`Series::deadlines`]), and each kind keeps its groups ordered by a
-//! deadline at or before their earliest one ([`Kind::wake`]). The expiry task, which [`MemoryStore::start`] spawns
+//! group keeps its series' deadlines ordered (`Series::deadlines`), and each kind keeps its groups ordered by a
+//! deadline at or before their earliest one (`Kind::wake`). The expiry task, which [`MemoryStore::start`] spawns
 //! and the last handle's drop stops, takes expired series from the front of both: the work is proportional to what
 //! expired, never a walk of every series, and it takes the locks for one removal at a time. A group left empty (by
 //! expiry or a delete) is dropped at once.
