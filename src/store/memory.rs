@@ -1563,4 +1563,70 @@ mod tests {
             "the purge of {count} series ran without letting another task run: {seen:?}"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_deleters_and_the_purge_at_once_leave_every_index_exact() {
+        let (store, clock) = store(Limits::default());
+        let mut tasks = Vec::new();
+        for writer in 0..4u64 {
+            let store = store.clone();
+            let clock = clock.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut state = 0x9e37_79b9_7f4a_7c15 ^ writer;
+                for _ in 0..4_000 {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    let r = (state >> 33) as usize;
+                    let name = format!("p{}", r % 40);
+                    let namespace = ["a", "b", "c"][r / 40 % 3];
+                    let id = CustomSeriesId { resource: "pods", namespace, name: &name, metric: "m" };
+                    let ttl = [None, Some(Duration::from_millis(3)), Some(Duration::from_millis(30))][r / 120 % 3];
+                    match r / 360 % 8 {
+                        0 => {
+                            store.delete_custom(id).await.unwrap();
+                        }
+                        1 => {
+                            store.delete_external(namespace, "e", &labels(&[("k", &name)])).await.unwrap();
+                        }
+                        2 => clock.advance(1),
+                        3..=4 => {
+                            let labelled = SampleWrite { labels: labels(&[("k", &name)]), ..write("1", ttl) };
+                            store.put_external(namespace, "e", labelled).await.unwrap();
+                        }
+                        _ => store.put_custom(id, write("1", ttl)).await.unwrap(),
+                    }
+                }
+            }));
+        }
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let purger = tokio::spawn({
+            let (store, done) = (store.clone(), Arc::clone(&done));
+            async move {
+                let mut rounds = 0;
+                while !done.load(Ordering::Acquire) {
+                    store.inner.purge(7);
+                    rounds += 1;
+                    tokio::task::yield_now().await;
+                }
+                rounds
+            }
+        });
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done.store(true, Ordering::Release);
+        assert!(purger.await.unwrap() > 0);
+        check_expiry_index(&store.inner.custom, 0);
+        check_expiry_index(&store.inner.external, 0);
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        clock.advance(1_000);
+        store.purge_expired();
+        check_expiry_index(&store.inner.custom, 1);
+        check_expiry_index(&store.inner.external, 1);
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        let held: usize = store.inner.custom.groups.iter().map(|g| g.read().len()).sum::<usize>()
+            + store.inner.external.groups.iter().map(|g| g.read().len()).sum::<usize>();
+        assert_eq!(store.series_count(), held);
+        let now = store.inner.now();
+        assert!(store.inner.custom.groups.iter().all(|g| g.read().values().all(|s| s.is_live(now))));
+    }
 }
