@@ -1,4 +1,4 @@
-//! The contract of [`MetricStore`] as tests that every implementation must pass (docs/architecture.md §7).
+//! The contract of [`MetricStore`] as tests that every implementation must pass (docs/architecture.md §9).
 //!
 //! An implementation plugs in by implementing [`Subject`] (how to make an empty store on a given clock, and how to
 //! make it remove what has expired) and one line in its tests:

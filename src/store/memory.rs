@@ -17,7 +17,7 @@
 //! Memory is accounted in bytes as series are added, relabelled and removed (see [`SERIES_BYTES`]) and bounded by
 //! [`Limits::max_store_bytes`].
 //!
-//! Expiry (docs/architecture.md §7): expired samples are invisible at once (every read checks the deadline). Each
+//! Expiry (docs/architecture.md §9): expired samples are invisible at once (every read checks the deadline). Each
 //! group keeps its series' deadlines ordered (`Series::deadlines`), and each kind keeps its groups ordered by a
 //! deadline at or before their earliest one (`Kind::wake`). The expiry task, which [`MemoryStore::start`] spawns
 //! and the last handle's drop stops, takes expired series from the front of both: the work is proportional to what

@@ -237,7 +237,7 @@ pub enum Put<'a> {
 /// What the write API and the read APIs need from a store.
 ///
 /// Methods are async so that a networked backend can implement the same trait; every implementation must pass the
-/// conformance suite (`store/conformance.rs`, docs/architecture.md §7). Reads never return expired samples. Lists are sorted (by object name, metric name or
+/// conformance suite (`store/conformance.rs`, docs/architecture.md §9). Reads never return expired samples. Lists are sorted (by object name, metric name or
 /// labels) so that responses are deterministic.
 #[async_trait]
 pub trait MetricStore: Send + Sync + 'static {
