@@ -50,7 +50,7 @@ const KEY_SEPARATOR: char = '/';
 const PURGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Removals the expiry task makes before it lets other tasks on its worker run: a long purge never stalls requests.
-const PURGE_BATCH: usize = 256;
+const PURGE_BATCH: usize = 32;
 
 /// Accounted bytes of one series besides its name and labels: its entry in the group's map, the sample, the name's
 /// allocation, and the map's spare capacity. Calibrated on resident memory (`cargo run --release --example
