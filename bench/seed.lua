@@ -1,4 +1,5 @@
--- wrk: writes N distinct series, then stops. Arguments (after --): N PREFIX METRIC THREADS DIR (THREADS = wrk -t).
+-- wrk: writes N distinct series, then stops. Arguments (after --): N PREFIX METRIC THREADS DIR [QUERY] (THREADS = wrk
+-- -t; QUERY, e.g. "ttl=30s", is added to every write).
 -- Each thread writes N/threads pods named PREFIX-<thread>-<i>, i = 0, 1, ...; once its share has been sent it keeps
 -- overwriting its first pod (so at most N distinct series are ever sent) until it has N/threads answers, then stops.
 -- The server must be seeded on a fresh metric: the number of stored series is then N exactly.
@@ -19,6 +20,7 @@ function init(args)
   metric = args[3]
   marker = args[5] .. "/done." .. id
   share = math.floor(total / tonumber(args[4]))
+  query = (args[6] and args[6] ~= "") and ("?" .. args[6]) or ""
   sent, answered, failed = 0, 0, 0
   wrk.method = "POST"
   wrk.body = '"42"'
@@ -31,7 +33,7 @@ function request()
     i = sent
     sent = sent + 1
   end
-  return wrk.format(nil, "/write-metrics/namespaces/default/pods/" .. prefix .. "-" .. id .. "-" .. i .. "/" .. metric)
+  return wrk.format(nil, "/write-metrics/namespaces/default/pods/" .. prefix .. "-" .. id .. "-" .. i .. "/" .. metric .. query)
 end
 
 function response(status, headers, body)

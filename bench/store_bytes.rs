@@ -11,13 +11,16 @@ use std::collections::BTreeMap;
 use custom_metrics_apiserver::quantity::Quantity;
 use custom_metrics_apiserver::store::{CustomSeriesId, Limits, MemoryStore, MetricStore, SampleWrite, SeriesLabels};
 
-const SHAPES: [(&str, &str); 6] = [
+const SHAPES: [(&str, &str); 9] = [
     ("custom-plain", "custom, no labels, 1 group (N pods, one metric, one namespace)"),
     ("custom-groups", "custom, no labels, 1 series per group (N namespaces)"),
     ("custom-4-metrics", "custom, no labels, 4 metrics per pod (N/4 pods)"),
     ("custom-16-labels", "custom, 16 labels of 63 + 63 bytes (2 KB)"),
     ("external-plain", "external, 1 label (`id=N`), 1 group"),
     ("external-16-labels", "external, 16 labels of 63 + 63 bytes (2 KB)"),
+    ("custom-plain-ttl", "custom, no labels, 1 group, each with a ttl"),
+    ("custom-groups-ttl", "custom, no labels, 1 series per group, each with a ttl"),
+    ("external-plain-ttl", "external, 1 label (`id=N`), 1 group, each with a ttl"),
 ];
 
 fn rss_bytes() -> usize {
@@ -36,13 +39,20 @@ async fn fill(shape: &str, n: usize) -> (usize, usize) {
     let limits = Limits { max_series: usize::MAX, max_store_bytes: usize::MAX, ..Limits::default() };
     let store = MemoryStore::new(limits);
     let value = Quantity::parse("42").unwrap_or_default();
-    let write = |labels: SeriesLabels| SampleWrite { value, labels, ttl: None };
+    // Distinct deadlines (a ttl growing by 1 ms per series), as writes spread over time give them.
+    let ttl = shape.ends_with("-ttl");
+    let write_at = |labels: SeriesLabels, i: usize| SampleWrite {
+        value,
+        labels,
+        ttl: ttl.then(|| std::time::Duration::from_millis(3_600_000 + i as u64)),
+    };
     let before = rss_bytes();
     for i in 0..n {
         let name = format!("pod-{i}");
         let namespace = format!("ns-{i}");
         let id = CustomSeriesId { resource: "pods", namespace: "default", name: &name, metric: "m" };
-        let result = match shape {
+        let write = |labels: SeriesLabels| write_at(labels, i);
+        let result = match shape.trim_end_matches("-ttl") {
             "custom-plain" => store.put_custom(id, write(SeriesLabels::empty())).await,
             "custom-groups" => {
                 store.put_custom(CustomSeriesId { namespace: &namespace, ..id }, write(SeriesLabels::empty())).await

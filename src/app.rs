@@ -25,11 +25,7 @@ use crate::server::health::{Check, Health};
 use crate::server::listener;
 use crate::server::shutdown::{self, ShutdownTrigger};
 use crate::server::tls::{self, TlsError};
-use crate::store::memory::PurgerGuard;
-use crate::store::{MemoryStore, MetricStore};
-
-/// How often expired values are purged from memory (they are invisible from the moment they expire).
-const PURGE_INTERVAL: Duration = Duration::from_secs(5);
+use crate::store::{self, MetricStore, StoreError, StoreOptions};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +51,9 @@ pub enum StartError {
     /// The authentication configuration could not be read.
     #[error("authentication configuration: {0}")]
     Authentication(#[from] AuthConfigError),
+    /// The metric store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What cluster mode adds: the cluster-backed mapper and label index, the access checks, and the guards that
@@ -144,8 +143,6 @@ pub struct Running {
     pub write_addr: Option<SocketAddr>,
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Purges expired values for as long as the server runs.
-    _purger: PurgerGuard,
     /// Cluster-mode background tasks, stopped with the server.
     _guards: Guards,
 }
@@ -162,14 +159,12 @@ impl Running {
 
 /// Builds everything from `config`, binds the listeners and starts serving in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let store = MemoryStore::new(config.limits);
+    let store = store::open(&StoreOptions { limits: config.limits }).await?;
     tracing::info!(
         max_store_bytes = config.limits.max_store_bytes,
         max_series = config.limits.max_series,
         "store limits"
     );
-    let purger = store.spawn_purger(PURGE_INTERVAL);
-    let store: Arc<dyn MetricStore> = Arc::new(store);
     let parts = match config.cluster() {
         Some(cluster) => cluster_parts(cluster, &store).await?,
         None => {
@@ -195,8 +190,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (trigger, shutdown) = shutdown::channel();
     let health = Health::new(
         shutdown.clone(),
-        // The in-memory store is always reachable; a networked backend will report its connection here.
-        [Check::liveness("store", || Ok(()))].into_iter().chain(readiness).collect(),
+        [Check::liveness("store", store::health_probe(Arc::clone(&store), store::HEALTH_INTERVAL).await)]
+            .into_iter()
+            .chain(readiness)
+            .collect(),
     );
 
     let secure = bind(config.secure_addr).await?;
@@ -250,7 +247,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             config.shutdown_grace_period,
         )));
     }
-    Ok(Running { secure_addr, write_addr, trigger, tasks, _purger: purger, _guards: guards })
+    Ok(Running { secure_addr, write_addr, trigger, tasks, _guards: guards })
 }
 
 /// The write API's route: authorized as writes on what they resolve to.

@@ -17,13 +17,18 @@
 //! Memory is accounted in bytes as series are added, relabelled and removed (see [`SERIES_BYTES`]) and bounded by
 //! [`Limits::max_store_bytes`].
 //!
-//! Expired samples are invisible at once (every read checks the deadline) and are removed by a purge task that
-//! [`MemoryStore::spawn_purger`] starts and its guard stops.
+//! Expiry (docs/architecture.md §9): expired samples are invisible at once (every read checks the deadline). Each
+//! group keeps its series' deadlines ordered (`Series::deadlines`), and each kind keeps its groups ordered by a
+//! deadline at or before their earliest one (`Kind::wake`). The expiry task, which [`MemoryStore::start`] spawns
+//! and the last handle's drop stops, takes expired series from the front of both: the work is proportional to what
+//! expired, never a walk of every series, and it takes the locks for one removal at a time. A group left empty (by
+//! expiry or a delete) is dropped at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,18 +45,32 @@ use crate::clock::{Clock, SystemClock};
 /// Separates the parts of a group key; no part (resource, namespace, metric name) may contain it.
 const KEY_SEPARATOR: char = '/';
 
+/// How often the expiry task removes expired values from memory (they are invisible from the moment they expire);
+/// docs/wire-contract.md promises at most this long for a discovery entry whose values all expired.
+const PURGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Removals the expiry task makes before it lets other tasks on its worker run: a long purge never stalls requests.
+const PURGE_BATCH: usize = 32;
+
 /// Accounted bytes of one series besides its name and labels: its entry in the group's map, the sample, the name's
 /// allocation, and the map's spare capacity. Calibrated on resident memory (`cargo run --release --example
 /// store-bytes`, bench/store_bytes.rs): up to about 200 bytes beyond the name, depending on how full the maps are
 /// (bench/README.md); rounded up so that the accounted bytes stay above what is resident.
 pub const SERIES_BYTES: usize = 240;
 /// Accounted bytes of one group besides its key: the sharded map's entry, the group's lock and first table, its
-/// share of the discovery index and of the (resource, namespace) index. Measured: up to about 780.
+/// share of the discovery index and of the (resource, namespace) index, its entry in the expiry index. Measured: up
+/// to about 780.
 pub const GROUP_BYTES: usize = 880;
 /// Accounted bytes of a non-empty label set besides its labels (the shared allocation's header).
 pub const LABEL_SET_BYTES: usize = 48;
 /// Accounted bytes of one label besides its key and value (two string allocations and their slot in the set).
 pub const LABEL_BYTES: usize = 80;
+/// Accounted bytes of a series' deadline, for a series that has one: its (deadline, key) entry in the group's
+/// ordered set (the key shares the map's allocation). Measured with bench/store_bytes.rs like the others: about 50.
+pub const DEADLINE_BYTES: usize = 64;
+/// Accounted bytes of a group's deadline set while it is not empty: its first node, sized for 11 entries whatever
+/// it holds, and the group's entry in the expiry index. Measured: about 340.
+pub const DEADLINE_SET_BYTES: usize = 384;
 
 /// The accounted bytes of a label set.
 fn labels_bytes(labels: &SeriesLabels) -> usize {
@@ -61,13 +80,29 @@ fn labels_bytes(labels: &SeriesLabels) -> usize {
     LABEL_SET_BYTES + labels.iter().map(|(k, v)| LABEL_BYTES + k.len() + v.len()).sum::<usize>()
 }
 
-/// A key of a group's map, and the bytes it accounts for besides [`SERIES_BYTES`].
-trait SeriesKey: Hash + Eq {
+/// The accounted bytes of a group's deadline set holding `len` deadlines, besides [`DEADLINE_BYTES`] each.
+fn deadline_set_bytes(len: usize) -> usize {
+    if len == 0 { 0 } else { DEADLINE_SET_BYTES }
+}
+
+/// The accounted bytes of a deadline (`i64::MAX`: none).
+fn deadline_bytes(deadline: i64) -> usize {
+    if deadline == i64::MAX { 0 } else { DEADLINE_BYTES }
+}
+
+/// A key of a group's map, and the bytes it accounts for besides [`SERIES_BYTES`]. Cloning it is cheap (a reference
+/// count): the deadline set holds a second handle to the same key.
+trait SeriesKey: Hash + Eq + Ord + Clone + Unregister {
     fn bytes(&self) -> usize;
 }
 
+/// What dropping a group of one kind undoes in the store's indexes.
+trait Unregister {
+    fn unregister(inner: &Inner, group_key: &str, pair: &Pair);
+}
+
 /// Custom series: the object name.
-impl SeriesKey for Box<str> {
+impl SeriesKey for Arc<str> {
     fn bytes(&self) -> usize {
         self.len()
     }
@@ -82,7 +117,7 @@ impl SeriesKey for SeriesLabels {
 
 /// The accounted bytes of one stored series.
 fn series_bytes<K: SeriesKey>(key: &K, sample: &Sample) -> usize {
-    SERIES_BYTES + key.bytes() + labels_bytes(&sample.labels)
+    SERIES_BYTES + key.bytes() + labels_bytes(&sample.labels) + deadline_bytes(sample.expires_at_millis)
 }
 
 /// The in-memory [`MetricStore`]. Clones share the same data.
@@ -96,11 +131,25 @@ type CustomPairs = BTreeMap<(Box<str>, Box<str>, bool), (Arc<Pair>, usize)>;
 /// Discovery index: external metric name -> the entry and its groups.
 type ExternalPairs = BTreeMap<Box<str>, (Arc<Pair>, usize)>;
 
+/// The groups of one kind of series and their expiry index.
+struct Kind<K> {
+    groups: DashMap<Arc<str>, Group<K>>,
+    /// (wake-up time, group key): one entry per group that holds a deadline, at or before its earliest one
+    /// ([`Series::wake`]). Lock order: a shard of `groups`, the group, then this.
+    wake: Mutex<BTreeSet<(i64, Arc<str>)>>,
+}
+
+impl<K> Kind<K> {
+    fn new() -> Self {
+        Kind { groups: DashMap::new(), wake: Mutex::new(BTreeSet::new()) }
+    }
+}
+
 struct Inner {
     /// `resource/namespace/metric` -> object name -> sample.
-    custom: DashMap<Box<str>, Group<Box<str>>>,
+    custom: Kind<Arc<str>>,
     /// `namespace/metric` -> labels -> sample.
-    external: DashMap<Box<str>, Group<SeriesLabels>>,
+    external: Kind<SeriesLabels>,
     /// Changed only when a group is created or dropped. Lock order: a map's shard, then this.
     custom_pairs: Mutex<CustomPairs>,
     external_pairs: Mutex<ExternalPairs>,
@@ -113,6 +162,8 @@ struct Inner {
     bytes: AtomicUsize,
     limits: Limits,
     clock: Arc<dyn Clock>,
+    /// The expiry task of a store made by [`MemoryStore::start`]; dropping the last handle drops it, which stops it.
+    expiry: OnceLock<AbortOnDropHandle<()>>,
 }
 
 /// One discovery entry's counters, shared by every group it covers, so that a write to an existing series updates
@@ -174,23 +225,42 @@ impl Pair {
     }
 }
 
+/// The series of one group, under the group's lock. Reads see the map (through `Deref`); only the store's own
+/// methods change it, so that the deadline set never drifts from it.
+struct Series<K> {
+    map: HashMap<K, Sample>,
+    /// (deadline, key) of every series whose deadline is not `i64::MAX`, in deadline order.
+    deadlines: BTreeSet<(i64, K)>,
+    /// This group's entry in [`Kind::wake`]: at or before every deadline in `deadlines`; `i64::MAX` when the group
+    /// has no entry there.
+    wake: i64,
+}
+
+impl<K> Deref for Series<K> {
+    type Target = HashMap<K, Sample>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
 /// The series of one group. The std lock is right here: it is never held across an `.await`.
 struct Group<K> {
-    series: RwLock<HashMap<K, Sample>>,
+    series: RwLock<Series<K>>,
     pair: Arc<Pair>,
 }
 
-impl<K: Hash + Eq> Group<K> {
+impl<K: SeriesKey> Group<K> {
     fn new(pair: Arc<Pair>) -> Self {
-        Group { series: RwLock::new(HashMap::new()), pair }
+        Group { series: RwLock::new(Series { map: HashMap::new(), deadlines: BTreeSet::new(), wake: i64::MAX }), pair }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<K, Sample>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Series<K>> {
         // A poisoned lock means a panic mid-insert of a plain map; the map itself is still consistent.
         self.series.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, Sample>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Series<K>> {
         self.series.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -205,21 +275,19 @@ struct Creation<P, M> {
     key_bytes: usize,
 }
 
-/// Stops the purge task when dropped.
-pub type PurgerGuard = AbortOnDropHandle<()>;
-
 impl MemoryStore {
-    /// An empty store with the given limits, reading time from the system clock.
+    /// An empty store with the given limits, reading time from the system clock. Expired values are invisible, but
+    /// only [`Self::purge_expired`] removes them: a server uses [`Self::start`].
     pub fn new(limits: Limits) -> Self {
         Self::with_clock(limits, Arc::new(SystemClock))
     }
 
-    /// An empty store reading time from `clock`.
+    /// An empty store reading time from `clock`, without an expiry task (see [`Self::new`]).
     pub fn with_clock(limits: Limits, clock: Arc<dyn Clock>) -> Self {
         MemoryStore {
             inner: Arc::new(Inner {
-                custom: DashMap::new(),
-                external: DashMap::new(),
+                custom: Kind::new(),
+                external: Kind::new(),
                 custom_pairs: Mutex::new(BTreeMap::new()),
                 external_pairs: Mutex::new(BTreeMap::new()),
                 objects: DashMap::new(),
@@ -227,37 +295,64 @@ impl MemoryStore {
                 bytes: AtomicUsize::new(0),
                 limits,
                 clock,
+                expiry: OnceLock::new(),
             }),
         }
     }
 
-    /// Starts the task that removes expired samples every `interval`. The task ends when the guard is dropped or
-    /// the last handle to the store is gone.
-    pub fn spawn_purger(&self, interval: Duration) -> PurgerGuard {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        AbortOnDropHandle::new(tokio::spawn(async move {
+    /// An empty store that removes expired values itself: its expiry task runs every few seconds and stops when the
+    /// last handle to the store is dropped. Must be called within a tokio runtime.
+    pub fn start(limits: Limits) -> Self {
+        Self::start_with_clock(limits, Arc::new(SystemClock), PURGE_INTERVAL)
+    }
+
+    fn start_with_clock(limits: Limits, clock: Arc<dyn Clock>, interval: Duration) -> Self {
+        let store = Self::with_clock(limits, clock);
+        let weak: Weak<Inner> = Arc::downgrade(&store.inner);
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                let removed = inner.purge_expired();
+                let mut removed = 0;
+                loop {
+                    // No strong handle is kept across an await: the store's last handle ends the task.
+                    let Some(inner) = weak.upgrade() else { return };
+                    let (count, more) = inner.purge(PURGE_BATCH);
+                    drop(inner);
+                    removed += count;
+                    if !more {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
                 if removed > 0 {
                     tracing::debug!(removed, "purged expired series");
                 }
             }
-        }))
+        }));
+        // Set once, right after creation: nothing else can have set it.
+        let _ = store.inner.expiry.set(task);
+        store
     }
 
-    /// Removes every expired sample and every group left empty; returns how many samples were removed.
+    /// Removes every expired sample (and the groups left empty); returns how many samples were removed.
     pub fn purge_expired(&self) -> usize {
-        self.inner.purge_expired()
+        self.inner.purge(usize::MAX).0
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Poisoned: a panic while a plain map was changed; the map itself is still consistent.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The outcome of one step of the expiry of a group.
+enum Step {
+    /// One series was removed; there may be more.
+    Removed,
+    /// Nothing more to do in this group now.
+    Done,
 }
 
 impl Inner {
@@ -306,7 +401,7 @@ impl Inner {
     /// new series or group needs (`creation`) is not built otherwise, so an update allocates nothing.
     fn put<K, Q, P, M>(
         &self,
-        groups: &DashMap<Box<str>, Group<K>>,
+        kind: &Kind<K>,
         group_key: &str,
         key: &Q,
         sample: Sample,
@@ -319,41 +414,90 @@ impl Inner {
         M: FnOnce() -> K,
     {
         let Creation { pair, key: make_key, key_bytes } = creation;
-        let insert = |group: &Group<K>| {
-            let mut series = group.write();
-            if let Some(existing) = series.get_mut(key) {
-                let (old, new) = (labels_bytes(&existing.labels), labels_bytes(&sample.labels));
+        let insert = |group_key: &Arc<str>, group: &Group<K>| {
+            let mut guard = group.write();
+            let series = &mut *guard;
+            let deadline = sample.expires_at_millis;
+            if let Some((existing_key, existing)) = series.map.get_key_value(key) {
+                let old_deadline = existing.expires_at_millis;
+                let len = series.deadlines.len();
+                let len_after = len + usize::from(old_deadline == i64::MAX && deadline != i64::MAX)
+                    - usize::from(old_deadline != i64::MAX && deadline == i64::MAX);
+                let old = labels_bytes(&existing.labels) + deadline_bytes(old_deadline) + deadline_set_bytes(len);
+                let new = labels_bytes(&sample.labels) + deadline_bytes(deadline) + deadline_set_bytes(len_after);
                 if new > old {
                     self.reserve_bytes(new - old)?;
                 } else {
                     self.release_bytes(old - new);
                 }
-                group.pair.wrote(Some(existing.expires_at_millis), sample.expires_at_millis);
-                *existing = sample;
+                if old_deadline != deadline {
+                    // The deadline moves: the purge must find the series at its new deadline, never at the old.
+                    let existing_key = existing_key.clone();
+                    if old_deadline != i64::MAX {
+                        series.deadlines.remove(&(old_deadline, existing_key.clone()));
+                    }
+                    if deadline != i64::MAX {
+                        series.deadlines.insert((deadline, existing_key));
+                        self.schedule(kind, group_key, series, deadline);
+                    }
+                }
+                group.pair.wrote(Some(old_deadline), deadline);
+                if let Some(existing) = series.map.get_mut(key) {
+                    *existing = sample;
+                }
                 return Ok(());
             }
             self.reserve_series()?;
-            if let Err(error) = self.reserve_bytes(SERIES_BYTES + key_bytes + labels_bytes(&sample.labels)) {
+            let mut needed = SERIES_BYTES + key_bytes + labels_bytes(&sample.labels) + deadline_bytes(deadline);
+            if deadline != i64::MAX && series.deadlines.is_empty() {
+                needed += DEADLINE_SET_BYTES;
+            }
+            if let Err(error) = self.reserve_bytes(needed) {
                 self.release_series(1);
                 return Err(error);
             }
-            group.pair.wrote(None, sample.expires_at_millis);
-            series.insert(make_key(), sample);
+            group.pair.wrote(None, deadline);
+            let key = make_key();
+            if deadline != i64::MAX {
+                series.deadlines.insert((deadline, key.clone()));
+                self.schedule(kind, group_key, series, deadline);
+            }
+            series.map.insert(key, sample);
             Ok(())
         };
-        // Fast path: the group exists. The shard read guard is held while the group is written so that the purge
-        // (which removes empty groups under the shard write lock) can never drop a group we are writing into.
-        if let Some(group) = groups.get(group_key) {
-            return insert(&group);
+        // Fast path: the group exists. The shard read guard is held while the group is written so that a group
+        // left empty (dropped under the shard write lock) can never be dropped while we write into it.
+        if let Some(group) = kind.groups.get(group_key) {
+            return insert(group.key(), group.value());
         }
-        let group = match groups.entry(group_key.into()) {
+        let group = match kind.groups.entry(group_key.into()) {
             Entry::Occupied(group) => group.into_ref().downgrade(),
             Entry::Vacant(vacant) => {
                 self.reserve_bytes(GROUP_BYTES + group_key.len())?;
                 vacant.insert(Group::new(pair())).downgrade()
             }
         };
-        insert(&group)
+        let result = insert(group.key(), group.value());
+        drop(group);
+        if result.is_err() {
+            // A group created for a refused write holds nothing.
+            self.drop_if_empty(kind, group_key);
+        }
+        result
+    }
+
+    /// Registers `deadline`, just added to the group, in the kind's wake index if it is earlier than the group's
+    /// entry there. Called under the group's write lock.
+    fn schedule<K>(&self, kind: &Kind<K>, group_key: &Arc<str>, series: &mut Series<K>, deadline: i64) {
+        if deadline >= series.wake {
+            return;
+        }
+        let mut wake = lock(&kind.wake);
+        if series.wake != i64::MAX {
+            wake.remove(&(series.wake, Arc::clone(group_key)));
+        }
+        wake.insert((deadline, Arc::clone(group_key)));
+        series.wake = deadline;
     }
 
     /// Accounts for the removal of one series.
@@ -408,75 +552,155 @@ impl Inner {
         self.objects.get(object_key).map(|metrics| metrics.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// Removes `key` from group `group_key`: `None` if it was absent, else whether its sample was live.
-    fn delete<K, Q>(&self, groups: &DashMap<Box<str>, Group<K>>, group_key: &str, key: &Q) -> Option<bool>
+    /// Removes `key` from group `group_key`: `None` if it was absent, else whether its sample was live. Drops the
+    /// group if that left it empty.
+    fn delete<K, Q>(&self, kind: &Kind<K>, group_key: &str, key: &Q) -> Option<bool>
     where
         K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let now = self.now();
-        let group = groups.get(group_key)?;
+        let group = kind.groups.get(group_key)?;
         let mut series = group.write();
-        let (key, sample) = series.remove_entry(key)?;
+        let (key, sample) = series.map.remove_entry(key)?;
+        if sample.expires_at_millis != i64::MAX {
+            series.deadlines.remove(&(sample.expires_at_millis, key.clone()));
+            if series.deadlines.is_empty() {
+                self.release_bytes(DEADLINE_SET_BYTES);
+            }
+        }
         self.removed(&group.pair, &key, &sample);
+        let empty = series.map.is_empty();
+        drop(series);
+        drop(group);
+        if empty {
+            self.drop_if_empty(kind, group_key);
+        }
         Some(sample.is_live(now))
     }
 
-    fn purge_expired(&self) -> usize {
-        let now = self.now();
-        let mut removed = 0;
-        // `retain` holds each shard's write lock while it visits it, so no writer is inside a group we drop.
-        self.custom.retain(|group_key, group| {
-            let mut series = group.write();
-            series.retain(|name, sample| {
-                if sample.is_live(now) {
-                    return true;
-                }
-                self.removed(&group.pair, name, sample);
-                removed += 1;
-                false
-            });
-            if !series.is_empty() {
-                return true;
+    /// Drops the group `group_key` if it holds no series, with its entries in the indexes. The bookkeeping runs
+    /// under the shard's write lock, so that a writer re-creating the group finds the indexes as they must be.
+    fn drop_if_empty<K: SeriesKey>(&self, kind: &Kind<K>, group_key: &str) {
+        kind.groups.remove_if(group_key, |group_key, group| {
+            let series = group.read();
+            if !series.map.is_empty() {
+                return false;
+            }
+            if series.wake != i64::MAX {
+                lock(&kind.wake).remove(&(series.wake, Arc::clone(group_key)));
             }
             self.release_bytes(GROUP_BYTES + group_key.len());
-            self.unindex_metric(object_key(group_key, &group.pair.metric), &group.pair.metric);
-            if let Some((resource, namespace, metric)) = split_custom_group_key(group_key) {
-                let mut pairs = lock(&self.custom_pairs);
-                let pair_key = (resource.into(), metric.into(), !namespace.is_empty());
-                if let Some(entry) = pairs.get_mut(&pair_key) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
-                        pairs.remove(&pair_key);
-                    }
-                }
-            }
-            false
+            K::unregister(self, group_key, &group.pair);
+            true
         });
-        self.external.retain(|group_key, group| {
-            let mut series = group.write();
-            series.retain(|labels, sample| {
-                if sample.is_live(now) {
-                    return true;
-                }
-                self.removed(&group.pair, labels, sample);
-                removed += 1;
-                false
-            });
-            if !series.is_empty() {
+    }
+
+    /// Removes expired series, at most `budget` of them, in deadline order; returns how many it removed and whether
+    /// expired series may remain (the budget ran out).
+    fn purge(&self, mut budget: usize) -> (usize, bool) {
+        let now = self.now();
+        let start = budget;
+        let more = self.purge_kind(&self.custom, now, &mut budget) || self.purge_kind(&self.external, now, &mut budget);
+        (start - budget, more)
+    }
+
+    fn purge_kind<K: SeriesKey>(&self, kind: &Kind<K>, now: i64, budget: &mut usize) -> bool {
+        loop {
+            if *budget == 0 {
                 return true;
             }
-            self.release_bytes(GROUP_BYTES + group_key.len());
-            let mut pairs = lock(&self.external_pairs);
-            if let Some(entry) = pairs.get_mut(&*group.pair.metric) {
+            let (wake, group_key) = {
+                let mut index = lock(&kind.wake);
+                match index.first() {
+                    Some((wake, _)) if *wake <= now => {}
+                    _ => return false,
+                }
+                match index.pop_first() {
+                    Some(entry) => entry,
+                    None => return false,
+                }
+            };
+            while let Step::Removed = self.expire_one(kind, &group_key, wake, now, budget) {}
+        }
+    }
+
+    /// Removes the group's earliest series if it expired by `now`; otherwise puts the group back in the wake index
+    /// at its earliest deadline and drops it if it is empty. Takes the shard's read lock and the group's write lock
+    /// for this one step only. `wake` is the index entry the purge took: a writer that registered an earlier one
+    /// since (see [`Inner::schedule`]) made this pass's work on the group someone else's.
+    fn expire_one<K: SeriesKey>(
+        &self,
+        kind: &Kind<K>,
+        group_key: &Arc<str>,
+        wake: i64,
+        now: i64,
+        budget: &mut usize,
+    ) -> Step {
+        let Some(group) = kind.groups.get(&**group_key) else {
+            return Step::Done;
+        };
+        let mut guard = group.write();
+        let series = &mut *guard;
+        if series.wake != wake {
+            return Step::Done;
+        }
+        match series.deadlines.first() {
+            Some(&(deadline, _)) if deadline <= now && *budget > 0 => {
+                if let Some((_, key)) = series.deadlines.pop_first()
+                    && let Some((key, sample)) = series.map.remove_entry(&key)
+                {
+                    self.removed(&group.pair, &key, &sample);
+                }
+                if series.deadlines.is_empty() {
+                    self.release_bytes(DEADLINE_SET_BYTES);
+                }
+                *budget -= 1;
+                Step::Removed
+            }
+            next => {
+                let next = next.map_or(i64::MAX, |(deadline, _)| *deadline);
+                series.wake = next;
+                if next != i64::MAX {
+                    lock(&kind.wake).insert((next, Arc::clone(group_key)));
+                }
+                let empty = series.map.is_empty();
+                drop(guard);
+                drop(group);
+                if empty {
+                    self.drop_if_empty(kind, group_key);
+                }
+                Step::Done
+            }
+        }
+    }
+}
+
+impl Unregister for Arc<str> {
+    fn unregister(inner: &Inner, group_key: &str, pair: &Pair) {
+        inner.unindex_metric(object_key(group_key, &pair.metric), &pair.metric);
+        if let Some((resource, namespace, metric)) = split_custom_group_key(group_key) {
+            let mut pairs = lock(&inner.custom_pairs);
+            let pair_key = (resource.into(), metric.into(), !namespace.is_empty());
+            if let Some(entry) = pairs.get_mut(&pair_key) {
                 entry.1 -= 1;
                 if entry.1 == 0 {
-                    pairs.remove(&*group.pair.metric);
+                    pairs.remove(&pair_key);
                 }
             }
-            false
-        });
-        removed
+        }
+    }
+}
+
+impl Unregister for SeriesLabels {
+    fn unregister(inner: &Inner, _group_key: &str, pair: &Pair) {
+        let mut pairs = lock(&inner.external_pairs);
+        if let Some(entry) = pairs.get_mut(&*pair.metric) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                pairs.remove(&*pair.metric);
+            }
+        }
     }
 }
 
@@ -524,7 +748,7 @@ impl MetricStore for MemoryStore {
                 inner.index_metric(object_key, id.metric);
                 inner.custom_pair(id.resource, id.namespace, id.metric)
             },
-            key: || Box::from(id.name),
+            key: || Arc::from(id.name),
             key_bytes: id.name.len(),
         };
         inner.put(&inner.custom, &group_key, id.name, sample, creation)
@@ -539,7 +763,7 @@ impl MetricStore for MemoryStore {
     async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
         let now = self.inner.now();
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
             return Ok(None);
         };
         let series = group.read();
@@ -554,7 +778,7 @@ impl MetricStore for MemoryStore {
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
         let group_key = custom_group_key(resource, namespace, metric);
-        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
             return Ok(Vec::new());
         };
         let mut items: Vec<(String, Sample)> = group
@@ -576,7 +800,7 @@ impl MetricStore for MemoryStore {
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
         let group_key = custom_group_key(resource, namespace, metric);
-        let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
             return Ok(Vec::new());
         };
         let series = group.read();
@@ -604,7 +828,7 @@ impl MetricStore for MemoryStore {
         for metric in metrics {
             group_key.truncate(prefix);
             group_key.push_str(&metric);
-            let Some(group) = self.inner.custom.get(group_key.as_str()) else {
+            let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
                 continue;
             };
             if let Some(sample) = group.read().get(name).filter(|s| s.is_live(now)) {
@@ -631,7 +855,7 @@ impl MetricStore for MemoryStore {
     async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError> {
         let now = self.inner.now();
         let mut objects = Vec::new();
-        for group in self.inner.custom.iter() {
+        for group in self.inner.custom.groups.iter() {
             let Some((r, namespace, _)) = split_custom_group_key(group.key()) else {
                 continue;
             };
@@ -664,7 +888,6 @@ impl MetricStore for MemoryStore {
             // Every removal counts here, live or expired.
             removed += usize::from(deleted.is_some());
         }
-        // Groups left empty stay until the next purge, as after `delete_custom`.
         Ok(removed)
     }
 
@@ -688,7 +911,7 @@ impl MetricStore for MemoryStore {
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
         let now = self.inner.now();
         let group_key = external_group_key(namespace, metric);
-        let Some(group) = self.inner.external.get(group_key.as_str()) else {
+        let Some(group) = self.inner.external.groups.get(group_key.as_str()) else {
             return Ok(Vec::new());
         };
         let mut items: Vec<Sample> = group
@@ -707,6 +930,11 @@ impl MetricStore for MemoryStore {
         Ok(pairs.iter().filter(|(_, (pair, _))| pair.is_live(now)).map(|(name, _)| name.to_string()).collect())
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        // Nothing to reach: the store is this process's memory.
+        Ok(())
+    }
+
     fn series_count(&self) -> usize {
         self.inner.series.load(Ordering::Acquire)
     }
@@ -723,6 +951,19 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::quantity::Quantity;
+
+    #[async_trait]
+    impl crate::store::conformance::Subject for MemoryStore {
+        async fn create(limits: Limits, clock: Arc<dyn Clock>) -> Self {
+            MemoryStore::with_clock(limits, clock)
+        }
+
+        async fn purge(&self) {
+            self.purge_expired();
+        }
+    }
+
+    crate::store_conformance!(MemoryStore);
 
     fn store(limits: Limits) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(1_000_000);
@@ -774,7 +1015,7 @@ mod tests {
         assert_eq!(store.series_count(), 2);
         assert_eq!(store.purge_expired(), 1);
         assert_eq!(store.series_count(), 1);
-        assert_eq!(store.inner.external.len(), 0, "empty groups are dropped");
+        assert_eq!(store.inner.external.groups.len(), 0, "empty groups are dropped");
     }
 
     #[tokio::test]
@@ -914,18 +1155,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_purger_runs_on_its_interval_and_stops_with_its_guard() {
-        let (store, clock) = store(Limits::default());
+    async fn the_expiry_task_runs_on_its_interval_and_stops_with_the_last_handle() {
+        let clock = ManualClock::new(1_000_000);
+        let store = MemoryStore::start_with_clock(Limits::default(), Arc::new(clock.clone()), PURGE_INTERVAL);
+        let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
         store.put_custom(pod("a"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
-        let guard = store.spawn_purger(Duration::from_secs(5));
+        store.put_custom(pod("b"), write("1", Some(Duration::from_secs(60)))).await.unwrap();
         clock.advance(2_000);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(store.series_count(), 0);
-        drop(guard);
-        store.put_custom(pod("b"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
-        clock.advance(2_000);
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        assert_eq!(store.series_count(), 1, "no purge after the guard is dropped");
+        tokio::time::sleep(PURGE_INTERVAL + Duration::from_secs(1)).await;
+        assert_eq!(store.series_count(), 1, "the expired series was purged, the live one kept");
+        let weak = Arc::downgrade(&store.inner);
+        drop(store);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(weak.upgrade().is_none(), "the task holds no handle to the store");
+        assert_eq!(
+            tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+            tasks - 1,
+            "the expiry task ended with the last handle"
+        );
     }
 
     fn big_labels(i: usize) -> SeriesLabels {
@@ -938,16 +1185,56 @@ mod tests {
         let custom: usize = store
             .inner
             .custom
+            .groups
             .iter()
-            .map(|g| GROUP_BYTES + g.key().len() + g.read().iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>())
+            .map(|g| {
+                let series = g.read();
+                GROUP_BYTES
+                    + g.key().len()
+                    + deadline_set_bytes(series.deadlines.len())
+                    + series.iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>()
+            })
             .sum();
         let external: usize = store
             .inner
             .external
+            .groups
             .iter()
-            .map(|g| GROUP_BYTES + g.key().len() + g.read().iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>())
+            .map(|g| {
+                let series = g.read();
+                GROUP_BYTES
+                    + g.key().len()
+                    + deadline_set_bytes(series.deadlines.len())
+                    + series.iter().map(|(k, s)| series_bytes(k, s)).sum::<usize>()
+            })
             .sum();
         custom + external
+    }
+
+    /// Checks the expiry indexes against the series: each group's deadline set holds exactly its series' deadlines,
+    /// and a group with deadlines has exactly one wake-up entry, at or before the earliest.
+    fn check_expiry_index<K: SeriesKey + std::fmt::Debug>(kind: &Kind<K>, step: usize) {
+        let wake = lock(&kind.wake).clone();
+        let mut registered = 0;
+        for group in kind.groups.iter() {
+            let series = group.read();
+            let expected: BTreeSet<(i64, K)> = series
+                .map
+                .iter()
+                .filter(|(_, s)| s.expires_at_millis != i64::MAX)
+                .map(|(k, s)| (s.expires_at_millis, k.clone()))
+                .collect();
+            assert_eq!(series.deadlines, expected, "deadlines of {} at step {step}", group.key());
+            assert!(!series.map.is_empty(), "an empty group {} stayed at step {step}", group.key());
+            if series.wake != i64::MAX {
+                registered += 1;
+                assert!(wake.contains(&(series.wake, group.key().clone())), "{} not in the wake index", group.key());
+            }
+            if let Some((first, _)) = series.deadlines.first() {
+                assert!(series.wake <= *first, "{} wakes after its first deadline at step {step}", group.key());
+            }
+        }
+        assert_eq!(wake.len(), registered, "wake entries without a group at step {step}");
     }
 
     #[tokio::test]
@@ -1035,7 +1322,7 @@ mod tests {
         let now = store.inner.now();
         let mut custom = Vec::new();
         let mut objects = Vec::new();
-        for group in store.inner.custom.iter() {
+        for group in store.inner.custom.groups.iter() {
             let (resource, namespace, metric) = split_custom_group_key(group.key()).unwrap();
             for (name, sample) in group.read().iter().filter(|(_, s)| s.is_live(now)) {
                 custom.push(CustomMetricDescriptor {
@@ -1050,7 +1337,7 @@ mod tests {
         custom.dedup();
         objects.sort();
         let mut external = Vec::new();
-        for group in store.inner.external.iter() {
+        for group in store.inner.external.groups.iter() {
             if group.read().values().any(|s| s.is_live(now)) {
                 external.push(group.key().split_once('/').unwrap().1.to_string());
             }
@@ -1130,6 +1417,8 @@ mod tests {
             let (index_custom, index_external, index_objects) = indexed(&store, &resources, &namespaces, &names).await;
             assert_eq!(index_objects, objects, "per-object listing at step {step}");
             assert_eq!(store.bytes_used(), recount_bytes(&store), "bytes at step {step}");
+            check_expiry_index(&store.inner.custom, step);
+            check_expiry_index(&store.inner.external, step);
             // Discovery may keep an entry whose values all expired after a longer-lived one was removed, until
             // the next purge; never the reverse.
             assert!(custom.iter().all(|c| index_custom.contains(c)), "custom discovery at step {step}");
@@ -1138,9 +1427,206 @@ mod tests {
             let (index_custom, index_external, _) = indexed(&store, &resources, &namespaces, &names).await;
             assert_eq!(index_custom, custom, "custom discovery after a purge at step {step}");
             assert_eq!(index_external, external, "external discovery after a purge at step {step}");
-            let held: usize = store.inner.custom.iter().map(|g| g.read().len()).sum::<usize>()
-                + store.inner.external.iter().map(|g| g.read().len()).sum::<usize>();
+            let held: usize = store.inner.custom.groups.iter().map(|g| g.read().len()).sum::<usize>()
+                + store.inner.external.groups.iter().map(|g| g.read().len()).sum::<usize>();
             assert_eq!(store.series_count(), held);
         }
+    }
+
+    #[tokio::test]
+    async fn a_purge_takes_expired_series_in_deadline_order_and_only_those() {
+        let (store, clock) = store(Limits::default());
+        for (name, ttl) in [("c", 3), ("a", 1), ("late", 60), ("b", 2)] {
+            store.put_custom(pod(name), write("1", Some(Duration::from_secs(ttl)))).await.unwrap();
+        }
+        store.put_custom(pod("forever"), write("1", None)).await.unwrap();
+        clock.advance(5_000);
+        let left = |store: &MemoryStore| {
+            let mut names: Vec<String> = store
+                .inner
+                .custom
+                .groups
+                .get("pods/default/m")
+                .map_or(Vec::new(), |g| g.read().keys().map(|k| k.to_string()).collect());
+            names.sort();
+            names
+        };
+        // One removal at a time, the earliest deadline first; then nothing more is due.
+        assert_eq!(store.inner.purge(1), (1, true));
+        assert_eq!(left(&store), ["b", "c", "forever", "late"]);
+        assert_eq!(store.inner.purge(1), (1, true));
+        assert_eq!(left(&store), ["c", "forever", "late"]);
+        assert_eq!(store.inner.purge(5), (1, false));
+        assert_eq!(left(&store), ["forever", "late"]);
+        assert_eq!(store.inner.purge(5), (0, false), "the live series are not due");
+    }
+
+    #[test]
+    fn a_purge_never_waits_for_groups_without_expired_series() {
+        // The old purge took every shard's write lock and every group's lock. Here a reader holds the shard and the
+        // group of series that are not due, and the purge must still finish: it only visits what expired.
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (store, clock) = store(Limits::default());
+        rt.block_on(async {
+            store.put_custom(pod("forever"), write("1", None)).await.unwrap();
+            store.put_custom(pod("late"), write("1", Some(Duration::from_secs(60)))).await.unwrap();
+            let other = CustomSeriesId { metric: "n", ..pod("a") };
+            store.put_custom(other, write("1", Some(Duration::from_secs(1)))).await.unwrap();
+            store.put_custom(CustomSeriesId { metric: "n", ..pod("b") }, write("1", None)).await.unwrap();
+            store.put_external("ns", "e", write("1", Some(Duration::from_secs(1)))).await.unwrap();
+            store
+                .put_external("ns", "e", SampleWrite { labels: labels(&[("k", "v")]), ..write("1", None) })
+                .await
+                .unwrap();
+        });
+        clock.advance(2_000);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let held = store.inner.custom.groups.get("pods/default/m").unwrap();
+            let series = held.write();
+            scope.spawn(|| done.send(store.purge_expired()).unwrap());
+            // Only a deadlock reaches the bound; a passing run answers at once.
+            let removed = finished.recv_timeout(Duration::from_secs(60));
+            drop(series);
+            drop(held);
+            assert_eq!(removed, Ok(2), "the purge waited for a group with nothing due");
+        });
+        assert_eq!(store.series_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_is_accounted_and_a_group_left_empty_is_dropped_at_once() {
+        let (store, _) = store(Limits::default());
+        store.put_custom(pod("a"), write("1", None)).await.unwrap();
+        let permanent = store.bytes_used();
+        let first = DEADLINE_BYTES + DEADLINE_SET_BYTES;
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
+        assert_eq!(store.bytes_used(), permanent + first, "the deadline and the group's deadline set are accounted");
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(20)))).await.unwrap();
+        assert_eq!(store.bytes_used(), permanent + first, "a moved deadline costs the same");
+        store.put_custom(pod("b"), write("1", Some(Duration::from_secs(20)))).await.unwrap();
+        let two = store.bytes_used();
+        assert!(store.delete_custom(pod("b")).await.unwrap());
+        assert_eq!(
+            two - store.bytes_used(),
+            SERIES_BYTES + "b".len() + DEADLINE_BYTES,
+            "the set stays: a deadline is in it"
+        );
+        store.put_custom(pod("a"), write("1", None)).await.unwrap();
+        assert_eq!(store.bytes_used(), permanent, "no deadline left: the set's bytes are given back");
+        // A budget that holds the series but not its deadline refuses the ttl and keeps the value as it was.
+        let (tight, _) = store_with_budget(permanent + first - 1);
+        tight.put_custom(pod("a"), write("1", None)).await.unwrap();
+        let refused = tight.put_custom(pod("a"), write("2", Some(Duration::from_secs(10)))).await;
+        assert!(matches!(refused, Err(StoreError::StoreBytesLimit { needed, .. }) if needed == first), "{refused:?}");
+        assert_eq!(tight.get_custom(pod("a")).await.unwrap().unwrap().expires_at_millis, i64::MAX);
+        // The last series of a group gone, the group and its bytes go with it, without waiting for a purge.
+        assert!(store.delete_custom(pod("a")).await.unwrap());
+        assert_eq!(store.inner.custom.groups.len(), 0);
+        assert_eq!(store.bytes_used(), 0);
+        store.put_external("ns", "e", write("1", Some(Duration::from_secs(10)))).await.unwrap();
+        assert!(store.delete_external("ns", "e", &SeriesLabels::empty()).await.unwrap());
+        assert_eq!((store.inner.external.groups.len(), lock(&store.inner.external.wake).len()), (0, 0));
+        assert_eq!((store.series_count(), store.bytes_used()), (0, 0));
+        assert!(store.list_external_metrics().await.unwrap().is_empty());
+    }
+
+    fn store_with_budget(max_store_bytes: usize) -> (MemoryStore, ManualClock) {
+        store(Limits { max_store_bytes, ..Limits::default() })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_expiry_task_lets_other_tasks_run_while_it_purges() {
+        let clock = ManualClock::new(1_000_000);
+        let store = MemoryStore::start_with_clock(Limits::default(), Arc::new(clock.clone()), PURGE_INTERVAL);
+        let count = 4 * PURGE_BATCH;
+        for i in 0..count {
+            store.put_custom(pod(&format!("p{i}")), write("1", Some(Duration::from_secs(1)))).await.unwrap();
+        }
+        clock.advance(2_000);
+        // A task that runs whenever the worker is free, noting how many series it sees.
+        let observer = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut seen = Vec::new();
+                while store.series_count() > 0 {
+                    seen.push(store.series_count());
+                    tokio::task::yield_now().await;
+                }
+                seen
+            }
+        });
+        tokio::time::sleep(PURGE_INTERVAL + Duration::from_secs(1)).await;
+        let seen = observer.await.unwrap();
+        assert!(
+            seen.iter().any(|&n| n > 0 && n < count),
+            "the purge of {count} series ran without letting another task run: {seen:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_deleters_and_the_purge_at_once_leave_every_index_exact() {
+        let (store, clock) = store(Limits::default());
+        let mut tasks = Vec::new();
+        for writer in 0..4u64 {
+            let store = store.clone();
+            let clock = clock.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut state = 0x9e37_79b9_7f4a_7c15 ^ writer;
+                for _ in 0..4_000 {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    let r = (state >> 33) as usize;
+                    let name = format!("p{}", r % 40);
+                    let namespace = ["a", "b", "c"][r / 40 % 3];
+                    let id = CustomSeriesId { resource: "pods", namespace, name: &name, metric: "m" };
+                    let ttl = [None, Some(Duration::from_millis(3)), Some(Duration::from_millis(30))][r / 120 % 3];
+                    match r / 360 % 8 {
+                        0 => {
+                            store.delete_custom(id).await.unwrap();
+                        }
+                        1 => {
+                            store.delete_external(namespace, "e", &labels(&[("k", &name)])).await.unwrap();
+                        }
+                        2 => clock.advance(1),
+                        3..=4 => {
+                            let labelled = SampleWrite { labels: labels(&[("k", &name)]), ..write("1", ttl) };
+                            store.put_external(namespace, "e", labelled).await.unwrap();
+                        }
+                        _ => store.put_custom(id, write("1", ttl)).await.unwrap(),
+                    }
+                }
+            }));
+        }
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let purger = tokio::spawn({
+            let (store, done) = (store.clone(), Arc::clone(&done));
+            async move {
+                let mut rounds = 0;
+                while !done.load(Ordering::Acquire) {
+                    store.inner.purge(7);
+                    rounds += 1;
+                    tokio::task::yield_now().await;
+                }
+                rounds
+            }
+        });
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done.store(true, Ordering::Release);
+        assert!(purger.await.unwrap() > 0);
+        check_expiry_index(&store.inner.custom, 0);
+        check_expiry_index(&store.inner.external, 0);
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        clock.advance(1_000);
+        store.purge_expired();
+        check_expiry_index(&store.inner.custom, 1);
+        check_expiry_index(&store.inner.external, 1);
+        assert_eq!(store.bytes_used(), recount_bytes(&store));
+        let held: usize = store.inner.custom.groups.iter().map(|g| g.read().len()).sum::<usize>()
+            + store.inner.external.groups.iter().map(|g| g.read().len()).sum::<usize>();
+        assert_eq!(store.series_count(), held);
+        let now = store.inner.now();
+        assert!(store.inner.custom.groups.iter().all(|g| g.read().values().all(|s| s.is_live(now))));
     }
 }

@@ -11,15 +11,20 @@
 //! the limits below itself, so that no caller can grow it without bound.
 
 pub mod budget;
+/// The contract every store passes, as tests (with the `test-support` feature for other crates' tests).
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
 pub mod flags;
 pub mod memory;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::quantity::Quantity;
 
@@ -214,10 +219,26 @@ pub struct CustomMetricDescriptor {
     pub namespaced: bool,
 }
 
+/// One write of a batch ([`MetricStore::put_many`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put<'a> {
+    /// A custom value, as [`MetricStore::put_custom`] stores it.
+    Custom(CustomSeriesId<'a>, SampleWrite),
+    /// An external value, as [`MetricStore::put_external`] stores it.
+    External {
+        /// The namespace.
+        namespace: &'a str,
+        /// The metric name.
+        metric: &'a str,
+        /// The value and its labels.
+        write: SampleWrite,
+    },
+}
+
 /// What the write API and the read APIs need from a store.
 ///
 /// Methods are async so that a networked backend can implement the same trait; every implementation must pass the
-/// same behaviour tests. Reads never return expired samples. Lists are sorted (by object name, metric name or
+/// conformance suite (`store/conformance.rs`, docs/architecture.md §9). Reads never return expired samples. Lists are sorted (by object name, metric name or
 /// labels) so that responses are deterministic.
 #[async_trait]
 pub trait MetricStore: Send + Sync + 'static {
@@ -269,11 +290,100 @@ pub trait MetricStore: Send + Sync + 'static {
     /// The external metric names that have a live value in any namespace, sorted and de-duplicated.
     async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Stores a batch of writes. Each write is applied or refused on its own, in order, as if they were made one after
+    /// the other: result `i` is the outcome of write `i`, a refused write changes nothing and the others still apply.
+    /// Not atomic: a reader may see part of a batch. The default makes one call per write; a networked backend
+    /// overrides it to make the batch one round trip.
+    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for put in writes {
+            results.push(match put {
+                Put::Custom(id, write) => self.put_custom(id, write).await,
+                Put::External { namespace, metric, write } => self.put_external(namespace, metric, write).await,
+            });
+        }
+        results
+    }
+
+    /// Whether the store can serve reads and writes. The in-memory store always can; a networked backend makes a
+    /// round trip. The health endpoints ask it through [`health_probe`].
+    async fn health(&self) -> Result<(), StoreError>;
+
     /// Number of series held (including expired ones not yet purged).
     fn series_count(&self) -> usize;
 
     /// Bytes the store accounts against [`Limits::max_store_bytes`] (including expired series not yet purged).
     fn bytes_used(&self) -> usize;
+}
+
+/// Which store to run, with its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The limits the store enforces.
+    pub limits: Limits,
+}
+
+/// Opens the store the options describe: the one place that names an implementation. Must be called within a tokio
+/// runtime: a store may run background work (the in-memory store's expiry), which stops when its last handle is
+/// dropped.
+pub async fn open(options: &StoreOptions) -> Result<Arc<dyn MetricStore>, StoreError> {
+    Ok(Arc::new(MemoryStore::start(options.limits)))
+}
+
+/// How often [`health_probe`] asks the store, and how long it waits for an answer.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The store's health for the synchronous checks of the health endpoints (src/server/health.rs): the store is asked
+/// once now, then every `every` in the background; the probe answers the latest result at once. The background task
+/// stops when the probe is dropped.
+pub async fn health_probe(
+    store: Arc<dyn MetricStore>,
+    every: Duration,
+) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    watch(
+        move || {
+            let store = Arc::clone(&store);
+            async move { store.health().await }
+        },
+        every,
+    )
+    .await
+}
+
+async fn watch<F, Fut>(probe: F, every: Duration) -> impl Fn() -> Result<(), String> + Send + Sync + 'static
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), StoreError>> + Send,
+{
+    let ask = move || {
+        let answer = tokio::time::timeout(every, probe());
+        async move {
+            match answer.await {
+                Ok(result) => result.map_err(|error| error.to_string()),
+                Err(_) => Err(format!("the metric store did not answer its health check within {every:?}")),
+            }
+        }
+    };
+    let status = Arc::new(Mutex::new(ask().await));
+    let task = AbortOnDropHandle::new(tokio::spawn({
+        let status = Arc::clone(&status);
+        async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: the store was just asked.
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let result = ask().await;
+                *status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = result;
+            }
+        }
+    }));
+    move || {
+        // The probe owns the task: dropping the probe stops it.
+        let _task = &task;
+        status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 /// Checks a custom series identity against the documented name limits.
@@ -310,4 +420,58 @@ pub(crate) fn check_labels(labels: &SeriesLabels, limits: &Limits) -> Result<(),
         return Err(StoreError::LabelBytes { bytes, limit });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_health_probe_answers_the_latest_result_and_stops_when_dropped() {
+        // 0: unavailable, 1: healthy, 2: no answer.
+        let state = Arc::new(AtomicUsize::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let probe = watch(
+            {
+                let (state, asked) = (Arc::clone(&state), Arc::clone(&asked));
+                move || {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let state = state.load(Ordering::SeqCst);
+                    async move {
+                        match state {
+                            0 => Err(StoreError::Unavailable("connection refused".into())),
+                            1 => Ok(()),
+                            _ => std::future::pending().await,
+                        }
+                    }
+                }
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(probe(), Err("metric store unavailable: connection refused".to_string()), "asked at once");
+        state.store(1, Ordering::SeqCst);
+        assert!(probe().is_err(), "the probe answers the last result, it does not ask the store");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(probe(), Ok(()));
+        state.store(2, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let error = probe().unwrap_err();
+        assert!(error.contains("did not answer its health check within 5s"), "{error}");
+        drop(probe);
+        let before = asked.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(asked.load(Ordering::SeqCst), before, "the store is no longer asked once the probe is dropped");
+    }
+
+    #[tokio::test]
+    async fn the_configured_store_opens_healthy_and_empty() {
+        let store = open(&StoreOptions { limits: Limits::default() }).await.unwrap();
+        assert_eq!(store.health().await, Ok(()));
+        assert_eq!((store.series_count(), store.bytes_used()), (0, 0));
+        let probe = health_probe(Arc::clone(&store), HEALTH_INTERVAL).await;
+        assert_eq!(probe(), Ok(()));
+    }
 }
