@@ -20,6 +20,7 @@ use crate::cluster::reviews::{KubeAccessReviewer, KubeTokenReviewer};
 use crate::cluster::{BuiltinMapper, LabelIndex, ResourceMapper, StandaloneLabelIndex, auth_config};
 use crate::config::{ClusterConfig, Config, WriteAuth};
 use crate::ingest::{self, Ingest};
+use crate::metrics::{self, Metrics};
 use crate::pipeline::{Access, AccessControl, Delegated, Endpoint, Options, Pipeline, Route, Routes, any_path};
 use crate::server::health::{Check, Health};
 use crate::server::listener;
@@ -69,7 +70,11 @@ struct ClusterParts {
 /// Background tasks (discovery refresh, watches) that stop when dropped.
 type Guards = Vec<Box<dyn std::any::Any + Send + Sync>>;
 
-async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) -> Result<ClusterParts, StartError> {
+async fn cluster_parts(
+    cluster: &ClusterConfig,
+    store: &Arc<dyn MetricStore>,
+    metrics: &Metrics,
+) -> Result<ClusterParts, StartError> {
     let client = client::client(cluster.kubeconfig.as_deref()).await?;
     let client_for = |path: &Option<PathBuf>| {
         let (path, client) = (path.clone(), client.clone());
@@ -95,6 +100,7 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
         sync_timeout: cluster.label_index_sync_timeout,
     };
     let (index, index_guard) = WatchLabelIndex::start(client, Arc::clone(store), Arc::clone(&mapper), options);
+    metrics.watch_label_index(Arc::clone(&index));
     let synced = Arc::clone(&index);
     let readiness = Check::readiness("informer-sync", move || {
         if synced.is_initially_synced() { Ok(()) } else { Err("the pods watch has not listed yet".to_string()) }
@@ -105,18 +111,19 @@ async fn cluster_parts(cluster: &ClusterConfig, store: &Arc<dyn MetricStore>) ->
     let (authn, authz) = (&cluster.authenticator, &cluster.authorization);
     let authenticator = Authenticator::new(
         auth_config,
-        Some(Arc::new(KubeTokenReviewer::new(authn_client))),
+        Some(metrics.instrument_token_reviewer(Arc::new(KubeTokenReviewer::new(authn_client)))),
         authn.authentication_token_webhook_cache_ttl,
     )
     .with_unauthorized_log_rate(authn.unauthorized_log_rate)
     .with_token_review_limits(authn.authentication_token_webhook_cache_max_bytes, authn.token_review_rate);
     let authorizer = Authorizer::new(
-        Arc::new(KubeAccessReviewer::new(authz_client)),
+        metrics.instrument_access_reviewer(Arc::new(KubeAccessReviewer::new(authz_client))),
         authz.authorization_always_allow_paths.clone(),
         authz.authorization_webhook_cache_authorized_ttl,
         authz.authorization_webhook_cache_unauthorized_ttl,
     )
     .with_limits(authz.authorization_webhook_cache_max_bytes, authz.anonymous_authorization_rate);
+    metrics.watch_review_caches(authenticator.cache_counters(), authorizer.cache_counters());
     tracing::info!(
         "running against the cluster: delegated authentication and authorization, resources from discovery, label index"
     );
@@ -165,8 +172,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         max_series = config.limits.max_series,
         "store limits"
     );
+    let metrics = Arc::new(Metrics::new(Arc::clone(&store)));
     let parts = match config.cluster() {
-        Some(cluster) => cluster_parts(cluster, &store).await?,
+        Some(cluster) => cluster_parts(cluster, &store, &metrics).await?,
         None => {
             tracing::info!(
                 "running standalone: no authentication or authorization, built-in resource table, in-memory store"
@@ -206,21 +214,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let ingest =
         || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
-    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads);
+    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads)
+        .with_freshness(metrics.freshness());
     // The secure port: the write API with --write-auth=token, health, and the Kubernetes APIs, which answer every
-    // other path (their 404s included); in cluster mode every route is authenticated and authorized.
+    // other path (their 404s included), and /metrics (docs/wire-contract.md §11); in cluster mode every route is
+    // authenticated and authorized.
     let mut secure_routes = Routes::new();
     if config.write_auth == WriteAuth::Token {
         secure_routes = secure_routes.with(write_route(ingest()));
     }
-    let secure_routes = secure_routes.with(health_route(&health)).with(Route::new(
+    let secure_routes = secure_routes.with(health_route(&health)).with(metrics_route(&metrics)).with(Route::new(
         &["/"],
         any_path,
         Access::Read,
         Endpoint::Api(Box::new(api)),
     ));
     let secure_options = Options { echo_audit_id: true, drain_unread_bytes: Some(config.max_request_body_bytes) };
-    let secure_handler = Arc::new(Pipeline::new(secure_routes, access, secure_options));
+    let secure_handler =
+        Arc::new(Pipeline::new(secure_routes, access, secure_options).with_metrics(Arc::clone(&metrics)));
     let mut tasks = Vec::new();
     tracing::info!(listener = "secure", address = %secure_addr, writes = config.write_auth == WriteAuth::Token, "listening");
     tasks.push(tokio::spawn(listener::serve(
@@ -236,7 +247,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         // with --write-auth=none: plain HTTP never carries tokens. Writes first: they are nearly all its traffic.
         let write_routes = Routes::new().with(write_route(ingest())).with(health_route(&health));
         let write_options = Options { echo_audit_id: false, drain_unread_bytes: None };
-        let write_handler = Arc::new(Pipeline::new(write_routes, AccessControl::Open, write_options));
+        let write_handler = Arc::new(
+            Pipeline::new(write_routes, AccessControl::Open, write_options).with_metrics(Arc::clone(&metrics)),
+        );
         tracing::info!(listener = "write", address = %write_addr, "listening");
         tasks.push(tokio::spawn(listener::serve(
             write,
@@ -263,6 +276,12 @@ fn health_route(health: &Health) -> Route {
         Access::Read,
         Endpoint::Health(health.clone()),
     )
+}
+
+/// `/metrics`: authorized as a read, which in cluster mode is verb `get` on the non-resource URL `/metrics`, as
+/// Kubernetes' own servers do.
+fn metrics_route(metrics: &Arc<Metrics>) -> Route {
+    Route::new(&[metrics::METRICS_PATH], metrics::is_metrics_path, Access::Read, Endpoint::Metrics(Arc::clone(metrics)))
 }
 
 /// Runs until `stop` resolves (normally SIGTERM or SIGINT), then drains.

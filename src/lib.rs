@@ -33,6 +33,7 @@ pub mod config;
 mod duration;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod path;
 pub mod pipeline;
 pub mod quantity;

@@ -118,6 +118,20 @@ fn rbac_delegates_auth_and_lets_the_hpa_controller_read_both_groups() {
 }
 
 #[test]
+fn scrapers_get_a_role_allowing_exactly_get_on_the_metrics_path() {
+    let docs = documents();
+    let role = find(&docs, "ClusterRole", "custom-metrics-apiserver-metrics-reader");
+    let rules = role["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(strings(&rules[0]["nonResourceURLs"]), [custom_metrics_apiserver::metrics::METRICS_PATH]);
+    assert_eq!(strings(&rules[0]["verbs"]), ["get"]);
+    assert!(rules[0]["apiGroups"].is_null() && rules[0]["resources"].is_null(), "{:?}", rules[0]);
+}
+
+#[test]
 fn the_example_writer_may_create_exactly_one_metric() {
     let docs = documents_of("example-writer.yaml");
     let account = find(&docs, "ServiceAccount", "metrics-writer");

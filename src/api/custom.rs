@@ -25,6 +25,13 @@ pub struct MetricItems {
     items: Vec<(String, String, Sample)>,
 }
 
+impl MetricItems {
+    /// The timestamps (milliseconds) of the values found, for `metrics_apiserver_metric_freshness_seconds`.
+    pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
+        self.items.iter().map(|(_, _, sample)| sample.timestamp_millis)
+    }
+}
+
 /// Reads what `target` asks for; a list of more than `max_items` is refused.
 pub async fn read(
     store: &dyn MetricStore,

@@ -26,6 +26,11 @@ pub async fn read(
     Ok(samples)
 }
 
+/// The timestamps (milliseconds) of `samples`, for `metrics_apiserver_metric_freshness_seconds`.
+pub fn timestamps(samples: &[Sample]) -> impl Iterator<Item = i64> + '_ {
+    samples.iter().map(|sample| sample.timestamp_millis)
+}
+
 /// The samples of one metric, as list items.
 struct Samples {
     metric: String,

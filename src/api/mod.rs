@@ -130,6 +130,7 @@ pub struct Api {
     discovery_limit: usize,
     limits: ReadLimits,
     openapi: Result<OpenApiDocs, String>,
+    freshness: Option<crate::metrics::Freshness>,
 }
 
 impl Api {
@@ -142,7 +143,14 @@ impl Api {
         discovery_limit: usize,
         limits: ReadLimits,
     ) -> Self {
-        Api { store, mapper, labels, discovery_limit, limits, openapi: OpenApiDocs::build() }
+        Api { store, mapper, labels, discovery_limit, limits, openapi: OpenApiDocs::build(), freshness: None }
+    }
+
+    /// The same API, observing the age of the values its metric reads return in `freshness`.
+    #[must_use]
+    pub fn with_freshness(mut self, freshness: crate::metrics::Freshness) -> Self {
+        self.freshness = Some(freshness);
+        self
     }
 
     /// Answers one request; every failure becomes a `Status`.
@@ -186,6 +194,9 @@ impl Api {
                 query.check_selector_sizes(self.limits.max_selector_bytes)?;
                 let (store, mapper, labels) = (self.store.as_ref(), self.mapper.as_ref(), self.labels.as_ref());
                 let items = custom::read(store, mapper, labels, &target, query, self.limits.max_list_items).await?;
+                if let Some(freshness) = &self.freshness {
+                    freshness.observe(items.timestamps());
+                }
                 custom::render(version, items, pretty, &self.limits)
             }
             ApiRoute::External { namespace, metric } => {
@@ -194,6 +205,9 @@ impl Api {
                 let samples =
                     external::read(self.store.as_ref(), &namespace, &metric, &selector, self.limits.max_list_items)
                         .await?;
+                if let Some(freshness) = &self.freshness {
+                    freshness.observe(external::timestamps(&samples));
+                }
                 external::render(&metric, samples, pretty, self.limits.max_response_bytes)
             }
         }

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -65,6 +66,29 @@ fn token_cache(ttl: Duration, max_bytes: usize) -> Option<moka::future::Cache<To
     })
 }
 
+/// Hits and misses of a review cache, for `/metrics` (docs/wire-contract.md §11). A miss is a lookup that made a
+/// review; a lookup answered by a concurrent identical one's counts as a hit.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl CacheCounters {
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (hits, misses) so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+}
+
 /// Checks a bearer token (a TokenReview in a cluster).
 #[async_trait]
 pub trait TokenReviewer: Send + Sync + 'static {
@@ -106,6 +130,7 @@ pub struct Authenticator {
     token_reviews: TokenBucket,
     /// Bounds the log lines of 401s, which any client can cause.
     unauthorized_log: LogLimiter,
+    cache_counters: Arc<CacheCounters>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -136,7 +161,13 @@ impl Authenticator {
             token_cache_ttl,
             token_reviews: TokenBucket::new(rate(DEFAULT_TOKEN_REVIEW_RATE)),
             unauthorized_log: LogLimiter::new(rate(DEFAULT_UNAUTHORIZED_LOG_RATE)),
+            cache_counters: Arc::default(),
         }
+    }
+
+    /// The TokenReview cache's hits and misses (none counted when the cache is off).
+    pub fn cache_counters(&self) -> Arc<CacheCounters> {
+        Arc::clone(&self.cache_counters)
     }
 
     /// The same authenticator, its TokenReview cache holding at most `cache_max_bytes` (as estimated by
@@ -234,12 +265,19 @@ impl Authenticator {
                 key.copy_from_slice(digest.as_ref());
                 // A cached answer, good or bad, costs nothing and never waits for the bucket.
                 match cache.get(&key).await {
-                    Some(user) => user,
+                    Some(user) => {
+                        self.cache_counters.hit();
+                        user
+                    }
                     None => {
                         // Concurrent requests with the same new token share one review but each takes from the
                         // bucket: the limit errs on the side of fewer reviews.
                         self.token_reviews.try_take().map_err(AuthenticationError::RateLimited)?;
-                        cache.try_get_with(key, review).await.map_err(AuthenticationError::TokenReview)?
+                        let counted = async {
+                            self.cache_counters.miss();
+                            review.await
+                        };
+                        cache.try_get_with(key, counted).await.map_err(AuthenticationError::TokenReview)?
                     }
                 }
             }

@@ -6,12 +6,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::rate::TokenBucket;
 
 use async_trait::async_trait;
 
+use super::authn::CacheCounters;
 use super::request_info::{Attributes, Target};
 use super::{Error, MASTERS_GROUP, ReviewError};
 use crate::selector::go_quote;
@@ -100,6 +102,7 @@ pub struct Authorizer {
     ttls: DecisionExpiry,
     /// SubjectAccessReviews left for anonymous requests.
     anonymous_reviews: TokenBucket,
+    cache_counters: Arc<CacheCounters>,
 }
 
 fn decision_cache(ttls: &DecisionExpiry, max_bytes: usize) -> moka::future::Cache<Attributes, Decision> {
@@ -152,7 +155,13 @@ impl Authorizer {
             decisions: decision_cache(&ttls, DEFAULT_CACHE_MAX_BYTES),
             ttls,
             anonymous_reviews: TokenBucket::new(rate(DEFAULT_ANONYMOUS_REVIEW_RATE)),
+            cache_counters: Arc::default(),
         }
+    }
+
+    /// The decision cache's hits and misses.
+    pub fn cache_counters(&self) -> Arc<CacheCounters> {
+        Arc::clone(&self.cache_counters)
     }
 
     /// The same authorizer, its decision cache holding at most `cache_max_bytes` (as estimated by
@@ -192,12 +201,19 @@ impl Authorizer {
             let retry_after_secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
             return Err(Error::AnonymousRateLimited { retry_after_secs });
         }
-        // Concurrent identical requests share one review; failures are not cached.
-        let decision = self
-            .decisions
-            .try_get_with_by_ref(attributes, self.reviewer.review(attributes))
-            .await
-            .map_err(Error::AuthorizationFailed)?;
+        // Concurrent identical requests share one review; failures are not cached. The review's future runs only on a
+        // miss, so telling hits from misses costs no second lookup.
+        let reviewed = AtomicBool::new(false);
+        let review = async {
+            reviewed.store(true, Ordering::Relaxed);
+            self.cache_counters.miss();
+            self.reviewer.review(attributes).await
+        };
+        let decision = self.decisions.try_get_with_by_ref(attributes, review).await;
+        if !reviewed.load(Ordering::Relaxed) {
+            self.cache_counters.hit();
+        }
+        let decision = decision.map_err(Error::AuthorizationFailed)?;
         if decision.allowed { Ok(()) } else { Err(forbidden(attributes, &decision.reason)) }
     }
 }

@@ -25,7 +25,7 @@ pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 
-pub use authn::{AuthenticationError, Authenticator, TokenReviewer};
+pub use authn::{AuthenticationError, Authenticator, CacheCounters, TokenReviewer};
 pub use authz::{AccessReviewer, Authorizer, Decision, PathPatternError, check_always_allow_paths};
 pub use config::{AuthConfigError, AuthenticationConfig, AuthenticationFlags, CaBundle, RequestHeaderConfig};
 pub use error::Error;

@@ -26,6 +26,7 @@
 //! skipped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -65,6 +66,29 @@ pub struct WatchLabelIndex {
     watches: Mutex<HashMap<String, Arc<ResourceWatch>>>,
     pods: Arc<ResourceWatch>,
     tasks: Arc<Tasks>,
+    counters: Arc<Counters>,
+}
+
+/// What `/metrics` counts of the index (docs/wire-contract.md §11).
+#[derive(Debug, Default)]
+struct Counters {
+    /// Watch failures, each followed by a restart with back-off.
+    watch_restarts: AtomicU64,
+    /// Series the sweep removed with their deleted objects.
+    swept_series: AtomicU64,
+}
+
+/// The index's figures for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelIndexStats {
+    /// Objects held, all watched types together.
+    pub objects: u64,
+    /// Resource types watched.
+    pub watches: u64,
+    /// Watch failures, each followed by a restart with back-off, since the start.
+    pub watch_restarts: u64,
+    /// Series removed by the deleted-object sweep since the start.
+    pub swept_series: u64,
 }
 
 /// Stops every watch and the sweep when dropped.
@@ -206,6 +230,7 @@ impl WatchLabelIndex {
             watches: Mutex::new(HashMap::new()),
             pods: Arc::clone(&pods),
             tasks: Arc::clone(&tasks),
+            counters: Arc::default(),
         });
         index.watch_for(&pods.info);
         let weak: Weak<Self> = Arc::downgrade(&index);
@@ -221,6 +246,20 @@ impl WatchLabelIndex {
             }
         });
         (index, IndexGuard(tasks))
+    }
+
+    /// The figures `/metrics` shows; counts the objects of every watch.
+    pub fn stats(&self) -> LabelIndexStats {
+        let watches: Vec<Arc<ResourceWatch>> =
+            self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        let objects: usize = watches.iter().map(|watch| watch.objects().len()).sum();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        LabelIndexStats {
+            objects: count(objects),
+            watches: count(watches.len()),
+            watch_restarts: self.counters.watch_restarts.load(Ordering::Relaxed),
+            swept_series: self.counters.swept_series.load(Ordering::Relaxed),
+        }
     }
 
     /// True once the pods watch has completed its initial list (for /readyz "informer-sync").
@@ -243,7 +282,7 @@ impl WatchLabelIndex {
         watches.insert(key, Arc::clone(&created));
         drop(watches);
         tracing::info!(resource = %created.info.group_resource(), "starting metadata watch");
-        let task = self.tasks.spawn(run_watch(self.client.clone(), Arc::clone(&created)));
+        let task = self.tasks.spawn(run_watch(self.client.clone(), Arc::clone(&created), Arc::clone(&self.counters)));
         *created.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
         created
     }
@@ -329,6 +368,8 @@ impl WatchLabelIndex {
             for (namespace, name) in gone {
                 match self.store.delete_object(&resource, &namespace, &name).await {
                     Ok(removed) => {
+                        let swept = u64::try_from(removed).unwrap_or(u64::MAX);
+                        self.counters.swept_series.fetch_add(swept, Ordering::Relaxed);
                         tracing::info!(resource, namespace, name, removed, "removed the values of a deleted object")
                     }
                     Err(error) => {
@@ -384,7 +425,7 @@ impl LabelIndex for WatchLabelIndex {
 }
 
 /// Follows one resource type's metadata watch until the index is stopped.
-async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
+async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>, counters: Arc<Counters>) {
     let resource = watch.info.group_resource();
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(&watch.info));
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
@@ -399,6 +440,7 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>) {
                 }
             }
             Err(error) => {
+                counters.watch_restarts.fetch_add(1, Ordering::Relaxed);
                 // Once synced, the view stays usable (and is corrected by the next re-list); before, reads must
                 // learn why there is no view.
                 let cause = error.to_string();
@@ -465,6 +507,11 @@ impl ObjectMap {
             }
         }
         false
+    }
+
+    /// Objects held.
+    fn len(&self) -> usize {
+        self.objects.values().map(HashMap::len).sum()
     }
 
     fn contains(&self, namespace: &str, name: &str) -> bool {
@@ -667,6 +714,8 @@ mod tests {
         assert!(index.is_initially_synced());
         let all = index.matching_objects(&pods, "default", &Selector::everything()).await;
         assert_eq!(all, Ok(Some(vec!["db-1".into(), "web-1".into()])));
+        let stats = index.stats();
+        assert_eq!((stats.objects, stats.watches, stats.watch_restarts), (3, 1, 0), "the pods of every namespace");
 
         eventually("the watch is open", async || server.is_watched(PODS)).await;
         server.add_object(PODS, "default", "web-2", &[("app", "web")]);
@@ -774,6 +823,7 @@ mod tests {
         let services = mapper.resolve("services").await.unwrap();
         assert!(index.matching_objects(&services, "default", &Selector::everything()).await.is_err());
         eventually("the watch has retried twice", async || server.count(|r| r.path == SERVICES) >= 3).await;
+        assert!(index.stats().watch_restarts >= 2, "{:?}", index.stats());
         let lines = captured.text();
         let warnings = lines.lines().filter(|l| l.contains("metadata watch failed")).count();
         assert_eq!(warnings, 1, "{lines}");
@@ -838,7 +888,7 @@ mod tests {
         }
         let grace = Duration::from_millis(800);
         let started = Instant::now();
-        let (_index, _guard) = WatchLabelIndex::start(
+        let (index, _guard) = WatchLabelIndex::start(
             server.client(),
             store.clone(),
             Arc::new(BuiltinMapper::default()),
@@ -858,5 +908,7 @@ mod tests {
         assert!(store.get_custom(pod("web-1")).await.unwrap().is_some(), "existing objects keep their values");
         assert!(store.get_custom(namespace("default")).await.unwrap().is_some());
         assert_eq!(store.series_count(), 2);
+        // ghost's two series and the gone namespace's one, counted once the removals have returned.
+        eventually("the sweep has counted what it removed", async || index.stats().swept_series == 3).await;
     }
 }

@@ -8,6 +8,8 @@
 pub mod access;
 pub mod routes;
 
+use std::sync::Arc;
+
 use hyper::Request;
 
 pub use access::{AccessControl, AuthorizedWrite, Delegated, Grant};
@@ -15,6 +17,7 @@ pub use routes::{Access, Endpoint, Route, Routes, any_path};
 
 use crate::auth;
 use crate::ingest::OpenGate;
+use crate::metrics::Metrics;
 use crate::response::{self, HttpResponse, RequestError};
 use crate::server::body::{self, RequestBody};
 use crate::server::listener::{Connection, Handler};
@@ -36,16 +39,30 @@ pub struct Pipeline {
     routes: Routes,
     access: AccessControl,
     options: Options,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Pipeline {
     /// A pipeline serving `routes` behind `access`.
     pub fn new(routes: Routes, access: AccessControl, options: Options) -> Self {
-        Pipeline { routes, access, options }
+        Pipeline { routes, access, options, metrics: None }
     }
 
-    async fn respond(&self, mut request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
-        let Some(route) = self.routes.find(request.uri().path()) else {
+    /// The same pipeline, counting its requests in `metrics` (`apiserver_request_total` and the others the
+    /// requests feed, docs/wire-contract.md §11).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    async fn respond(
+        &self,
+        route: Option<&Route>,
+        mut request: Request<RequestBody>,
+        connection: &Connection,
+    ) -> HttpResponse {
+        let Some(route) = route else {
             return RequestError::RouteNotFound.into_response(false);
         };
         let grant = if self.access.is_open() {
@@ -70,6 +87,7 @@ impl Pipeline {
             }
             Endpoint::Health(health) => (health.handle(parts.uri.path(), parts.uri.query()), Some(body)),
             Endpoint::Api(api) => (api.handle(&Request::from_parts(parts, ())).await, Some(body)),
+            Endpoint::Metrics(metrics) => (metrics.respond(), Some(body)),
         };
         if let (Some(body), Some(limit)) = (unread, self.options.drain_unread_bytes) {
             body::drain(body, limit).await;
@@ -89,7 +107,16 @@ impl Pipeline {
 impl Handler for Pipeline {
     async fn call(&self, request: Request<RequestBody>, connection: &Connection) -> HttpResponse {
         let audit_id = if self.options.echo_audit_id { request.headers().get(AUDIT_ID).cloned() } else { None };
-        let mut response = self.respond(request, connection).await;
+        let route = self.routes.find(request.uri().path());
+        let timer = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.request_started(request.method(), request.uri().path(), request.uri().query()));
+        let mut response = self.respond(route, request, connection).await;
+        if let Some(timer) = timer {
+            let write_route = route.is_some_and(|route| matches!(route.endpoint(), Endpoint::Write(_)));
+            timer.finish(response.status(), write_route);
+        }
         if self.access.is_open() {
             // Nobody is authenticated: a connection that completed a request (whatever the answer, a 404 too)
             // counts as if it were.

@@ -8,6 +8,7 @@
 
 use crate::api::Api;
 use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::server::health::Health;
 
 /// What a route requires of a request before its endpoint sees it. In standalone mode and on the plain write port
@@ -32,6 +33,8 @@ pub enum Endpoint {
     Api(Box<Api>),
     /// The write API ([`Ingest`]).
     Write(Ingest),
+    /// `/metrics` ([`Metrics`]).
+    Metrics(std::sync::Arc<Metrics>),
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Endpoint {
             Endpoint::Health(_) => "Health",
             Endpoint::Api(_) => "Api",
             Endpoint::Write(_) => "Write",
+            Endpoint::Metrics(_) => "Metrics",
         })
     }
 }

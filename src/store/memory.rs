@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Sample, SampleWrite, SeriesLabels, StoreError,
-    check_custom_id, check_external_id, check_labels,
+    StoreStats, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -160,6 +160,8 @@ struct Inner {
     series: AtomicUsize,
     /// Bytes accounted (see [`SERIES_BYTES`]); kept exact under the group locks.
     bytes: AtomicUsize,
+    /// Series the expiry task removed, for `/metrics`.
+    expired: AtomicU64,
     limits: Limits,
     clock: Arc<dyn Clock>,
     /// The expiry task of a store made by [`MemoryStore::start`]; dropping the last handle drops it, which stops it.
@@ -293,6 +295,7 @@ impl MemoryStore {
                 objects: DashMap::new(),
                 series: AtomicUsize::new(0),
                 bytes: AtomicUsize::new(0),
+                expired: AtomicU64::new(0),
                 limits,
                 clock,
                 expiry: OnceLock::new(),
@@ -651,6 +654,7 @@ impl Inner {
                     && let Some((key, sample)) = series.map.remove_entry(&key)
                 {
                     self.removed(&group.pair, &key, &sample);
+                    self.expired.fetch_add(1, Ordering::Relaxed);
                 }
                 if series.deadlines.is_empty() {
                     self.release_bytes(DEADLINE_SET_BYTES);
@@ -942,6 +946,19 @@ impl MetricStore for MemoryStore {
     fn bytes_used(&self) -> usize {
         self.inner.bytes.load(Ordering::Acquire)
     }
+
+    fn stats(&self) -> Option<StoreStats> {
+        // Counted at scrape time from the discovery entries, so that writes keep one counter to update.
+        let external: usize =
+            lock(&self.inner.external_pairs).values().map(|(pair, _)| pair.series.load(Ordering::Acquire)).sum();
+        let total = self.inner.series.load(Ordering::Acquire);
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Some(StoreStats {
+            custom_series: count(total.saturating_sub(external)),
+            external_series: count(external),
+            expired_series: self.inner.expired.load(Ordering::Relaxed),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1016,6 +1033,20 @@ mod tests {
         assert_eq!(store.purge_expired(), 1);
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.inner.external.groups.len(), 0, "empty groups are dropped");
+    }
+
+    #[tokio::test]
+    async fn the_stats_count_series_by_group_and_what_expiry_removed() {
+        let (store, clock) = store(Limits::default());
+        store.put_custom(pod("a"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
+        store.put_custom(pod("b"), write("2", None)).await.unwrap();
+        store.put_external("default", "e", write("3", Some(Duration::from_secs(10)))).await.unwrap();
+        let counts = |s: StoreStats| (s.custom_series, s.external_series, s.expired_series);
+        assert_eq!(store.stats().map(counts), Some((2, 1, 0)));
+        assert!(store.delete_custom(pod("b")).await.unwrap());
+        clock.advance(10_000);
+        assert_eq!(store.purge_expired(), 2);
+        assert_eq!(store.stats().map(counts), Some((0, 0, 2)), "a delete is not an expiry");
     }
 
     #[tokio::test]

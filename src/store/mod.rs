@@ -314,6 +314,23 @@ pub trait MetricStore: Send + Sync + 'static {
 
     /// Bytes the store accounts against [`Limits::max_store_bytes`] (including expired series not yet purged).
     fn bytes_used(&self) -> usize;
+
+    /// The figures `/metrics` shows (docs/wire-contract.md §11); `None` for a store that does not keep them, whose
+    /// series `/metrics` then leaves out.
+    fn stats(&self) -> Option<StoreStats> {
+        None
+    }
+}
+
+/// A store's figures for `/metrics`, read at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Custom series held (including expired ones not yet removed).
+    pub custom_series: u64,
+    /// External series held (including expired ones not yet removed).
+    pub external_series: u64,
+    /// Series removed because their ttl ran out, since the store started.
+    pub expired_series: u64,
 }
 
 /// Which store to run, with its limits.

@@ -1,0 +1,671 @@
+//! `/metrics`: the adapter's own metrics in the Prometheus text format (docs/wire-contract.md §11), with the names
+//! and labels of Kubernetes' aggregated API servers where they exist, so that the usual apiserver dashboards work.
+//!
+//! One [`Metrics`] is built by `app.rs` and handed to the components at wiring time: the pipeline counts requests
+//! ([`Metrics::request_started`]), the read API observes the age of the values it returns ([`Freshness`]), the
+//! delegated reviews are timed by wrapping the reviewers ([`InstrumentedTokenReviewer`],
+//! [`InstrumentedAccessReviewer`]), and the store's figures are read at scrape time. Nothing is global.
+//!
+//! Label values come from fixed sets (`&'static str`, status codes), so a request allocates nothing for its labels
+//! and a client cannot create series at will.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP, SERVED};
+use crate::auth::{AccessReviewer, Attributes, CacheCounters, Decision, ReviewError, TokenReviewer, UserInfo};
+use crate::cluster::label_index::WatchLabelIndex;
+use crate::ingest::WRITE_EXTERNAL_PREFIX;
+use crate::response::{self, HttpResponse};
+use crate::store::MetricStore;
+
+/// The path of the endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Buckets of `apiserver_request_duration_seconds`: Kubernetes' (k8s.io/apiserver `pkg/endpoints/metrics`).
+const REQUEST_DURATION_BUCKETS: [f64; 23] = [
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0,
+    45.0, 60.0,
+];
+/// Buckets of the delegated authentication and authorization durations: Kubernetes'.
+const REVIEW_DURATION_BUCKETS: [f64; 8] = [0.25, 0.5, 0.7, 1.0, 1.5, 3.0, 5.0, 10.0];
+/// Buckets of `metrics_apiserver_metric_freshness_seconds`: from a second (a writer pushing continuously) to an
+/// hour (a value written once and kept by its ttl); an HPA reads every 15 s.
+const FRESHNESS_BUCKETS: [f64; 12] = [1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
+/// Object resources kept as the `resource` label of custom-metric reads; any other is `other`, so that a client
+/// cannot create series with made-up resource names. A group-qualified name (`deployments.apps`) counts as its
+/// plural.
+const LABELLED_RESOURCES: &[&str] = &[
+    "pods",
+    "services",
+    "nodes",
+    "namespaces",
+    "metrics",
+    "persistentvolumeclaims",
+    "replicationcontrollers",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+    "cronjobs",
+    "ingresses",
+    "horizontalpodautoscalers",
+];
+
+/// The Kubernetes labels of a request, all from fixed sets.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `GET`, `LIST`, `WATCH`, `POST`, … for the served group-versions; the method for other paths.
+    pub verb: &'static str,
+    /// A served group, or empty.
+    pub group: &'static str,
+    /// A served version, or empty.
+    pub version: &'static str,
+    /// See [`LABELLED_RESOURCES`]; empty for external metrics (whose resource segment is the metric name) and for
+    /// non-resource paths.
+    pub resource: &'static str,
+    /// Always empty: in Kubernetes' attributes it is the metric name, which is not bounded.
+    pub subresource: &'static str,
+    /// `resource`, `namespace`, `cluster`, or empty for non-resource paths.
+    pub scope: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestCodeLabels {
+    verb: &'static str,
+    group: &'static str,
+    version: &'static str,
+    resource: &'static str,
+    subresource: &'static str,
+    scope: &'static str,
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    request_kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    group: &'static str,
+    result: &'static str,
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_DURATION_BUCKETS)
+}
+
+fn review_histogram() -> Histogram {
+    Histogram::new(REVIEW_DURATION_BUCKETS)
+}
+
+/// The adapter's metrics and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestCodeLabels, Counter>,
+    durations: HistogramFamily<RequestLabels>,
+    /// `apiserver_current_inflight_requests`' two series, looked up once.
+    inflight_read_only: Gauge,
+    inflight_mutating: Gauge,
+    writes: Family<WriteLabels, Counter>,
+    freshness: Histogram,
+    authn: ReviewMetrics,
+    authz: ReviewMetrics,
+    label_index: Arc<OnceLock<Arc<WatchLabelIndex>>>,
+    review_caches: Arc<OnceLock<ReviewCaches>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// The request count and duration of one kind of delegated review, by the code of kube-apiserver's answer.
+#[derive(Clone)]
+struct ReviewMetrics {
+    total: Family<CodeLabels, Counter>,
+    duration: HistogramFamily<CodeLabels>,
+}
+
+impl ReviewMetrics {
+    fn new() -> Self {
+        ReviewMetrics { total: Family::default(), duration: Family::new_with_constructor(review_histogram) }
+    }
+
+    fn register(&self, registry: &mut Registry, name: &str, what: &str) {
+        registry.register(
+            format!("{name}_request"),
+            format!("Number of {what} requests to kube-apiserver, by status code (<error>: no answer)"),
+            self.total.clone(),
+        );
+        registry.register(
+            format!("{name}_request_duration_seconds"),
+            format!("Latency in seconds of {what} requests to kube-apiserver, by status code"),
+            self.duration.clone(),
+        );
+    }
+
+    /// Records one review that took `took`: code 201 when kube-apiserver answered it (a review is a create), even
+    /// with something unusable; `<error>` when the request failed.
+    fn record<T>(&self, result: &Result<T, ReviewError>, took: std::time::Duration) {
+        let code = match result {
+            Ok(_) | Err(ReviewError::BadAnswer { .. }) => "201",
+            Err(ReviewError::Request { .. }) => "<error>",
+        };
+        let labels = CodeLabels { code };
+        self.total.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+}
+
+/// A gauge without labels, from a value read at scrape time.
+fn const_gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// A counter (`name` without its `_total`), from values read at scrape time, one per label set.
+fn const_counters<const N: usize>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[([(&'static str, &'static str); N], u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in values {
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// The figures that components keep themselves, read when scraped: the store's, the label index's, the review
+/// caches'. The components count with plain atomics and know nothing of this module.
+struct ComponentCollector {
+    store: Arc<dyn MetricStore>,
+    label_index: Arc<OnceLock<Arc<WatchLabelIndex>>>,
+    review_caches: Arc<OnceLock<ReviewCaches>>,
+}
+
+/// The TokenReview cache's counters and the SubjectAccessReview cache's.
+type ReviewCaches = (Arc<CacheCounters>, Arc<CacheCounters>);
+
+impl std::fmt::Debug for ComponentCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ComponentCollector")
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl Collector for ComponentCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        const_gauge(
+            e,
+            "metrics_apiserver_store_bytes",
+            "Bytes the store accounts for its series, as bounded by --max-store-bytes",
+            count(self.store.bytes_used()),
+        )?;
+        if let Some(stats) = self.store.stats() {
+            let series = ConstGauge::new(0i64);
+            let mut family = e.encode_descriptor(
+                "metrics_apiserver_stored_series",
+                "Series in the store by metric group, expired ones not yet removed included",
+                None,
+                series.metric_type(),
+            )?;
+            for (group, value) in [(CUSTOM_GROUP, stats.custom_series), (EXTERNAL_GROUP, stats.external_series)] {
+                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.encode(family.encode_family(&[("group", group)])?)?;
+            }
+            const_counters(
+                e,
+                "metrics_apiserver_expired_series",
+                "Series removed from the store because their ttl ran out",
+                &[([], stats.expired_series)],
+            )?;
+        }
+        if let Some(index) = self.label_index.get() {
+            let stats = index.stats();
+            const_gauge(
+                e,
+                "metrics_apiserver_label_index_objects",
+                "Objects held by the label index, all watched resource types together",
+                stats.objects,
+            )?;
+            const_gauge(
+                e,
+                "metrics_apiserver_label_index_watches",
+                "Resource types the label index watches",
+                stats.watches,
+            )?;
+            const_counters(
+                e,
+                "metrics_apiserver_label_index_watch_restarts",
+                "Label index watches that failed and were restarted with back-off",
+                &[([], stats.watch_restarts)],
+            )?;
+            const_counters(
+                e,
+                "metrics_apiserver_swept_series",
+                "Series removed by the deleted-object sweep with the objects they belonged to",
+                &[([], stats.swept_series)],
+            )?;
+        }
+        if let Some((tokens, decisions)) = self.review_caches.get() {
+            let (hits, misses) = tokens.hits_and_misses();
+            const_counters(
+                e,
+                "authentication_token_cache_request",
+                "TokenReview cache lookups by status (hit, miss: a review was made)",
+                &[([("status", "hit")], hits), ([("status", "miss")], misses)],
+            )?;
+            let (hits, misses) = decisions.hits_and_misses();
+            const_counters(
+                e,
+                "metrics_apiserver_access_review_cache_requests",
+                "SubjectAccessReview cache lookups by result (hit, miss: a review was made)",
+                &[([("result", "hit")], hits), ([("result", "miss")], misses)],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered; the store's figures are read from `store` when scraped.
+    pub fn new(store: Arc<dyn MetricStore>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestCodeLabels, Counter>::default();
+        let durations: HistogramFamily<RequestLabels> = Family::new_with_constructor(request_histogram);
+        let inflight = Family::<KindLabels, Gauge>::default();
+        let writes = Family::<WriteLabels, Counter>::default();
+        let freshness = Histogram::new(FRESHNESS_BUCKETS);
+        registry.register(
+            "apiserver_request",
+            "Counter of apiserver requests broken out for each verb, group, version, resource, scope and HTTP response code",
+            requests.clone(),
+        );
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds for each verb, group, version, resource, subresource and scope",
+            durations.clone(),
+        );
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Requests being served, by kind (readOnly, mutating)",
+            inflight.clone(),
+        );
+        // Present from the start, as Kubernetes': a dashboard sees 0, not a missing series.
+        let inflight_read_only = inflight.get_or_create_owned(&KindLabels { request_kind: "readOnly" });
+        let inflight_mutating = inflight.get_or_create_owned(&KindLabels { request_kind: "mutating" });
+        registry.register(
+            "metrics_apiserver_writes",
+            "Requests to the write API by metric group and result (accepted, refused) with the HTTP status code",
+            writes.clone(),
+        );
+        registry.register(
+            "metrics_apiserver_metric_freshness_seconds",
+            "Age in seconds of the values returned to readers (read time minus the value's timestamp)",
+            freshness.clone(),
+        );
+        let authn = ReviewMetrics::new();
+        authn.register(&mut registry, "apiserver_delegated_authn", "TokenReview");
+        let authz = ReviewMetrics::new();
+        authz.register(&mut registry, "apiserver_delegated_authz", "SubjectAccessReview");
+        let label_index = Arc::new(OnceLock::new());
+        let review_caches = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(ComponentCollector {
+            store,
+            label_index: Arc::clone(&label_index),
+            review_caches: Arc::clone(&review_caches),
+        }));
+        Metrics {
+            registry,
+            requests,
+            durations,
+            inflight_read_only,
+            inflight_mutating,
+            writes,
+            freshness,
+            authn,
+            authz,
+            label_index,
+            review_caches,
+        }
+    }
+
+    /// Shows the label index's figures (cluster mode); the first index given stays.
+    pub fn watch_label_index(&self, index: Arc<WatchLabelIndex>) {
+        let _ = self.label_index.set(index);
+    }
+
+    /// Shows the TokenReview and SubjectAccessReview caches' hits and misses (cluster mode); the first caches given
+    /// stay.
+    pub fn watch_review_caches(&self, tokens: Arc<CacheCounters>, decisions: Arc<CacheCounters>) {
+        let _ = self.review_caches.set((tokens, decisions));
+    }
+
+    /// Starts counting a request: it is in flight until the returned guard is finished or dropped.
+    pub fn request_started(&self, method: &Method, path: &str, query: Option<&str>) -> RequestTimer<'_> {
+        let inflight = if is_mutating(method) { &self.inflight_mutating } else { &self.inflight_read_only };
+        inflight.inc();
+        let write_group = crate::ingest::is_write_path(path).then(|| {
+            if path.starts_with(WRITE_EXTERNAL_PREFIX) || path == "/write-external-metrics" {
+                EXTERNAL_GROUP
+            } else {
+                CUSTOM_GROUP
+            }
+        });
+        RequestTimer {
+            metrics: self,
+            labels: request_labels(method, path, query),
+            inflight,
+            write_group,
+            started: Instant::now(),
+        }
+    }
+
+    /// The read API's handle on `metrics_apiserver_metric_freshness_seconds`.
+    pub fn freshness(&self) -> Freshness {
+        Freshness(self.freshness.clone())
+    }
+
+    /// `reviewer`, its TokenReviews counted and timed (`apiserver_delegated_authn_request_*`).
+    pub fn instrument_token_reviewer(&self, reviewer: Arc<dyn TokenReviewer>) -> Arc<dyn TokenReviewer> {
+        Arc::new(InstrumentedTokenReviewer { inner: reviewer, metrics: self.authn.clone() })
+    }
+
+    /// `reviewer`, its SubjectAccessReviews counted and timed (`apiserver_delegated_authz_request_*`).
+    pub fn instrument_access_reviewer(&self, reviewer: Arc<dyn AccessReviewer>) -> Arc<dyn AccessReviewer> {
+        Arc::new(InstrumentedAccessReviewer { inner: reviewer, metrics: self.authz.clone() })
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String does not fail, and none of our encoders return an error of their own.
+        if let Err(error) = prometheus_text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "encoding the metrics failed");
+        }
+        text
+    }
+
+    /// The answer to `GET /metrics`.
+    pub fn respond(&self) -> HttpResponse {
+        response::with_body(StatusCode::OK, prometheus_text::CONTENT_TYPE, Bytes::from(self.render()))
+    }
+}
+
+/// Whether `path` is the metrics endpoint: the route table's predicate.
+pub fn is_metrics_path(path: &str) -> bool {
+    path == METRICS_PATH
+}
+
+fn is_mutating(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// A request being served; see [`Metrics::request_started`].
+pub struct RequestTimer<'a> {
+    metrics: &'a Metrics,
+    labels: RequestLabels,
+    inflight: &'a Gauge,
+    write_group: Option<&'static str>,
+    started: Instant,
+}
+
+impl RequestTimer<'_> {
+    /// The request was answered with `status`. `write_route` says whether the write API's route took it (or would
+    /// have, had the access layer let it through): such requests are also counted in `metrics_apiserver_writes`.
+    pub fn finish(self, status: StatusCode, write_route: bool) {
+        let code = status.as_u16();
+        let l = self.labels;
+        let labels = RequestCodeLabels {
+            verb: l.verb,
+            group: l.group,
+            version: l.version,
+            resource: l.resource,
+            subresource: l.subresource,
+            scope: l.scope,
+            code,
+        };
+        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.durations.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
+        if let (true, Some(group)) = (write_route, self.write_group) {
+            let result = if status.is_success() { "accepted" } else { "refused" };
+            self.metrics.writes.get_or_create(&WriteLabels { group, result, code }).inc();
+        }
+    }
+}
+
+impl Drop for RequestTimer<'_> {
+    fn drop(&mut self) {
+        // Also when the connection went away mid-request and the future was dropped.
+        self.inflight.dec();
+    }
+}
+
+/// Observes the age of the values returned to readers (`metrics_apiserver_metric_freshness_seconds`).
+#[derive(Clone, Debug)]
+pub struct Freshness(Histogram);
+
+impl Freshness {
+    /// Observes the age, now, of values with these timestamps (milliseconds since the epoch); a timestamp in the
+    /// future (a writer's clock ahead of ours) counts as age 0.
+    pub fn observe(&self, timestamps_millis: impl Iterator<Item = i64>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        for timestamp in timestamps_millis {
+            let age_millis = now.saturating_sub(timestamp).max(0);
+            // Ages are far below 2^52 ms: exact as f64.
+            #[allow(clippy::cast_precision_loss)]
+            self.0.observe(age_millis as f64 / 1000.0);
+        }
+    }
+}
+
+/// The method as Kubernetes reports it, from a fixed set.
+fn method_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The labels of a request, as Kubernetes' request metrics compute them from its `RequestInfo`
+/// (docs/wire-contract.md §6.3), within the fixed sets of [`RequestLabels`]. Allocates nothing.
+pub fn request_labels(method: &Method, path: &str, query: Option<&str>) -> RequestLabels {
+    let non_resource =
+        RequestLabels { verb: method_verb(method), group: "", version: "", resource: "", subresource: "", scope: "" };
+    let mut segments = path.trim_matches('/').split('/');
+    if segments.next() != Some("apis") {
+        return non_resource;
+    }
+    let (Some(group), Some(version)) = (segments.next(), segments.next()) else {
+        return non_resource;
+    };
+    let Some(served) = SERVED.iter().find(|gv| gv.group == group && gv.version == version) else {
+        return non_resource;
+    };
+    let rest: [Option<&str>; 5] = std::array::from_fn(|_| segments.next().filter(|s| !s.is_empty()));
+    let Some(first) = rest[0] else {
+        // `/apis/<group>/<version>`: discovery, a non-resource request.
+        return non_resource;
+    };
+    // Kubernetes' RequestInfo: `namespaces/<ns>/<resource>/<name>`, except `namespaces/<ns>` alone, which is the
+    // namespace object itself.
+    let (namespaced, resource, name) = if first == "namespaces" && rest[1].is_some() && rest[2].is_some() {
+        (true, rest[2], rest[3])
+    } else if first == "namespaces" && rest[1].is_some() {
+        (true, Some("namespaces"), rest[1])
+    } else {
+        (false, Some(first), rest[1])
+    };
+    let verb = match *method {
+        Method::GET | Method::HEAD if name.is_none() => {
+            if watch_requested(query) {
+                "WATCH"
+            } else {
+                "LIST"
+            }
+        }
+        _ => method_verb(method),
+    };
+    let scope = if name.is_some() {
+        "resource"
+    } else if namespaced {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    let resource = if served.group == EXTERNAL_GROUP {
+        ""
+    } else {
+        let plural = resource.unwrap_or("").split('.').next().unwrap_or("");
+        LABELLED_RESOURCES.iter().copied().find(|r| *r == plural).unwrap_or("other")
+    };
+    RequestLabels { verb, group: served.group, version: served.version, resource, subresource: "", scope }
+}
+
+/// Whether the query asks for a watch, as Kubernetes reads it (absent, `0` and `false` are not).
+fn watch_requested(query: Option<&str>) -> bool {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "watch")
+        .is_some_and(|(_, value)| value != "0" && !value.eq_ignore_ascii_case("false"))
+}
+
+/// A [`TokenReviewer`] whose reviews are counted and timed.
+pub struct InstrumentedTokenReviewer {
+    inner: Arc<dyn TokenReviewer>,
+    metrics: ReviewMetrics,
+}
+
+#[async_trait]
+impl TokenReviewer for InstrumentedTokenReviewer {
+    async fn review(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+        let started = Instant::now();
+        let result = self.inner.review(token).await;
+        self.metrics.record(&result, started.elapsed());
+        result
+    }
+}
+
+/// An [`AccessReviewer`] whose reviews are counted and timed.
+pub struct InstrumentedAccessReviewer {
+    inner: Arc<dyn AccessReviewer>,
+    metrics: ReviewMetrics,
+}
+
+#[async_trait]
+impl AccessReviewer for InstrumentedAccessReviewer {
+    async fn review(&self, attributes: &Attributes) -> Result<Decision, ReviewError> {
+        let started = Instant::now();
+        let result = self.inner.review(attributes).await;
+        self.metrics.record(&result, started.elapsed());
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> (&'static str, &'static str, &'static str, &'static str) {
+        let l = request_labels(&method, path, query);
+        (l.verb, l.group, l.resource, l.scope)
+    }
+
+    #[test]
+    fn request_labels_follow_kubernetes_request_info_within_fixed_sets() {
+        let custom = "custom.metrics.k8s.io";
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/q", None),
+            ("GET", custom, "pods", "resource")
+        );
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/deployments.apps/web/q", None),
+            ("GET", custom, "deployments", "resource")
+        );
+        // A made-up resource does not become a label value.
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/x-123/a/q", None),
+            ("GET", custom, "other", "resource")
+        );
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/nodes", None),
+            ("LIST", custom, "nodes", "cluster")
+        );
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods", Some("watch=true")),
+            ("WATCH", custom, "pods", "namespace")
+        );
+        assert_eq!(
+            labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default", None),
+            ("GET", custom, "namespaces", "resource")
+        );
+        // External: the resource segment is the metric name, never a label value.
+        assert_eq!(
+            labels(Method::GET, "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue-length", None),
+            ("LIST", "external.metrics.k8s.io", "", "namespace")
+        );
+        // Discovery, unknown versions, health, writes: non-resource requests.
+        assert_eq!(labels(Method::GET, "/apis/custom.metrics.k8s.io/v1beta2", None), ("GET", "", "", ""));
+        assert_eq!(labels(Method::GET, "/apis/custom.metrics.k8s.io/v9/namespaces/a/pods", None), ("GET", "", "", ""));
+        assert_eq!(labels(Method::POST, "/write-metrics/namespaces/a/pods/b/q", None), ("POST", "", "", ""));
+        assert_eq!(labels(Method::from_bytes(b"BREW").unwrap(), "/readyz", None), ("other", "", "", ""));
+    }
+
+    #[test]
+    fn a_request_is_in_flight_until_its_timer_is_finished_or_dropped() {
+        let metrics = Metrics::new(Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default())));
+        let gauge =
+            |kind| if kind == "readOnly" { metrics.inflight_read_only.get() } else { metrics.inflight_mutating.get() };
+        let read = metrics.request_started(&Method::GET, "/readyz", None);
+        let write = metrics.request_started(&Method::POST, "/write-metrics/namespaces/a/pods/b/q", None);
+        assert_eq!((gauge("readOnly"), gauge("mutating")), (1, 1));
+        read.finish(StatusCode::OK, false);
+        drop(write);
+        assert_eq!((gauge("readOnly"), gauge("mutating")), (0, 0));
+        // The dropped write was never answered: not counted as a write.
+        assert!(!metrics.render().contains("metrics_apiserver_writes_total{"));
+    }
+}
