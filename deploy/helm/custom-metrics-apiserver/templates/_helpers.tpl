@@ -1,0 +1,118 @@
+{{/* The chart's name, at most 63 characters (a label value). */}}
+{{- define "cma.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The objects' name: the release's, or <release>-<chart> when the release's does not contain the chart's. */}}
+{{- define "cma.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cma.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cma.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "cma.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "cma.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "cma.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cma.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The adapter's ServiceAccount as an RBAC subject. */}}
+{{- define "cma.subject" -}}
+- kind: ServiceAccount
+  name: {{ include "cma.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end }}
+
+{{/* The Secret holding the serving certificate (tls.crt, tls.key), mounted at cma.certDir. */}}
+{{- define "cma.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "existingSecret" }}
+{{- .Values.tls.existingSecret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "cma.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "cma.certDir" -}}
+/var/run/serving-cert
+{{- end }}
+
+{{/*
+Refusals, with what to do instead: rendered by the Deployment's template, so that `helm template` and `helm install`
+both stop on them.
+*/}}
+{{- define "cma.validate" -}}
+{{- if gt (int .Values.replicas) 1 }}
+{{- fail (printf "replicas: %v is refused: the adapter keeps its metrics in memory, in each replica separately, so a value written to one replica would be missing from the others' answers. Use replicas: 1." .Values.replicas) }}
+{{- end }}
+{{- if lt (int .Values.replicas) 1 }}
+{{- fail (printf "replicas: %v is refused: the metrics APIs need one adapter." .Values.replicas) }}
+{{- end }}
+{{- if not (has .Values.tls.mode (list "certManager" "existingSecret")) }}
+{{- fail (printf "tls.mode: %q is not one of certManager, existingSecret (the managed mode comes with the adapter's certificate management)" .Values.tls.mode) }}
+{{- end }}
+{{- if eq .Values.tls.mode "existingSecret" }}
+{{- if not .Values.tls.existingSecret.name }}
+{{- fail "tls.mode=existingSecret needs tls.existingSecret.name: a kubernetes.io/tls Secret (tls.crt, tls.key) in the release's namespace" }}
+{{- end }}
+{{- if not (contains "-----BEGIN CERTIFICATE-----" .Values.tls.existingSecret.caBundle) }}
+{{- fail "tls.mode=existingSecret needs tls.existingSecret.caBundle: the PEM of the CA that signed the Secret's certificate (--set-file tls.existingSecret.caBundle=ca.crt)" }}
+{{- end }}
+{{- end }}
+{{- with .Values.podDisruptionBudget }}
+{{- if and .enabled (eq (empty .minAvailable) (empty .maxUnavailable)) }}
+{{- fail "podDisruptionBudget.enabled needs one of minAvailable and maxUnavailable (not both)" }}
+{{- end }}
+{{- end }}
+{{- range $w := .Values.writers }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString $w.name)) }}
+{{- fail (printf "writers: name %q must be a DNS label (lower-case letters, digits, '-'): it names the writer's Role and binding" (toString $w.name)) }}
+{{- end }}
+{{- if not $w.serviceAccounts }}
+{{- fail (printf "writers[%s]: serviceAccounts is empty: name the ServiceAccounts that may write" $w.name) }}
+{{- end }}
+{{- range $w.serviceAccounts }}
+{{- if not .name }}
+{{- fail (printf "writers[%s]: a ServiceAccount without a name" $w.name) }}
+{{- end }}
+{{- end }}
+{{- if not (or $w.custom $w.external) }}
+{{- fail (printf "writers[%s]: neither custom nor external metrics: the writer may write nothing" $w.name) }}
+{{- end }}
+{{- range $w.custom }}
+{{- if not (regexMatch "^([*]|metrics|[^/*]+/[^/]+|[*]/[^/]+)$" (toString .)) }}
+{{- fail (printf "writers[%s]: custom %q is not <resource>/<metric> (e.g. pods/requests_per_second, deployments.apps/queue_length, pods/*), metrics (metrics of Namespace objects) or *" $w.name (toString .)) }}
+{{- end }}
+{{- end }}
+{{- range $w.external }}
+{{- if contains "/" (toString .) }}
+{{- fail (printf "writers[%s]: external %q is not a metric name" $w.name (toString .)) }}
+{{- end }}
+{{- end }}
+{{- range (default (list "create") $w.verbs) }}
+{{- if not (has . (list "create" "delete")) }}
+{{- fail (printf "writers[%s]: verb %q: writes are authorized as create (POST) and delete (DELETE) only" $w.name (toString .)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
