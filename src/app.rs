@@ -164,9 +164,18 @@ impl Running {
     }
 }
 
+/// The store's health check: the in-memory store cannot fail but by a broken process (liveness); a replica that cannot
+/// follow Redis must stop getting requests, never be restarted for it (readiness, docs/architecture.md §10).
+fn store_check(backend: &store::Backend, probe: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Check {
+    match backend {
+        store::Backend::Memory => Check::liveness("store", probe),
+        store::Backend::Redis(_) => Check::readiness("store", probe),
+    }
+}
+
 /// Builds everything from `config`, binds the listeners and starts serving in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let store = store::open(&StoreOptions { limits: config.limits }).await?;
+    let store = store::open(&StoreOptions { limits: config.limits, backend: config.store.clone() }).await?;
     tracing::info!(
         max_store_bytes = config.limits.max_store_bytes,
         max_series = config.limits.max_series,
@@ -176,9 +185,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let parts = match config.cluster() {
         Some(cluster) => cluster_parts(cluster, &store, &metrics).await?,
         None => {
-            tracing::info!(
-                "running standalone: no authentication or authorization, built-in resource table, in-memory store"
-            );
+            tracing::info!("running standalone: no authentication or authorization, built-in resource table");
             ClusterParts {
                 mapper: Arc::new(BuiltinMapper::default()),
                 labels: Arc::new(StandaloneLabelIndex),
@@ -198,7 +205,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (trigger, shutdown) = shutdown::channel();
     let health = Health::new(
         shutdown.clone(),
-        [Check::liveness("store", store::health_probe(Arc::clone(&store), store::HEALTH_INTERVAL).await)]
+        [store_check(&config.store, store::health_probe(Arc::clone(&store), store::HEALTH_INTERVAL).await)]
             .into_iter()
             .chain(readiness)
             .collect(),

@@ -84,6 +84,9 @@ pub enum ConfigError {
     /// A limit of zero would refuse everything.
     #[error("{0} must be greater than zero")]
     ZeroLimit(&'static str),
+    /// The store flags do not describe a store.
+    #[error(transparent)]
+    Store(#[from] crate::store::flags::StoreConfigError),
 }
 
 /// How the adapter finds out about the cluster.
@@ -117,6 +120,8 @@ pub struct Config {
     pub logging: LoggingFlags,
     /// Store limits.
     pub limits: Limits,
+    /// Which store (--store).
+    pub store: crate::store::Backend,
     /// Discovery entries per group-version.
     pub discovery_max_metrics: usize,
     /// Largest write body.
@@ -182,6 +187,7 @@ impl Config {
             metric_ttl: store.default_ttl(),
             logging,
             limits: store.limits(),
+            store: store.backend()?,
             discovery_max_metrics: reads.discovery_max_metrics,
             max_request_body_bytes: serving.max_request_body_bytes,
             reads: (&reads).into(),
@@ -379,7 +385,7 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 51);
+        assert_eq!(flags, 54);
     }
 
     #[test]
@@ -389,6 +395,7 @@ mod tests {
         assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
+        assert!(parse(&["--standalone", "--store=redis://h:1/x"]).unwrap_err().contains("database number"));
         assert!(parse(&["--authorization-always-allow-paths=/a*b"]).unwrap_err().contains("trailing *"));
     }
 }

@@ -1,16 +1,36 @@
-//! The command-line flags of the store: its limits ([`Limits`]) and the default lifetime of a value. Flattened
-//! into [`crate::config::Flags`].
+//! The command-line flags of the store: which store ([`Backend`]), its limits ([`Limits`]) and the default lifetime
+//! of a value. Flattened into [`crate::config::Flags`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::Limits;
+use super::redis::{Password, RedisOptions};
+use super::{Backend, Limits};
 use crate::duration::parse_duration;
+
+/// The environment variable that may carry the Redis password, so that it never has to sit in a flag.
+pub const PASSWORD_ENV: &str = "CUSTOM_METRICS_STORE_PASSWORD";
 
 /// What the store holds at most, and for how long a value lives unless its write says.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct StoreFlags {
+    /// Where values are kept: `memory` (this process only), or `redis://[user:password@]host:port[/db]` to share
+    /// them between replicas through Redis or Valkey (docs/architecture.md §10). The password is better given with
+    /// --store-password-file or the environment variable CUSTOM_METRICS_STORE_PASSWORD.
+    #[arg(long, env = "CUSTOM_METRICS_STORE", default_value = "memory")]
+    pub store: String,
+
+    /// File holding the Redis password (trailing newline ignored); with a `redis://` store only.
+    #[arg(long, env = "CUSTOM_METRICS_STORE_PASSWORD_FILE")]
+    pub store_password_file: Option<PathBuf>,
+
+    /// With a `redis://` store: how long reads are still served from this replica's copy while it cannot follow
+    /// Redis; past it the replica reports not ready (/readyz).
+    #[arg(long, env = "CUSTOM_METRICS_STORE_MAX_STALENESS", default_value = "30s", value_parser = parse_duration)]
+    pub store_max_staleness: Duration,
+
     /// Lifetime of every written value unless the write gives `ttl`; 0 keeps values until overwritten.
     #[arg(long, env = "CUSTOM_METRICS_METRIC_TTL", default_value = "0", value_parser = parse_duration)]
     pub metric_ttl: Duration,
@@ -48,5 +68,209 @@ impl StoreFlags {
     /// The lifetime of a value written without `ttl`; `None` keeps it until overwritten.
     pub fn default_ttl(&self) -> Option<Duration> {
         (!self.metric_ttl.is_zero()).then_some(self.metric_ttl)
+    }
+}
+
+/// Why the store flags do not describe a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreConfigError {
+    /// Neither `memory` nor a URL.
+    #[error("--store={0:?}: expected `memory` or a URL such as redis://host:6379/0")]
+    Unknown(String),
+    /// `rediss://` is not available yet.
+    #[error("--store: TLS to Redis (rediss://) is not supported yet; use redis:// on a trusted network")]
+    TlsUnsupported,
+    /// A `redis://` URL that does not parse or lacks a part.
+    #[error("--store={url}: {reason}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The password file cannot be read.
+    #[error("--store-password-file={path}: {reason}")]
+    PasswordFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        reason: String,
+    },
+    /// More than one source of the password.
+    #[error("the Redis password is given more than once ({0}); give it in one place")]
+    PasswordTwice(String),
+    /// A password for the in-memory store.
+    #[error("{0} is given but --store=memory has no password; drop it or choose a redis:// store")]
+    PasswordWithoutRedis(&'static str),
+    /// A staleness of zero would make every replica not ready.
+    #[error("--store-max-staleness must be greater than zero")]
+    ZeroStaleness,
+}
+
+impl StoreFlags {
+    /// The store to open, with the password from --store-password-file or [`PASSWORD_ENV`].
+    pub fn backend(&self) -> Result<Backend, StoreConfigError> {
+        self.backend_with(std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()))
+    }
+
+    /// [`Self::backend`] with the environment's password given.
+    pub fn backend_with(&self, env_password: Option<String>) -> Result<Backend, StoreConfigError> {
+        let store = self.store.trim();
+        if store == "memory" {
+            if self.store_password_file.is_some() {
+                return Err(StoreConfigError::PasswordWithoutRedis("--store-password-file"));
+            }
+            if env_password.is_some() {
+                return Err(StoreConfigError::PasswordWithoutRedis(PASSWORD_ENV));
+            }
+            return Ok(Backend::Memory);
+        }
+        if self.store_max_staleness.is_zero() {
+            return Err(StoreConfigError::ZeroStaleness);
+        }
+        let url = ::redis::parse_redis_url(store).ok_or_else(|| StoreConfigError::Unknown(store.to_string()))?;
+        let mut shown = url.clone();
+        let _ = shown.set_password(None);
+        let shown = shown.to_string();
+        let bad = |reason: &str| StoreConfigError::Url { url: shown.clone(), reason: reason.to_string() };
+        match url.scheme() {
+            "redis" => {}
+            "rediss" => return Err(StoreConfigError::TlsUnsupported),
+            _ => return Err(StoreConfigError::Unknown(shown)),
+        }
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?.to_string();
+        let port = url.port().unwrap_or(6379);
+        let db = match url.path().trim_start_matches('/') {
+            "" => 0,
+            db => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| bad("the path must be a database number such as /0"))?,
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("no query or fragment is understood; give redis://[user:password@]host:port[/db]"));
+        }
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let username = Some(decode(url.username())).filter(|u| !u.is_empty());
+        let mut sources = Vec::new();
+        let mut password = None;
+        if let Some(p) = url.password() {
+            sources.push("in --store");
+            password = Some(decode(p));
+        }
+        if let Some(path) = &self.store_password_file {
+            sources.push("--store-password-file");
+            let text = std::fs::read_to_string(path).map_err(|e| StoreConfigError::PasswordFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            password = Some(text.trim_end_matches(['\r', '\n']).to_string());
+        }
+        if let Some(p) = env_password {
+            sources.push(PASSWORD_ENV);
+            password = Some(p);
+        }
+        if sources.len() > 1 {
+            return Err(StoreConfigError::PasswordTwice(sources.join(", ")));
+        }
+        Ok(Backend::Redis(RedisOptions {
+            address: format!("redis://{host}:{port}/{db}"),
+            host,
+            port,
+            db,
+            username,
+            password: password.map(Password),
+            max_staleness: self.store_max_staleness,
+            key_prefix: super::redis::DEFAULT_KEY_PREFIX.to_string(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Test {
+        #[command(flatten)]
+        store: StoreFlags,
+    }
+
+    fn parse(args: &[&str], env: Option<&str>) -> Result<Backend, StoreConfigError> {
+        let flags = Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap().store;
+        flags.backend_with(env.map(str::to_string))
+    }
+
+    fn redis(backend: Backend) -> RedisOptions {
+        match backend {
+            Backend::Redis(options) => options,
+            Backend::Memory => panic!("memory"),
+        }
+    }
+
+    #[test]
+    fn memory_is_the_default_and_takes_no_password() {
+        assert_eq!(parse(&[], None), Ok(Backend::Memory));
+        assert_eq!(parse(&["--store=memory"], None), Ok(Backend::Memory));
+        let error = parse(&[], Some("secret")).unwrap_err();
+        assert!(error.to_string().contains(PASSWORD_ENV), "{error}");
+        let error = parse(&["--store-password-file=/nonexistent"], None).unwrap_err();
+        assert!(error.to_string().contains("--store-password-file"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_url_gives_address_database_and_credentials() {
+        let options = redis(parse(&["--store=redis://127.0.0.1:7000/3"], None).unwrap());
+        assert_eq!((options.host.as_str(), options.port, options.db), ("127.0.0.1", 7000, 3));
+        assert_eq!(options.address, "redis://127.0.0.1:7000/3");
+        assert_eq!((options.username, options.password), (None, None));
+        assert_eq!(options.max_staleness, Duration::from_secs(30), "the default");
+        let options =
+            redis(parse(&["--store=redis://app:p%40ss@redis.example:6380", "--store-max-staleness=5s"], None).unwrap());
+        assert_eq!((options.port, options.db, options.username.as_deref()), (6380, 0, Some("app")));
+        assert_eq!(options.password, Some(Password("p@ss".into())), "percent-decoded");
+        assert_eq!(options.max_staleness, Duration::from_secs(5));
+        assert!(!format!("{options:?}").contains("p@ss"), "the password never shows in Debug");
+        let options = redis(parse(&["--store=redis://h"], Some("from-env")).unwrap());
+        assert_eq!((options.port, options.password), (6379, Some(Password("from-env".into()))));
+    }
+
+    #[test]
+    fn the_password_file_is_read_and_one_source_only_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let flag = format!("--store-password-file={}", file.display());
+        let options = redis(parse(&["--store=redis://h:1", &flag], None).unwrap());
+        assert_eq!(options.password, Some(Password("s3cret".into())), "trailing newline dropped");
+        let error = parse(&["--store=redis://h:1", &flag], Some("x")).unwrap_err();
+        assert_eq!(error, StoreConfigError::PasswordTwice(format!("--store-password-file, {PASSWORD_ENV}")));
+        let error = parse(&["--store=redis://:p@h:1", &flag], None).unwrap_err();
+        assert!(matches!(error, StoreConfigError::PasswordTwice(_)), "{error}");
+        let missing = format!("--store-password-file={}", dir.path().join("absent").display());
+        let error = parse(&["--store=redis://h:1", &missing], None).unwrap_err();
+        assert!(matches!(error, StoreConfigError::PasswordFile { .. }), "{error}");
+    }
+
+    #[test]
+    fn bad_store_urls_are_refused_with_the_reason() {
+        for (store, expected) in [
+            ("mem", "expected `memory` or a URL"),
+            ("http://h:1", "expected `memory` or a URL"),
+            ("rediss://h:1", "rediss://"),
+            ("redis://h:1/x", "database number"),
+            ("redis://h:1/-1", "database number"),
+            ("redis://h:1/0?timeout=1", "no query"),
+        ] {
+            let error = parse(&[&format!("--store={store}")], None).unwrap_err().to_string();
+            assert!(error.contains(expected), "{store}: {error}");
+        }
+        let error = parse(&["--store=redis://:hunter2@h:1/x"], None).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "the password never shows in an error: {error}");
+        let error = parse(&["--store=redis://h:1", "--store-max-staleness=0"], None).unwrap_err();
+        assert_eq!(error, StoreConfigError::ZeroStaleness);
     }
 }

@@ -47,7 +47,7 @@ const KEY_SEPARATOR: char = '/';
 
 /// How often the expiry task removes expired values from memory (they are invisible from the moment they expire);
 /// docs/wire-contract.md promises at most this long for a discovery entry whose values all expired.
-const PURGE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const PURGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Removals the expiry task makes before it lets other tasks on its worker run: a long purge never stalls requests.
 const PURGE_BATCH: usize = 32;
@@ -309,7 +309,8 @@ impl MemoryStore {
         Self::start_with_clock(limits, Arc::new(SystemClock), PURGE_INTERVAL)
     }
 
-    fn start_with_clock(limits: Limits, clock: Arc<dyn Clock>, interval: Duration) -> Self {
+    /// [`Self::start`] on another clock, with another purge interval: the Redis store's mirror runs on Redis time.
+    pub(crate) fn start_with_clock(limits: Limits, clock: Arc<dyn Clock>, interval: Duration) -> Self {
         let store = Self::with_clock(limits, clock);
         let weak: Weak<Inner> = Arc::downgrade(&store.inner);
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
@@ -741,21 +742,8 @@ fn split_custom_group_key(key: &str) -> Option<(&str, &str, &str)> {
 impl MetricStore for MemoryStore {
     async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
         check_custom_id(&id)?;
-        let inner = &self.inner;
-        check_labels(&write.labels, &inner.limits)?;
-        let sample = inner.sample(write);
-        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        let object_key = object_key(&group_key, id.metric);
-        let creation = Creation {
-            // Runs under the shard's write lock that creates the group.
-            pair: || {
-                inner.index_metric(object_key, id.metric);
-                inner.custom_pair(id.resource, id.namespace, id.metric)
-            },
-            key: || Arc::from(id.name),
-            key_bytes: id.name.len(),
-        };
-        inner.put(&inner.custom, &group_key, id.name, sample, creation)
+        check_labels(&write.labels, &self.inner.limits)?;
+        self.put_custom_sample(id, self.inner.sample(write))
     }
 
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
@@ -897,14 +885,8 @@ impl MetricStore for MemoryStore {
 
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
         check_external_id(namespace, metric)?;
-        let inner = &self.inner;
-        check_labels(&write.labels, &inner.limits)?;
-        // The labels are the key; the stored sample carries none, so that they are held (and accounted) once.
-        let mut sample = inner.sample(write);
-        let key = std::mem::take(&mut sample.labels);
-        let creation =
-            Creation { pair: || inner.external_pair(metric), key: || key.clone(), key_bytes: labels_bytes(&key) };
-        inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)
+        check_labels(&write.labels, &self.inner.limits)?;
+        self.put_external_sample(namespace, metric, self.inner.sample(write))
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
@@ -958,6 +940,110 @@ impl MetricStore for MemoryStore {
             external_series: count(external),
             expired_series: self.inner.expired.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// What the Redis store's mirror needs beyond [`MetricStore`] (docs/architecture.md §10): samples stamped elsewhere
+/// (by Redis time), the bytes a write would add before it is sent, and the metrics an object may have.
+impl MemoryStore {
+    /// Stores a custom sample as given (timestamp and deadline included), with the limits on series and bytes but
+    /// without the name and label checks, which the caller made.
+    pub(crate) fn put_custom_sample(&self, id: CustomSeriesId<'_>, sample: Sample) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
+        let object_key = object_key(&group_key, id.metric);
+        let creation = Creation {
+            // Runs under the shard's write lock that creates the group.
+            pair: || {
+                inner.index_metric(object_key, id.metric);
+                inner.custom_pair(id.resource, id.namespace, id.metric)
+            },
+            key: || Arc::from(id.name),
+            key_bytes: id.name.len(),
+        };
+        inner.put(&inner.custom, &group_key, id.name, sample, creation)
+    }
+
+    /// Stores an external sample as given; see [`Self::put_custom_sample`]. The sample's labels are the identity.
+    pub(crate) fn put_external_sample(&self, namespace: &str, metric: &str, sample: Sample) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        // The labels are the key; the stored sample carries none, so that they are held (and accounted) once.
+        let mut sample = sample;
+        let key = std::mem::take(&mut sample.labels);
+        let creation =
+            Creation { pair: || inner.external_pair(metric), key: || key.clone(), key_bytes: labels_bytes(&key) };
+        inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)
+    }
+
+    /// The bytes that writing a custom value with these labels (and a deadline or not) would add to the accounting
+    /// now; 0 when it would shrink it.
+    pub(crate) fn custom_growth(&self, id: CustomSeriesId<'_>, labels: &SeriesLabels, deadline: bool) -> usize {
+        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
+        self.inner.growth(&self.inner.custom, &group_key, id.name, id.name.len(), labels_bytes(labels), deadline)
+    }
+
+    /// [`Self::custom_growth`] for an external series.
+    pub(crate) fn external_growth(
+        &self,
+        namespace: &str,
+        metric: &str,
+        labels: &SeriesLabels,
+        deadline: bool,
+    ) -> usize {
+        let group_key = external_group_key(namespace, metric);
+        self.inner.growth(&self.inner.external, &group_key, labels, labels_bytes(labels), 0, deadline)
+    }
+
+    /// The metrics that have values (live or expired) of `resource` in `namespace`, sorted.
+    pub(crate) fn metrics_of(&self, resource: &str, namespace: &str) -> Vec<Box<str>> {
+        let group_key = custom_group_key(resource, namespace, "");
+        self.inner.object_metrics(object_key(&group_key, ""))
+    }
+}
+
+impl Inner {
+    /// What [`Inner::put`] would reserve for a sample with `labels_bytes` of labels and a deadline or not, mirroring
+    /// its accounting.
+    fn growth<K, Q>(
+        &self,
+        kind: &Kind<K>,
+        group_key: &str,
+        key: &Q,
+        key_bytes: usize,
+        new_labels: usize,
+        deadline: bool,
+    ) -> usize
+    where
+        K: SeriesKey + std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let new_deadline = if deadline { 0 } else { i64::MAX };
+        let Some(group) = kind.groups.get(group_key) else {
+            let set = if deadline { DEADLINE_SET_BYTES } else { 0 };
+            return GROUP_BYTES
+                + group_key.len()
+                + SERIES_BYTES
+                + key_bytes
+                + new_labels
+                + deadline_bytes(new_deadline)
+                + set;
+        };
+        let series = group.read();
+        let len = series.deadlines.len();
+        match series.map.get(key) {
+            Some(existing) => {
+                let old_deadline = existing.expires_at_millis;
+                let len_after = len + usize::from(old_deadline == i64::MAX && deadline)
+                    - usize::from(old_deadline != i64::MAX && !deadline);
+                let old = labels_bytes(&existing.labels) + deadline_bytes(old_deadline) + deadline_set_bytes(len);
+                let new = new_labels + deadline_bytes(new_deadline) + deadline_set_bytes(len_after);
+                new.saturating_sub(old)
+            }
+            None => {
+                let set = if deadline && len == 0 { DEADLINE_SET_BYTES } else { 0 };
+                SERIES_BYTES + key_bytes + new_labels + deadline_bytes(new_deadline) + set
+            }
+        }
     }
 }
 

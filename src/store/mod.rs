@@ -16,6 +16,10 @@ pub mod budget;
 pub mod conformance;
 pub mod flags;
 pub mod memory;
+pub mod redis;
+/// A real `redis-server` for the Redis store's tests (with the `test-support` feature for other crates' tests).
+#[cfg(any(test, feature = "test-support"))]
+pub mod redis_testing;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -333,18 +337,36 @@ pub struct StoreStats {
     pub expired_series: u64,
 }
 
+/// Which implementation holds the values (`--store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// This process's memory ([`MemoryStore`]).
+    #[default]
+    Memory,
+    /// Shared through Redis or Valkey, mirrored in memory ([`redis::RedisStore`], docs/architecture.md §10).
+    Redis(redis::RedisOptions),
+}
+
 /// Which store to run, with its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// The limits the store enforces.
     pub limits: Limits,
+    /// The implementation.
+    pub backend: Backend,
 }
 
 /// Opens the store the options describe: the one place that names an implementation. Must be called within a tokio
-/// runtime: a store may run background work (the in-memory store's expiry), which stops when its last handle is
-/// dropped.
+/// runtime: a store may run background work (the in-memory store's expiry, the Redis store's stream tail), which
+/// stops when its last handle is dropped. The Redis store opens even while Redis is unreachable: it reports not
+/// ready through [`MetricStore::health`] until its copy is loaded.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn MetricStore>, StoreError> {
-    Ok(Arc::new(MemoryStore::start(options.limits)))
+    match &options.backend {
+        Backend::Memory => Ok(Arc::new(MemoryStore::start(options.limits))),
+        Backend::Redis(redis_options) => {
+            Ok(Arc::new(redis::RedisStore::connect(redis_options, options.limits, redis::TimeSource::Redis)?))
+        }
+    }
 }
 
 /// How often [`health_probe`] asks the store, and how long it waits for an answer.
@@ -485,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_configured_store_opens_healthy_and_empty() {
-        let store = open(&StoreOptions { limits: Limits::default() }).await.unwrap();
+        let store = open(&StoreOptions { limits: Limits::default(), backend: Backend::Memory }).await.unwrap();
         assert_eq!(store.health().await, Ok(()));
         assert_eq!((store.series_count(), store.bytes_used()), (0, 0));
         let probe = health_probe(Arc::clone(&store), HEALTH_INTERVAL).await;

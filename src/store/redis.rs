@@ -1,0 +1,932 @@
+//! The Redis store: replicas share their values through Redis (or Valkey) and each serves reads from a local copy
+//! (docs/architecture.md §10).
+//!
+//! - A write runs one Lua script in Redis that takes Redis `TIME`, checks the cluster-wide series count against
+//!   --max-series, stores the latest value in a hash, and appends the change to a stream trimmed with `MAXLEN ~`. It
+//!   is acknowledged once Redis answered and this replica's copy has applied the stream entry (read-your-writes).
+//! - Concurrent writes share the multiplexed connection, which sends what is queued in one go and reads the answers
+//!   in order (Redis pipelining); `put_many` sends its batch as one explicit pipeline.
+//! - Every replica tails the stream (`XREAD BLOCK`) on a connection of its own into a [`MemoryStore`] (the mirror),
+//!   its own writes included. It loads the whole hash on start, when its position was trimmed away, and when the
+//!   Redis server changed (`run_id`). Reads never leave the process.
+//! - Timestamps and deadlines come from Redis time, so that every replica agrees on them; the mirror estimates Redis
+//!   time from the local clock and the offset measured with `TIME`.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::memory::PURGE_INTERVAL;
+use super::{
+    CustomMetricDescriptor, CustomSeriesId, Limits, MemoryStore, MetricStore, Put, Sample, SampleWrite, SeriesLabels,
+    StoreError, check_custom_id, check_external_id, check_labels,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::quantity::Quantity;
+
+/// The prefix of the store's keys; a hash tag, so that a Redis Cluster would keep them in one slot.
+pub const DEFAULT_KEY_PREFIX: &str = "{custom-metrics}";
+
+/// Entries the stream keeps at least (`XADD … MAXLEN ~`): a replica that falls further behind reloads everything.
+pub const STREAM_LENGTH: usize = 100_000;
+
+/// Stream entries one `XREAD` returns at most.
+const READ_COUNT: usize = 1_000;
+
+/// How long one `XREAD` waits for new entries at most; also how often an idle replica confirms that it is in sync.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// How long a Redis command may take before it counts as failed.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the tail's connection waits for an answer: a blocked `XREAD`, or the full load of a large store.
+const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a write waits for this replica's copy to apply it once Redis accepted it.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pause between two attempts of the tail to reach Redis.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// The largest ttl, in milliseconds, that a deadline in Lua's doubles keeps exactly (2^52); longer ones never expire.
+const MAX_EXACT_TTL_MILLIS: u128 = 1 << 52;
+
+/// The write of one value (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, field, ttl in ms or -1,
+/// payload, max series, stream length). Removes up to 64 expired series first, so that they do not count against
+/// the limit. Every stream entry names the entry before it (`b`), so that a replica finds out when entries it had not
+/// read were trimmed away. Returns {1, stream id}, or {0} when the series is new and the limit is reached.
+const PUT_LUA: &str = r"
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)) do
+  redis.call('HDEL', KEYS[1], f)
+  redis.call('ZREM', KEYS[2], f)
+end
+local field = ARGV[2]
+if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  return {0}
+end
+local deadline = -1
+local ttl = tonumber(ARGV[3])
+if ttl >= 0 then deadline = now + ttl end
+local record = string.format('%.0f,%.0f,', now, deadline) .. ARGV[4]
+redis.call('HSET', KEYS[1], field, record)
+if deadline >= 0 then
+  redis.call('ZADD', KEYS[2], deadline, field)
+else
+  redis.call('ZREM', KEYS[2], field)
+end
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local before = '0-0'
+if #last > 0 then before = last[1][1] end
+return {1, redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'b', before, 'p', field, 'r', record)}
+";
+
+/// The removal of series (KEYS as [`PUT_LUA`]; ARGV: now or '', stream length, fields). Returns {live removed,
+/// removed, last stream id or ''}.
+const DELETE_LUA: &str = r"
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+local live, removed, id = 0, 0, ''
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local before = '0-0'
+if #last > 0 then before = last[1][1] end
+for i = 3, #ARGV do
+  local f = ARGV[i]
+  local record = redis.call('HGET', KEYS[1], f)
+  if record then
+    local deadline = tonumber(string.match(record, '^[^,]*,([^,]*),'))
+    if deadline < 0 or deadline > now then live = live + 1 end
+    redis.call('HDEL', KEYS[1], f)
+    redis.call('ZREM', KEYS[2], f)
+    id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'b', before, 'd', f)
+    before = id
+    removed = removed + 1
+  end
+end
+return {live, removed, id}
+";
+
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
+
+/// A password that never shows in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the Redis store is and how it behaves, from the store flags (src/store/flags.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`, without credentials: how messages name the store.
+    pub address: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database number.
+    pub db: i64,
+    /// ACL user, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<Password>,
+    /// How long reads are served while the copy is not in sync before the store reports unhealthy.
+    pub max_staleness: Duration,
+    /// Prefix of every key the store uses.
+    pub key_prefix: String,
+}
+
+/// Where timestamps and deadlines come from.
+pub enum TimeSource {
+    /// Redis `TIME`, as a server runs.
+    Redis,
+    /// A clock the caller controls, given to the scripts instead of `TIME` and used by the copy: for tests, which
+    /// cannot move Redis time (docs/architecture.md §10).
+    Clock(Arc<dyn Clock>),
+}
+
+/// The mirror's estimate of Redis time: the local clock plus the offset measured with `TIME`.
+#[derive(Default)]
+struct RedisClock {
+    offset: AtomicI64,
+}
+
+impl Clock for RedisClock {
+    fn now_millis(&self) -> i64 {
+        SystemClock.now_millis().saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream id, `milliseconds-sequence`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Position(u64, u64);
+
+impl Position {
+    fn parse(text: &str) -> Option<Position> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(Position(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// The keys of one store.
+struct Keys {
+    /// HASH: series field -> record (`timestamp,deadline,payload`).
+    series: String,
+    /// ZSET: series field scored by its deadline, for series that have one.
+    deadlines: String,
+    /// STREAM: one entry per change: `p` field `r` record, or `d` field.
+    stream: String,
+}
+
+/// What the value of a series carries besides time.
+#[derive(Serialize)]
+struct PayloadOut<'a> {
+    v: &'a Quantity,
+    l: Vec<(&'a str, &'a str)>,
+}
+
+#[derive(Deserialize)]
+struct PayloadIn {
+    v: Quantity,
+    #[serde(default)]
+    l: Vec<(String, String)>,
+}
+
+/// A series field: `["c", resource, namespace, name, metric]` or `["e", namespace, metric, labels]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Field {
+    Custom(String, String, String, String, String),
+    External(String, String, String, Vec<(String, String)>),
+}
+
+fn pairs(labels: &SeriesLabels) -> Vec<(&str, &str)> {
+    labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+}
+
+fn labels_from(pairs: Vec<(String, String)>) -> SeriesLabels {
+    SeriesLabels::from_map(pairs.into_iter().collect())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Unavailable(format!("encoding a value for Redis: {e}")))
+}
+
+fn custom_field(id: &CustomSeriesId<'_>) -> Result<String, StoreError> {
+    encode(&("c", id.resource, id.namespace, id.name, id.metric))
+}
+
+fn external_field(namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<String, StoreError> {
+    encode(&("e", namespace, metric, pairs(labels)))
+}
+
+/// The mirror's own limits: what Redis accepted is applied whatever the count; names, labels and bytes were checked
+/// before the write was sent.
+fn mirror_limits() -> Limits {
+    Limits {
+        max_series: usize::MAX,
+        max_store_bytes: usize::MAX,
+        max_labels_per_series: usize::MAX,
+        max_label_bytes_per_series: usize::MAX,
+    }
+}
+
+/// The state of the tail, for health.
+#[derive(Default)]
+struct SyncState {
+    /// When the copy last had everything the stream held.
+    synced_at: Option<Instant>,
+    /// The last failure to follow Redis, until the next success.
+    error: Option<String>,
+}
+
+/// What the store and its tail share.
+struct Shared {
+    mirror: ArcSwap<MemoryStore>,
+    /// The mirror's time.
+    clock: Arc<dyn Clock>,
+    /// Set when time is Redis time: the offset to keep measuring.
+    redis_clock: Option<Arc<RedisClock>>,
+    /// Set when time is the caller's: the scripts' `now`.
+    fixed_clock: Option<Arc<dyn Clock>>,
+    limits: Limits,
+    client: Client,
+    writes: ConnectionManager,
+    keys: Keys,
+    /// The last stream position the mirror applied.
+    applied: watch::Sender<Position>,
+    sync: Mutex<SyncState>,
+    max_staleness: Duration,
+    /// How long one `XREAD` waits: well within the staleness, so that an idle replica stays in sync.
+    block: Duration,
+    address: String,
+}
+
+/// The Redis-backed [`MetricStore`]; see the module documentation.
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    _tail: AbortOnDropHandle<()>,
+    attached: Mutex<Vec<Box<dyn Any + Send>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RedisStore {
+    /// Opens the store: connects lazily and starts the tail, which loads the copy; until it has, [`Self::health`]
+    /// fails. Fails only for options the client refuses. Must be called within a tokio runtime.
+    pub fn connect(options: &RedisOptions, limits: Limits, time: TimeSource) -> Result<RedisStore, StoreError> {
+        let unavailable = |e: RedisError| StoreError::Unavailable(format!("Redis store {}: {e}", options.address));
+        let info = options.address.as_str().into_connection_info().map_err(unavailable)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &options.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &options.password {
+            settings = settings.set_password(&password.0);
+        }
+        let client = Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(REDIS_TIMEOUT);
+        let writes = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let (clock, redis_clock, fixed_clock): (Arc<dyn Clock>, _, _) = match time {
+            TimeSource::Redis => {
+                let redis_clock = Arc::new(RedisClock::default());
+                let clock: Arc<dyn Clock> = redis_clock.clone();
+                (clock, Some(redis_clock), None)
+            }
+            TimeSource::Clock(clock) => (Arc::clone(&clock), None, Some(clock)),
+        };
+        let prefix = &options.key_prefix;
+        let mirror = MemoryStore::start_with_clock(mirror_limits(), Arc::clone(&clock), PURGE_INTERVAL);
+        let shared = Arc::new(Shared {
+            mirror: ArcSwap::from_pointee(mirror),
+            clock,
+            redis_clock,
+            fixed_clock,
+            limits,
+            client,
+            writes,
+            keys: Keys {
+                series: format!("{prefix}:series"),
+                deadlines: format!("{prefix}:deadlines"),
+                stream: format!("{prefix}:changes"),
+            },
+            applied: watch::Sender::new(Position::default()),
+            sync: Mutex::new(SyncState::default()),
+            max_staleness: options.max_staleness,
+            block: BLOCK.min(options.max_staleness / 3).max(Duration::from_millis(10)),
+            address: options.address.clone(),
+        });
+        let tail = AbortOnDropHandle::new(tokio::spawn(tail(Arc::clone(&shared))));
+        Ok(RedisStore { shared, _tail: tail, attached: Mutex::new(Vec::new()) })
+    }
+
+    /// Keeps `value` alive as long as the store: a test ties the Redis server it started to the store.
+    pub fn attach(&self, value: impl Any + Send) {
+        lock(&self.attached).push(Box::new(value));
+    }
+
+    /// Waits until the copy has been in sync with Redis at least once since `since` (polls; no deadline).
+    pub async fn wait_synced_since(&self, since: Instant) {
+        loop {
+            if lock(&self.shared.sync).synced_at.is_some_and(|at| at >= since) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Removes what has expired from the copy by its clock now (the copy's expiry task does it every few seconds).
+    pub fn purge_expired(&self) -> usize {
+        self.shared.mirror.load_full().purge_expired()
+    }
+
+    async fn put(&self, field: String, payload: String, ttl: Option<Duration>) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let mut invocation = PUT.prepare_invoke();
+        invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
+        for arg in shared.put_args(field, payload, ttl) {
+            invocation.arg(arg);
+        }
+        let mut conn = shared.writes.clone();
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?;
+        let position = shared.put_outcome(reply)?;
+        shared.confirm(position).await
+    }
+
+    /// Removes the fields; returns (live ones removed, all removed).
+    async fn delete(&self, fields: Vec<String>) -> Result<(usize, usize), StoreError> {
+        let shared = &self.shared;
+        let mut invocation = DELETE.prepare_invoke();
+        invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
+        invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
+        for field in fields {
+            invocation.arg(field);
+        }
+        let mut conn = shared.writes.clone();
+        let (live, removed, id): (usize, usize, String) =
+            invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?;
+        if removed > 0 {
+            let position = Position::parse(&id).ok_or_else(|| shared.bad_reply(&id))?;
+            shared.confirm(position).await?;
+        }
+        Ok((live, removed))
+    }
+
+    /// Checks a custom write before it is sent: names, labels, and this replica's byte budget.
+    fn check_custom(&self, id: &CustomSeriesId<'_>, write: &SampleWrite) -> Result<(String, String), StoreError> {
+        check_custom_id(id)?;
+        check_labels(&write.labels, &self.shared.limits)?;
+        let mirror = self.shared.mirror.load_full();
+        self.shared.check_bytes(mirror.custom_growth(*id, &write.labels, write.ttl.is_some()), mirror.bytes_used())?;
+        Ok((custom_field(id)?, encode(&PayloadOut { v: &write.value, l: pairs(&write.labels) })?))
+    }
+
+    /// [`Self::check_custom`] for an external write; its labels go into the field, not the payload.
+    fn check_external(
+        &self,
+        namespace: &str,
+        metric: &str,
+        write: &SampleWrite,
+    ) -> Result<(String, String), StoreError> {
+        check_external_id(namespace, metric)?;
+        check_labels(&write.labels, &self.shared.limits)?;
+        let mirror = self.shared.mirror.load_full();
+        let growth = mirror.external_growth(namespace, metric, &write.labels, write.ttl.is_some());
+        self.shared.check_bytes(growth, mirror.bytes_used())?;
+        Ok((external_field(namespace, metric, &write.labels)?, encode(&PayloadOut { v: &write.value, l: Vec::new() })?))
+    }
+}
+
+impl Shared {
+    fn unavailable(&self, error: &RedisError) -> StoreError {
+        StoreError::Unavailable(format!("Redis store {}: {error}", self.address))
+    }
+
+    fn bad_reply(&self, reply: &str) -> StoreError {
+        StoreError::Unavailable(format!("Redis store {}: unexpected reply {reply:?}", self.address))
+    }
+
+    /// The scripts' `now`: empty for Redis `TIME`.
+    fn now_arg(&self) -> String {
+        self.fixed_clock.as_ref().map(|clock| clock.now_millis().to_string()).unwrap_or_default()
+    }
+
+    fn put_args(&self, field: String, payload: String, ttl: Option<Duration>) -> [String; 6] {
+        let ttl = match ttl.map(|ttl| ttl.as_millis()) {
+            Some(millis) if millis < MAX_EXACT_TTL_MILLIS => millis.to_string(),
+            _ => "-1".to_string(),
+        };
+        [self.now_arg(), field, ttl, payload, self.limits.max_series.to_string(), STREAM_LENGTH.to_string()]
+    }
+
+    fn put_outcome(&self, reply: Vec<Value>) -> Result<Position, StoreError> {
+        match reply.as_slice() {
+            [Value::Int(1), id] => {
+                let id: String = redis::from_redis_value_ref(id).map_err(|e| self.bad_reply(&e.to_string()))?;
+                Position::parse(&id).ok_or_else(|| self.bad_reply(&id))
+            }
+            [Value::Int(0)] => Err(StoreError::SeriesLimit { limit: self.limits.max_series }),
+            other => Err(self.bad_reply(&format!("{other:?}"))),
+        }
+    }
+
+    fn check_bytes(&self, needed: usize, used: usize) -> Result<(), StoreError> {
+        let limit = self.limits.max_store_bytes;
+        if needed > 0 && used.checked_add(needed).is_none_or(|total| total > limit) {
+            return Err(StoreError::StoreBytesLimit { used, needed, limit });
+        }
+        Ok(())
+    }
+
+    /// Waits until the mirror applied the stream entry at `position`: the writer reads its own write.
+    async fn confirm(&self, position: Position) -> Result<(), StoreError> {
+        let mut applied = self.applied.subscribe();
+        match tokio::time::timeout(CONFIRM_TIMEOUT, applied.wait_for(|applied| *applied >= position)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(StoreError::Unavailable(format!(
+                "Redis store {}: the write was stored but this replica's copy did not apply it within {CONFIRM_TIMEOUT:?}",
+                self.address
+            ))),
+        }
+    }
+
+    fn synced(&self) {
+        let mut sync = lock(&self.sync);
+        sync.synced_at = Some(Instant::now());
+        sync.error = None;
+    }
+
+    fn failed(&self, error: String) {
+        let mut sync = lock(&self.sync);
+        // Logged once per cause, not on every retry of an outage.
+        if sync.error.as_ref() != Some(&error) {
+            tracing::warn!(store = %self.address, %error, "cannot follow the Redis store");
+        }
+        sync.error = Some(error);
+    }
+
+    /// Measures the offset of Redis time from the local clock.
+    async fn measure_time(&self, conn: &mut (impl redis::aio::ConnectionLike + Send)) -> Result<(), RedisError> {
+        let Some(redis_clock) = &self.redis_clock else {
+            return Ok(());
+        };
+        let before = SystemClock.now_millis();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+        let after = SystemClock.now_millis();
+        let redis_now = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        redis_clock.offset.store(redis_now - before / 2 - after / 2, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Loads the whole hash into a new mirror with the stream position it matches, and swaps it in.
+    async fn reload(&self, conn: &mut MultiplexedConnection) -> Result<Position, RedisError> {
+        self.measure_time(conn).await?;
+        let (records, last): (HashMap<String, String>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(&self.keys.series)
+            .cmd("XREVRANGE")
+            .arg(&self.keys.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        let position = last.ids.first().and_then(|entry| Position::parse(&entry.id)).unwrap_or_default();
+        let mirror = MemoryStore::start_with_clock(mirror_limits(), Arc::clone(&self.clock), PURGE_INTERVAL);
+        for (field, record) in &records {
+            if let Err(error) = put_record(&mirror, field, record) {
+                tracing::warn!(store = %self.address, %error, "skipped a stored series");
+            }
+        }
+        tracing::info!(store = %self.address, series = records.len(), %position, "loaded the store's copy");
+        self.mirror.store(Arc::new(mirror));
+        self.applied.send_replace(position);
+        // A consistent snapshot: the copy held everything Redis did at that moment.
+        self.synced();
+        Ok(position)
+    }
+
+    /// Applies what the stream holds after `position`; `None` when entries after it were trimmed away (an entry
+    /// names another entry before it than the last one applied).
+    async fn follow(
+        &self,
+        conn: &mut MultiplexedConnection,
+        position: Position,
+    ) -> Result<Option<Position>, RedisError> {
+        let read: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(u64::try_from(self.block.as_millis()).unwrap_or(u64::MAX))
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg(position.to_string())
+            .query_async(conn)
+            .await?;
+        let entries: Vec<StreamId> =
+            read.map(|read| read.keys.into_iter().flat_map(|key| key.ids).collect()).unwrap_or_default();
+        let count = entries.len();
+        let mut last = position;
+        let mirror = self.mirror.load_full();
+        for entry in &entries {
+            let before = entry.get::<String>("b").and_then(|before| Position::parse(&before));
+            if before != Some(last) {
+                tracing::warn!(store = %self.address, position = %last, id = %entry.id, "entries after this replica's position were trimmed away");
+                return Ok(None);
+            }
+            if let Err(error) = apply(&mirror, entry).await {
+                tracing::warn!(store = %self.address, id = %entry.id, %error, "skipped a stream entry");
+            }
+            if let Some(id) = Position::parse(&entry.id) {
+                last = last.max(id);
+            }
+        }
+        if count > 0 {
+            self.applied.send_replace(last);
+        }
+        if count < READ_COUNT {
+            self.synced();
+        }
+        Ok(Some(last))
+    }
+}
+
+/// A series field, with its kind checked against its shape.
+fn parse_field(text: &str) -> Result<Field, String> {
+    let field: Field = serde_json::from_str(text).map_err(|e| format!("field {text:?}: {e}"))?;
+    let (tag, expected) = match &field {
+        Field::Custom(tag, ..) => (tag, "c"),
+        Field::External(tag, ..) => (tag, "e"),
+    };
+    if tag != expected {
+        return Err(format!("field {text:?}: unknown kind {tag:?}"));
+    }
+    Ok(field)
+}
+
+/// Applies one stream entry to the mirror.
+async fn apply(mirror: &MemoryStore, entry: &StreamId) -> Result<(), String> {
+    if let Some(field) = entry.get::<String>("p") {
+        let record: String = entry.get("r").ok_or("a put without its record")?;
+        return put_record(mirror, &field, &record);
+    }
+    let field: String = entry.get("d").ok_or("neither a put nor a delete")?;
+    match parse_field(&field)? {
+        Field::Custom(_, resource, namespace, name, metric) => {
+            let id = CustomSeriesId { resource: &resource, namespace: &namespace, name: &name, metric: &metric };
+            mirror.delete_custom(id).await.map_err(|e| e.to_string())?;
+        }
+        Field::External(_, namespace, metric, labels) => {
+            mirror.delete_external(&namespace, &metric, &labels_from(labels)).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores one record (`timestamp,deadline,payload`) of a field in the mirror.
+fn put_record(mirror: &MemoryStore, field: &str, record: &str) -> Result<(), String> {
+    let mut parts = record.splitn(3, ',');
+    let (Some(timestamp), Some(deadline), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("record {record:?} is not timestamp,deadline,payload"));
+    };
+    let timestamp_millis: i64 = timestamp.parse().map_err(|_| format!("bad timestamp in {record:?}"))?;
+    let deadline: i64 = deadline.parse().map_err(|_| format!("bad deadline in {record:?}"))?;
+    let payload: PayloadIn = serde_json::from_str(payload).map_err(|e| format!("payload {payload:?}: {e}"))?;
+    let expires_at_millis = if deadline < 0 { i64::MAX } else { deadline };
+    let sample = |labels| Sample { value: payload.v, timestamp_millis, expires_at_millis, labels };
+    let result = match parse_field(field)? {
+        Field::Custom(_, resource, namespace, name, metric) => {
+            let id = CustomSeriesId { resource: &resource, namespace: &namespace, name: &name, metric: &metric };
+            mirror.put_custom_sample(id, sample(labels_from(payload.l.clone())))
+        }
+        Field::External(_, namespace, metric, labels) => {
+            mirror.put_external_sample(&namespace, &metric, sample(labels_from(labels)))
+        }
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// The tail: follows the stream into the mirror for as long as the store lives, reconnecting and reloading as needed.
+async fn tail(shared: Arc<Shared>) {
+    let mut position = None;
+    let mut run_id = None;
+    loop {
+        let error = follow_session(&shared, &mut position, &mut run_id).await;
+        shared.failed(error.to_string());
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// One connection's worth of following; returns why it ended.
+async fn follow_session(shared: &Shared, position: &mut Option<Position>, run_id: &mut Option<String>) -> RedisError {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(TAIL_TIMEOUT));
+    let mut conn = match shared.client.get_multiplexed_async_connection_with_config(&config).await {
+        Ok(conn) => conn,
+        Err(error) => return error,
+    };
+    let info: String = match redis::cmd("INFO").arg("server").query_async(&mut conn).await {
+        Ok(info) => info,
+        Err(error) => return error,
+    };
+    let server = info.lines().find_map(|line| line.strip_prefix("run_id:")).map(|id| id.trim().to_string());
+    if server != *run_id {
+        // Another server (or the same one restarted): stream ids may have gone back, so start from its contents.
+        *position = None;
+        *run_id = server;
+    }
+    loop {
+        let from = match *position {
+            Some(from) => from,
+            None => match shared.reload(&mut conn).await {
+                Ok(from) => from,
+                Err(error) => return error,
+            },
+        };
+        match shared.follow(&mut conn, from).await {
+            Ok(next) => *position = next,
+            Err(error) => return error,
+        }
+    }
+}
+
+#[async_trait]
+impl MetricStore for RedisStore {
+    async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
+        let (field, payload) = self.check_custom(&id, &write)?;
+        self.put(field, payload, write.ttl).await
+    }
+
+    async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
+        check_custom_id(&id)?;
+        Ok(self.delete(vec![custom_field(&id)?]).await?.0 > 0)
+    }
+
+    async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
+        self.shared.mirror.load_full().get_custom(id).await
+    }
+
+    async fn list_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        self.shared.mirror.load_full().list_custom_objects(resource, namespace, metric).await
+    }
+
+    async fn get_custom_objects(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        self.shared.mirror.load_full().get_custom_objects(resource, namespace, metric, names).await
+    }
+
+    async fn list_object_metrics(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Sample)>, StoreError> {
+        self.shared.mirror.load_full().list_object_metrics(resource, namespace, name).await
+    }
+
+    async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError> {
+        self.shared.mirror.load_full().list_custom_metrics().await
+    }
+
+    async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.shared.mirror.load_full().custom_objects(resource).await
+    }
+
+    /// Removes the series of the object's metrics that this replica's copy knows of (live or expired): a metric
+    /// written through another replica that this copy has not applied yet is left for the next sweep.
+    async fn delete_object(&self, resource: &str, namespace: &str, name: &str) -> Result<usize, StoreError> {
+        let metrics = self.shared.mirror.load_full().metrics_of(resource, namespace);
+        let mut fields = Vec::with_capacity(metrics.len());
+        for metric in &metrics {
+            fields.push(custom_field(&CustomSeriesId { resource, namespace, name, metric })?);
+        }
+        if fields.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.delete(fields).await?.1)
+    }
+
+    async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
+        let (field, payload) = self.check_external(namespace, metric, &write)?;
+        self.put(field, payload, write.ttl).await
+    }
+
+    async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
+        check_external_id(namespace, metric)?;
+        Ok(self.delete(vec![external_field(namespace, metric, labels)?]).await?.0 > 0)
+    }
+
+    async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
+        self.shared.mirror.load_full().list_external(namespace, metric).await
+    }
+
+    async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
+        self.shared.mirror.load_full().list_external_metrics().await
+    }
+
+    /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order.
+    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<(), StoreError>> {
+        let shared = &self.shared;
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_LUA).ignore();
+        let mut sent = Vec::new();
+        for (i, put) in writes.into_iter().enumerate() {
+            let checked = match &put {
+                Put::Custom(id, write) => self.check_custom(id, write).map(|fp| (fp, write.ttl)),
+                Put::External { namespace, metric, write } => {
+                    self.check_external(namespace, metric, write).map(|fp| (fp, write.ttl))
+                }
+            };
+            match checked {
+                Ok(((field, payload), ttl)) => {
+                    let keys = &shared.keys;
+                    pipe.cmd("EVALSHA")
+                        .arg(PUT.get_hash())
+                        .arg(3)
+                        .arg(&keys.series)
+                        .arg(&keys.deadlines)
+                        .arg(&keys.stream);
+                    for arg in shared.put_args(field, payload, ttl) {
+                        pipe.arg(arg);
+                    }
+                    sent.push(i);
+                    results.push(Ok(()));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        if sent.is_empty() {
+            return results;
+        }
+        let mut conn = shared.writes.clone();
+        let replies: Vec<Vec<Value>> = match pipe.query_async(&mut conn).await {
+            Ok(replies) => replies,
+            Err(error) => {
+                let error = shared.unavailable(&error);
+                for i in sent {
+                    results[i] = Err(error.clone());
+                }
+                return results;
+            }
+        };
+        let mut last = None;
+        for (i, reply) in sent.into_iter().zip(replies) {
+            match shared.put_outcome(reply) {
+                Ok(position) => last = last.max(Some(position)),
+                Err(error) => results[i] = Err(error),
+            }
+        }
+        if let Some(position) = last
+            && let Err(error) = shared.confirm(position).await
+        {
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(error.clone());
+            }
+        }
+        results
+    }
+
+    /// Healthy while the copy was in sync with Redis within --store-max-staleness; also refreshes the estimate of
+    /// Redis time.
+    async fn health(&self) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let mut conn = shared.writes.clone();
+        let measured = shared.measure_time(&mut conn).await;
+        let sync = lock(&shared.sync);
+        let fresh = sync.synced_at.is_some_and(|at| at.elapsed() <= shared.max_staleness);
+        if fresh {
+            return Ok(());
+        }
+        let cause = match (&sync.error, measured) {
+            (Some(error), _) => error.clone(),
+            (None, Err(error)) => error.to_string(),
+            (None, Ok(())) => "still loading".to_string(),
+        };
+        let age = match sync.synced_at {
+            Some(at) => format!("last in sync {:?} ago", at.elapsed()),
+            None => "never in sync yet".to_string(),
+        };
+        Err(StoreError::Unavailable(format!(
+            "Redis store {}: this replica's copy is stale ({age}, more than --store-max-staleness={:?}): {cause}",
+            shared.address, shared.max_staleness
+        )))
+    }
+
+    fn series_count(&self) -> usize {
+        self.shared.mirror.load_full().series_count()
+    }
+
+    fn bytes_used(&self) -> usize {
+        self.shared.mirror.load_full().bytes_used()
+    }
+}
+
+/// The conformance suite's subject: a store on a `redis-server` of its own, on the clock the suite moves (the scripts
+/// take their `now` from it instead of `TIME`, docs/architecture.md §10).
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait]
+impl super::conformance::Subject for RedisStore {
+    async fn create(limits: Limits, clock: Arc<dyn Clock>) -> Self {
+        let server = super::redis_testing::RedisServer::start();
+        let since = Instant::now();
+        let options = server.options(Duration::from_secs(30));
+        let store = RedisStore::connect(&options, limits, TimeSource::Clock(clock)).expect("the options are valid");
+        store.attach(server);
+        store.wait_synced_since(since).await;
+        store
+    }
+
+    async fn purge(&self) {
+        self.purge_expired();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::store_conformance!(RedisStore);
+
+    #[test]
+    fn stream_positions_order_by_time_then_sequence() {
+        let parse = |text| Position::parse(text).unwrap();
+        assert!(parse("5-1") < parse("5-2"));
+        assert!(parse("5-9") < parse("10-0"), "numerically, not as text");
+        assert_eq!(parse("1700000000000-3").to_string(), "1700000000000-3");
+        assert_eq!(Position::parse("5"), None);
+        assert_eq!(Position::parse("a-1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_record_round_trips_through_the_mirror() {
+        let mirror = MemoryStore::with_clock(mirror_limits(), Arc::new(crate::clock::ManualClock::new(0)));
+        let id = CustomSeriesId { resource: "pods", namespace: "ns", name: "a,b", metric: "m" };
+        let labels = SeriesLabels::from_map([("k".to_string(), "v,w".to_string())].into());
+        let payload = encode(&PayloadOut { v: &Quantity::parse("1500m").unwrap(), l: pairs(&labels) }).unwrap();
+        put_record(&mirror, &custom_field(&id).unwrap(), &format!("1000,61000,{payload}")).unwrap();
+        let sample = mirror.get_custom(id).await.unwrap();
+        assert_eq!(
+            sample.map(|s| (s.value.to_string(), s.timestamp_millis, s.expires_at_millis, s.labels)),
+            Some(("1500m".to_string(), 1000, 61000, labels.clone()))
+        );
+        let field = external_field("ns", "e", &labels).unwrap();
+        let payload = encode(&PayloadOut { v: &Quantity::parse("2").unwrap(), l: Vec::new() }).unwrap();
+        put_record(&mirror, &field, &format!("1000,-1,{payload}")).unwrap();
+        assert_eq!(mirror.series_count(), 2);
+        assert!(put_record(&mirror, &field, "1000,-1").is_err(), "a record without its payload");
+        assert!(put_record(&mirror, "[\"x\"]", &format!("1000,-1,{payload}")).is_err(), "an unknown field");
+    }
+}
