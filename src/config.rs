@@ -121,6 +121,8 @@ pub struct Config {
     pub discovery_max_metrics: usize,
     /// Largest write body.
     pub max_request_body_bytes: usize,
+    /// Bounds of a batch write.
+    pub batch: crate::ingest::BatchLimits,
     /// Bounds on what one read returns.
     pub reads: ReadLimits,
     /// Limits of both listeners.
@@ -152,6 +154,8 @@ impl Config {
             ("--max-label-bytes-per-series", store.max_label_bytes_per_series),
             ("--max-store-bytes", store.max_store_bytes.unwrap_or(1)),
             ("--max-request-body-bytes", serving.max_request_body_bytes),
+            ("--max-batch-items", serving.max_batch_items),
+            ("--max-batch-body-bytes", serving.max_batch_body_bytes),
             ("--max-connections", connections.max_connections),
             ("--max-unauthenticated-connections", connections.max_unauthenticated_connections),
             ("--discovery-max-metrics", reads.discovery_max_metrics),
@@ -184,6 +188,7 @@ impl Config {
             limits: store.limits(),
             discovery_max_metrics: reads.discovery_max_metrics,
             max_request_body_bytes: serving.max_request_body_bytes,
+            batch: serving.batch_limits(),
             reads: (&reads).into(),
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
@@ -379,7 +384,7 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 51);
+        assert_eq!(flags, 53);
     }
 
     #[test]
@@ -387,6 +392,8 @@ mod tests {
         assert!(parse(&["--standalone", "--secure-port=8080"]).unwrap_err().contains("different ports"));
         assert!(parse(&["--standalone", "--tls-cert-file=/c.pem"]).is_err());
         assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
+        assert!(parse(&["--standalone", "--max-batch-items=0"]).unwrap_err().contains("--max-batch-items"));
+        assert!(parse(&["--standalone", "--max-batch-body-bytes=0"]).unwrap_err().contains("--max-batch-body-bytes"));
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
         assert!(parse(&["--authorization-always-allow-paths=/a*b"]).unwrap_err().contains("trailing *"));
