@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
     for (index, item) in items.into_iter().enumerate() {
         match item {
             Ok(item) => {
-                if let WriteTarget::Custom { namespace: Some(namespace), .. } | WriteTarget::External { namespace, .. } =
-                    &item.target
+                if let WriteTarget::Custom { namespace: Some(namespace), .. }
+                | WriteTarget::External { namespace, .. } = &item.target
                 {
                     assert!(!namespace.is_empty(), "{data:?}: empty namespace accepted");
                 }
