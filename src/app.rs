@@ -219,8 +219,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let write_addr = write.as_ref().map(|l| local_addr(l, config.secure_addr));
 
-    let ingest =
-        || Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes);
+    let ingest = || {
+        Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes)
+            .with_batch_limits(config.batch)
+    };
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads)
         .with_freshness(metrics.freshness());
     // The secure port: the write API with --write-auth=token, health, and the Kubernetes APIs, which answer every

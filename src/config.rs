@@ -126,6 +126,8 @@ pub struct Config {
     pub discovery_max_metrics: usize,
     /// Largest write body.
     pub max_request_body_bytes: usize,
+    /// Bounds of a batch write.
+    pub batch: crate::ingest::BatchLimits,
     /// Bounds on what one read returns.
     pub reads: ReadLimits,
     /// Limits of both listeners.
@@ -157,6 +159,8 @@ impl Config {
             ("--max-label-bytes-per-series", store.max_label_bytes_per_series),
             ("--max-store-bytes", store.max_store_bytes.unwrap_or(1)),
             ("--max-request-body-bytes", serving.max_request_body_bytes),
+            ("--max-batch-items", serving.max_batch_items),
+            ("--max-batch-body-bytes", serving.max_batch_body_bytes),
             ("--max-connections", connections.max_connections),
             ("--max-unauthenticated-connections", connections.max_unauthenticated_connections),
             ("--discovery-max-metrics", reads.discovery_max_metrics),
@@ -190,6 +194,7 @@ impl Config {
             store: store.backend()?,
             discovery_max_metrics: reads.discovery_max_metrics,
             max_request_body_bytes: serving.max_request_body_bytes,
+            batch: serving.batch_limits(),
             reads: (&reads).into(),
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
@@ -385,7 +390,7 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 54);
+        assert_eq!(flags, 56);
     }
 
     #[test]
@@ -393,6 +398,8 @@ mod tests {
         assert!(parse(&["--standalone", "--secure-port=8080"]).unwrap_err().contains("different ports"));
         assert!(parse(&["--standalone", "--tls-cert-file=/c.pem"]).is_err());
         assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
+        assert!(parse(&["--standalone", "--max-batch-items=0"]).unwrap_err().contains("--max-batch-items"));
+        assert!(parse(&["--standalone", "--max-batch-body-bytes=0"]).unwrap_err().contains("--max-batch-body-bytes"));
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
         assert!(parse(&["--standalone", "--store=redis://h:1/x"]).unwrap_err().contains("database number"));

@@ -5,7 +5,8 @@
 //! - W1 `/write-metrics/namespaces/{namespace}/{resource}/{name}/{metric}`: an object of a namespaced resource;
 //! - W2 `/write-metrics/{resource}/{name}/{metric}`: an object of a cluster-scoped resource (nodes, namespaces);
 //! - W3 `/write-metrics/{resource}/{name}/metrics/{metric}`: the same, as in `.../namespaces/{name}/metrics/{metric}`;
-//! - `/write-external-metrics/namespaces/{namespace}/{metric}?labels=k=v,...`: an external series.
+//! - `/write-external-metrics/namespaces/{namespace}/{metric}?labels=k=v,...`: an external series;
+//! - `/write-metrics` alone: a batch of values, all stored or none ([`batch`], docs/wire-contract.md §4.4).
 //!
 //! Bad input is refused with a 4xx `Status` that names what was wrong, and nothing is stored. Uses the store, the
 //! quantity and selector cores and the resource mapper; never the read API.
@@ -27,6 +28,10 @@ use crate::server::body::{BodyTimedOut, drain};
 use crate::store::{
     CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesLabels,
 };
+
+pub mod batch;
+
+pub use batch::{BATCH_PATH, BatchItem, BatchLimits, parse_batch};
 
 /// Prefix of the custom-metric write routes.
 pub const WRITE_PREFIX: &str = "/write-metrics/";
@@ -329,6 +334,7 @@ pub struct Ingest {
     mapper: Arc<dyn ResourceMapper>,
     default_ttl: Option<Duration>,
     max_body_bytes: usize,
+    batch: BatchLimits,
 }
 
 impl Ingest {
@@ -340,7 +346,13 @@ impl Ingest {
         default_ttl: Option<Duration>,
         max_body_bytes: usize,
     ) -> Self {
-        Ingest { store, mapper, default_ttl, max_body_bytes }
+        Ingest { store, mapper, default_ttl, max_body_bytes, batch: BatchLimits::default() }
+    }
+
+    /// The bounds of batch writes (`--max-batch-items`, `--max-batch-body-bytes`).
+    pub fn with_batch_limits(mut self, batch: BatchLimits) -> Self {
+        self.batch = batch;
+        self
     }
 
     /// Answers one write or delete, if `gate` admits it.
@@ -372,6 +384,9 @@ impl Ingest {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if request.uri.path() == BATCH_PATH {
+            return self.apply_batch(request, body, gate).await;
+        }
         let target = parse_path(request.uri.path())?;
         let method = request.method.clone();
         if method != Method::POST && method != Method::DELETE {
@@ -446,8 +461,16 @@ impl Ingest {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        parse_body(&self.read_bytes(headers, body, self.max_body_bytes).await?)
+    }
+
+    /// A whole body of at most `limit` bytes, within `--request-body-timeout`, uncompressed.
+    async fn read_bytes<B>(&self, headers: &http::HeaderMap, body: B, limit: usize) -> Result<Vec<u8>, RequestError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         check_content_encoding(headers)?;
-        let limit = self.max_body_bytes;
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
@@ -470,7 +493,7 @@ impl Ingest {
                 bytes.extend_from_slice(&data);
             }
         }
-        parse_body(&bytes)
+        Ok(bytes)
     }
 }
 

@@ -223,6 +223,54 @@ pub enum RequestError {
     /// Authentication or authorization refused the request.
     #[error(transparent)]
     Auth(#[from] auth::Error),
+    /// A batch write body that is not a batch (docs/wire-contract.md §4.4).
+    #[error("invalid batch: {0}; send {{\"items\": [...]}}")]
+    BadBatch(String),
+    /// A field of a batch item that is unexpected or of the wrong JSON type.
+    #[error("{0}")]
+    BadBatchItem(String),
+    /// A field that a batch item of its kind must have.
+    #[error("Required value: {0}")]
+    BatchFieldRequired(&'static str),
+    /// A batch with more items than `--max-batch-items`.
+    #[error("the batch holds more than {limit} items, the most one batch may hold (--max-batch-items)")]
+    TooManyBatchItems {
+        /// The limit.
+        limit: usize,
+    },
+    /// A batch body over `--max-batch-body-bytes`.
+    #[error("request body exceeds {limit} bytes (--max-batch-body-bytes)")]
+    BatchBodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch refused as a whole, nothing stored: each refused item in `causes`, in item order.
+    #[error(
+        "the batch was refused and nothing was stored: {refused} of {total} items cannot be written; the first, {}",
+        first_cause(causes)
+    )]
+    BatchRefused {
+        /// Items in the batch.
+        total: usize,
+        /// Items refused.
+        refused: usize,
+        /// The refused items (never empty).
+        causes: Vec<BatchCause>,
+    },
+}
+
+/// One refused item of a batch: the field that was wrong (`items[3].value`, or `items[3]` for the whole item) and
+/// the error a single write would have answered.
+#[derive(Debug)]
+pub struct BatchCause {
+    /// The field path, Kubernetes style.
+    pub field: String,
+    /// Why.
+    pub error: RequestError,
+}
+
+fn first_cause(causes: &[BatchCause]) -> String {
+    causes.first().map(|c| format!("{}: {}", c.field, c.error)).unwrap_or_default()
 }
 
 fn selector_suffix(selector: &Option<String>) -> String {
@@ -248,13 +296,24 @@ impl RequestError {
             | BadValue { .. }
             | BadJson(_)
             | BadQueryParameter { .. }
+            | BadBatch(_)
+            | BadBatchItem(_)
+            | BatchFieldRequired(_)
             | ConflictingBodyLength => (StatusCode::BAD_REQUEST, "BadRequest"),
             BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
             // Kubernetes has no reason for 501; the Status then has none.
             UnsupportedTransferEncoding(_) => (StatusCode::NOT_IMPLEMENTED, ""),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
-            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            BodyTooLarge { .. } | BatchBodyTooLarge { .. } | TooManyBatchItems { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
+            }
+            // The code of the first refused item, as its single write would have answered: a client can tell a
+            // batch to fix (4xx) from one to retry (503) the same way.
+            BatchRefused { causes, .. } => match causes.first() {
+                Some(cause) => cause.error.code_and_reason(),
+                None => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            },
             UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Store(
@@ -283,6 +342,22 @@ impl RequestError {
         }
     }
 
+    /// Kubernetes' `CauseType` of this error as the cause of a refused batch item.
+    fn cause_type(&self) -> &'static str {
+        use RequestError::*;
+        match self {
+            UnknownResource(_) => "FieldValueNotFound",
+            Auth(_) | Store(StoreError::SeriesLimit { .. } | StoreError::StoreBytesLimit { .. }) => {
+                "FieldValueForbidden"
+            }
+            Store(StoreError::TooManyLabels { .. }) => "FieldValueTooMany",
+            Store(StoreError::LabelBytes { .. } | StoreError::NameTooLong { .. }) => "FieldValueTooLong",
+            Store(StoreError::Unavailable(_)) => "UnexpectedServerResponse",
+            BatchFieldRequired(_) => "FieldValueRequired",
+            _ => "FieldValueInvalid",
+        }
+    }
+
     /// The error as a `Status` response.
     pub fn into_response(self, pretty: bool) -> HttpResponse {
         let (code, reason) = self.code_and_reason();
@@ -295,8 +370,19 @@ impl RequestError {
             RequestError::RouteNotFound | RequestError::MethodNotAllowed { .. } => Some(StatusDetails::default()),
             RequestError::Auth(auth::Error::Forbidden { name, group, kind, .. }) => {
                 let given = |s: &String| (!s.is_empty()).then(|| s.clone());
-                Some(StatusDetails { name: given(name), group: given(group), kind: given(kind) })
+                Some(StatusDetails { name: given(name), group: given(group), kind: given(kind), ..Default::default() })
             }
+            RequestError::BatchRefused { causes, .. } => Some(StatusDetails {
+                causes: causes
+                    .iter()
+                    .map(|c| StatusCause {
+                        reason: c.error.cause_type(),
+                        message: c.error.to_string(),
+                        field: c.field.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
             _ => None,
         };
         let status = Status::failure(code, (!reason.is_empty()).then_some(reason), &message, details);
@@ -326,6 +412,16 @@ pub struct StatusDetails {
     group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StatusCause>,
+}
+
+/// One entry of `details.causes` (Kubernetes' `StatusCause`, keys in wire order).
+#[derive(Debug, Serialize)]
+pub struct StatusCause {
+    reason: &'static str,
+    message: String,
+    field: String,
 }
 
 /// The Kubernetes `Status` object, keys in wire order.
@@ -543,6 +639,20 @@ mod tests {
             body["message"],
             "the authorization check could not be made: SubjectAccessReview answer is unusable: allowed and denied"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_one_status_with_the_first_items_code_and_every_cause() {
+        let causes = vec![
+            BatchCause { field: "items[1].namespace".into(), error: RequestError::BatchFieldRequired("namespace") },
+            BatchCause { field: "items[3]".into(), error: RequestError::Store(StoreError::SeriesLimit { limit: 5 }) },
+        ];
+        let response = RequestError::BatchRefused { total: 4, refused: 2, causes }.into_response(false);
+        assert_eq!(response.status(), 400);
+        let body = body_of(response).await;
+        let prefix = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the batch was refused and nothing was stored: 2 of 4 items cannot be written; the first, items[1].namespace: Required value: namespace","reason":"BadRequest","details":{"causes":[{"reason":"FieldValueRequired","message":"Required value: namespace","field":"items[1].namespace"},{"reason":"FieldValueForbidden","message":"series limit reached"#;
+        assert!(body.starts_with(prefix), "{body}");
+        assert!(body.ends_with("\"field\":\"items[3]\"}]},\"code\":400}\n"), "{body}");
     }
 
     #[tokio::test]

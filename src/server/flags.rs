@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use super::listener::ConnectionLimits;
 use super::tls::CertSource;
 use crate::duration::parse_duration;
+use crate::ingest::BatchLimits;
 
 /// How writes are authenticated and authorized (docs/wire-contract.md §10 item 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,12 +62,26 @@ pub struct ServingFlags {
     #[arg(long, env = "CUSTOM_METRICS_MAX_REQUEST_BODY_BYTES", default_value_t = 4096)]
     pub max_request_body_bytes: usize,
 
+    /// Items one batch write (POST /write-metrics) may hold; a larger batch is refused whole with 413.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_BATCH_ITEMS", default_value_t = BatchLimits::default().max_items)]
+    pub max_batch_items: usize,
+
+    /// Largest accepted batch write body (POST /write-metrics) in bytes; larger ones are refused with 413. Single
+    /// writes are bounded by --max-request-body-bytes.
+    #[arg(long, env = "CUSTOM_METRICS_MAX_BATCH_BODY_BYTES", default_value_t = BatchLimits::default().max_body_bytes)]
+    pub max_batch_body_bytes: usize,
+
     /// After SIGTERM, time given to open connections to finish before they are closed.
     #[arg(long, env = "CUSTOM_METRICS_SHUTDOWN_GRACE_PERIOD", default_value = "15s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
 }
 
 impl ServingFlags {
+    /// The bounds of batch writes.
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits { max_items: self.max_batch_items, max_body_bytes: self.max_batch_body_bytes }
+    }
+
     /// Where the serving certificate comes from: the two files when given (clap requires both), else the
     /// directory.
     pub fn cert_source(&self) -> CertSource {

@@ -5,11 +5,14 @@
 use std::time::Duration;
 
 use custom_metrics_apiserver::app::{self, Running};
-use custom_metrics_apiserver::cluster::fake_apiserver::{ACCESS_REVIEWS_PATH, FakeApiServer, TOKEN_REVIEWS_PATH};
+use custom_metrics_apiserver::cluster::fake_apiserver::{
+    ACCESS_REVIEWS_PATH, FakeApiServer, FakeResponse, TOKEN_REVIEWS_PATH, status_body,
+};
 use custom_metrics_apiserver::config::Config;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
+use serde_json::{Value, json};
 
 /// The common name the front proxy's certificate has, and the only one allowed (`--requestheader-allowed-names`).
 pub const FRONT_PROXY_CN: &str = "front-proxy-client";
@@ -70,10 +73,29 @@ impl ClusterServer {
     /// Starts the fake cluster (discovery, pods, no tokens, every SubjectAccessReview denied) and our server in
     /// cluster mode against it, with `extra` flags.
     pub async fn start(extra: &[&str]) -> Self {
-        super::install_crypto();
         let fake = FakeApiServer::start().await;
-        fake.serve_discovery();
         fake.deny_by_default();
+        Self::start_against(fake, extra).await
+    }
+
+    /// The same, with SubjectAccessReviews answered by `review` (the review's `spec` → allowed): for permissions
+    /// finer than [`FakeApiServer::allow`]'s user and verb.
+    pub async fn start_with_reviews(extra: &[&str], review: impl Fn(&Value) -> bool + Send + Sync + 'static) -> Self {
+        let fake = FakeApiServer::answering(move |request| {
+            if request.path != ACCESS_REVIEWS_PATH {
+                return FakeResponse::Json(404, status_body(404, "NotFound", "not found"));
+            }
+            let mut answer = request.body.clone();
+            answer["status"] = json!({"allowed": review(&request.body["spec"])});
+            FakeResponse::Json(201, answer)
+        })
+        .await;
+        Self::start_against(fake, extra).await
+    }
+
+    async fn start_against(fake: FakeApiServer, extra: &[&str]) -> Self {
+        super::install_crypto();
+        fake.serve_discovery();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         fake.write_kubeconfig(&kubeconfig).unwrap();
