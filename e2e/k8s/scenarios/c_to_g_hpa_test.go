@@ -29,12 +29,12 @@ func TestC_HPAObjectAverageValue(t *testing.T) {
 	put(t, rps, "55")
 	checkEventually(t, scaleTimeout, "55 / 10 -> spec.replicas 6", func() error { return replicasIs(c, ns, "frontend", 6) })
 	checkEventually(t, scaleTimeout, "ReplicaSet created 6 pods", func() error { return podsAre(c, ns, "frontend", 6, false) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "frontend") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "frontend") })
 	checkErr(t, "AbleToScale=True", func() error { return hpaConditionIs(c, ns, "frontend", "AbleToScale", "True", "") })
 	put(t, rps, "4")
 	checkEventually(t, scaleTimeout, "4 / 10 -> spec.replicas 1", func() error { return replicasIs(c, ns, "frontend", 1) })
 	checkEventually(t, scaleTimeout, "scale-down deleted the pods (1 left)", func() error { return podsAre(c, ns, "frontend", 1, false) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "frontend") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "frontend") })
 }
 
 // TestD_HPAExternalAverageValue: External metric pending_jobs{queue=jobs}, AverageValue target 5:
@@ -54,10 +54,10 @@ func TestD_HPAExternalAverageValue(t *testing.T) {
 	put(t, jobs, "27")
 	checkEventually(t, scaleTimeout, "27 / 5 -> spec.replicas 6 (decoy series not counted)", func() error { return replicasIs(c, ns, "worker", 6) })
 	checkEventually(t, scaleTimeout, "ReplicaSet created 6 pods", func() error { return podsAre(c, ns, "worker", 6, false) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "worker") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "worker") })
 	put(t, jobs, "3")
 	checkEventually(t, scaleTimeout, "3 / 5 -> spec.replicas 1", func() error { return replicasIs(c, ns, "worker", 1) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "worker") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "worker") })
 }
 
 // TestE_HPAObjectValue: Object metric (Service api, inflight_requests), Value target 10:
@@ -97,7 +97,7 @@ func TestE_HPAObjectValue(t *testing.T) {
 	checkErr(t, "fake kubelet: mark the 6 pods Running+Ready", func() error { return fakeKubelet(c, ns, "api") })
 	checkErr(t, "6 pods Running+Ready", func() error { return podsAre(c, ns, "api", 6, true) })
 	checkErr(t, "at target with 6 ready pods: stays at 6", func() error { return staysAt(c, ns, "api", 6, 3*time.Second) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "api") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "api") })
 }
 
 // TestF_TTLExpiry: a value written with ttl=5s expires: reads answer NotFound, the HPA reports
@@ -110,7 +110,7 @@ func TestF_TTLExpiry(t *testing.T) {
 	checkErr(t, "apply Deployment + HPA ttl", func() error { return applyManifest(t, ns, "hpa-object-ttl.yaml") })
 	put(t, rps, "30")
 	checkEventually(t, scaleTimeout, "30 / 10 -> spec.replicas 3", func() error { return replicasIs(c, ns, "ttl", 3) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "ttl") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "ttl") })
 	put(t, rps+"?ttl=5s", "30")
 	written := time.Now()
 	checkErr(t, "before expiry the value reads 30", func() error {
@@ -199,8 +199,8 @@ func TestG_HPAPodsMetric(t *testing.T) {
 	})
 	checkEventually(t, scaleTimeout, "2 pods x 100 / 50 -> spec.replicas 4 (decoy not counted)", func() error { return replicasIs(c, ns, "podsweb", 4) })
 	checkEventually(t, scaleTimeout, "ReplicaSet created 4 pods", func() error { return podsAre(c, ns, "podsweb", 4, false) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "podsweb") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "podsweb") })
 	checkErr(t, "every podsweb pod requests_in_flight = 10", func() error { return putPods("10") })
 	checkEventually(t, scaleTimeout, "2 running pods x 10 / 50 -> spec.replicas 1", func() error { return replicasIs(c, ns, "podsweb", 1) })
-	checkErr(t, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "podsweb") })
+	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound after scale-down", func() error { return hpaValid(c, ns, "podsweb") })
 }

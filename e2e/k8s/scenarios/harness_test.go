@@ -69,6 +69,10 @@ var (
 	scaleTimeout = 45 * time.Second
 )
 
+// statusTimeout bounds the wait for an HPA's status after a scale was seen: the controller updates the target's
+// scale first and its own status after, so a check right after the scale can still read the previous sync's status.
+const statusTimeout = 15 * time.Second
+
 func TestMain(m *testing.M) {
 	if err := setup(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e scenarios: %v\n"+
