@@ -6,8 +6,11 @@
 //! delegated reviews are timed by wrapping the reviewers ([`InstrumentedTokenReviewer`],
 //! [`InstrumentedAccessReviewer`]), and the store's figures are read at scrape time. Nothing is global.
 //!
-//! Label values come from fixed sets (`&'static str`, status codes), so a request allocates nothing for its labels
-//! and a client cannot create series at will.
+//! Label values come from fixed sets (indices into tables of `&'static str`, status codes), so a request allocates
+//! nothing for its labels and a client cannot create series at will. Requests are counted in per-thread shards
+//! (`requests`), summed when scraped.
+
+mod requests;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,15 +19,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP, SERVED};
+use requests::{AtomicHistogram, InFlight, RequestCounts, RequestKind};
+
+use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP, GroupVersion, SERVED};
 use crate::auth::{AccessReviewer, Attributes, CacheCounters, Decision, ReviewError, TokenReviewer, UserInfo};
 use crate::cluster::label_index::WatchLabelIndex;
 use crate::ingest::WRITE_EXTERNAL_PREFIX;
@@ -66,22 +73,103 @@ const LABELLED_RESOURCES: &[&str] = &[
     "horizontalpodautoscalers",
 ];
 
-/// The Kubernetes labels of a request, all from fixed sets.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// The verbs of [`RequestLabels`]: Kubernetes' for the served group-versions, the method for other paths.
+const VERBS: &[&str] =
+    &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "other", "LIST", "WATCH"];
+/// The scopes of [`RequestLabels`]; empty for non-resource paths.
+const SCOPES: &[&str] = &["", "resource", "namespace", "cluster"];
+/// The metric groups of `metrics_apiserver_writes` (index 0: not a write).
+const WRITE_GROUPS: &[&str] = &["", CUSTOM_GROUP, EXTERNAL_GROUP];
+
+fn index_of(table: &[&str], value: &str) -> u8 {
+    // The tables are short and fixed; only called while building labels from fixed sets.
+    table.iter().position(|entry| *entry == value).and_then(|i| u8::try_from(i).ok()).unwrap_or(0)
+}
+
+/// The Kubernetes labels of a request, all from fixed sets: indices into [`VERBS`], [`SERVED`] (0 for none),
+/// [`LABELLED_RESOURCES`] (0 for none, 1 for `other`) and [`SCOPES`], so that counting keys on one integer.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RequestLabels {
+    verb: u8,
+    group_version: u8,
+    resource: u8,
+    scope: u8,
+}
+
+impl RequestLabels {
     /// `GET`, `LIST`, `WATCH`, `POST`, … for the served group-versions; the method for other paths.
-    pub verb: &'static str,
+    pub fn verb(&self) -> &'static str {
+        VERBS.get(usize::from(self.verb)).copied().unwrap_or("other")
+    }
+
+    fn served(&self) -> Option<&'static GroupVersion> {
+        usize::from(self.group_version).checked_sub(1).and_then(|i| SERVED.get(i)).copied()
+    }
+
     /// A served group, or empty.
-    pub group: &'static str,
+    pub fn group(&self) -> &'static str {
+        self.served().map_or("", |gv| gv.group)
+    }
+
     /// A served version, or empty.
-    pub version: &'static str,
+    pub fn version(&self) -> &'static str {
+        self.served().map_or("", |gv| gv.version)
+    }
+
     /// See [`LABELLED_RESOURCES`]; empty for external metrics (whose resource segment is the metric name) and for
     /// non-resource paths.
-    pub resource: &'static str,
-    /// Always empty: in Kubernetes' attributes it is the metric name, which is not bounded.
-    pub subresource: &'static str,
+    pub fn resource(&self) -> &'static str {
+        match self.resource {
+            0 => "",
+            1 => "other",
+            i => LABELLED_RESOURCES.get(usize::from(i) - 2).copied().unwrap_or("other"),
+        }
+    }
+
     /// `resource`, `namespace`, `cluster`, or empty for non-resource paths.
-    pub scope: &'static str,
+    pub fn scope(&self) -> &'static str {
+        SCOPES.get(usize::from(self.scope)).copied().unwrap_or("")
+    }
+
+    /// The key of these labels with a status code and a write group (an index into [`WRITE_GROUPS`]).
+    fn key(self, code: u16, write_group: u8) -> u64 {
+        u64::from(self.verb)
+            | u64::from(self.group_version) << 8
+            | u64::from(self.resource) << 16
+            | u64::from(self.scope) << 24
+            | u64::from(write_group) << 32
+            | u64::from(code) << 40
+    }
+
+    /// The inverse of [`Self::key`].
+    fn from_key(key: u64) -> (RequestLabels, u16, u8) {
+        let byte = |shift: u32| u8::try_from((key >> shift) & 0xff).unwrap_or(0);
+        let labels = RequestLabels { verb: byte(0), group_version: byte(8), resource: byte(16), scope: byte(24) };
+        (labels, u16::try_from((key >> 40) & 0xffff).unwrap_or(0), byte(32))
+    }
+
+    fn encoded(&self) -> DurationLabels {
+        DurationLabels {
+            verb: self.verb(),
+            group: self.group(),
+            version: self.version(),
+            resource: self.resource(),
+            subresource: "",
+            scope: self.scope(),
+        }
+    }
+}
+
+/// `apiserver_request_duration_seconds`' labels as written; `subresource` is always empty: in Kubernetes'
+/// attributes it is the metric name, which is not bounded.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    verb: &'static str,
+    group: &'static str,
+    version: &'static str,
+    resource: &'static str,
+    subresource: &'static str,
+    scope: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,10 +202,6 @@ struct CodeLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-fn request_histogram() -> Histogram {
-    Histogram::new(REQUEST_DURATION_BUCKETS)
-}
-
 fn review_histogram() -> Histogram {
     Histogram::new(REVIEW_DURATION_BUCKETS)
 }
@@ -125,13 +209,10 @@ fn review_histogram() -> Histogram {
 /// The adapter's metrics and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestCodeLabels, Counter>,
-    durations: HistogramFamily<RequestLabels>,
-    /// `apiserver_current_inflight_requests`' two series, looked up once.
-    inflight_read_only: Gauge,
-    inflight_mutating: Gauge,
-    writes: Family<WriteLabels, Counter>,
-    freshness: Histogram,
+    /// `apiserver_request_total`, `apiserver_request_duration_seconds`, `apiserver_current_inflight_requests` and
+    /// `metrics_apiserver_writes_total`, rendered by [`RequestCollector`].
+    requests: Arc<RequestCounts>,
+    freshness: Arc<AtomicHistogram>,
     authn: ReviewMetrics,
     authz: ReviewMetrics,
     label_index: Arc<OnceLock<Arc<WatchLabelIndex>>>,
@@ -298,42 +379,113 @@ impl Collector for ComponentCollector {
     }
 }
 
+/// Renders the request counts: summed over the shards at scrape time.
+#[derive(Debug)]
+struct RequestCollector(Arc<RequestCounts>);
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = &self.0;
+        let mut by_code = std::collections::BTreeMap::<(RequestLabels, u16), u64>::new();
+        let mut durations = std::collections::BTreeMap::<RequestLabels, requests::Slot>::new();
+        let mut writes = std::collections::BTreeMap::<(u8, u16), u64>::new();
+        for (key, slot) in counts.snapshot() {
+            let (labels, code, write_group) = RequestLabels::from_key(key);
+            *by_code.entry((labels, code)).or_default() += slot.count;
+            match durations.entry(labels) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(slot.clone());
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => entry.get_mut().add(&slot),
+            }
+            if write_group != 0 {
+                *writes.entry((write_group, code)).or_default() += slot.count;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "apiserver_request",
+            "Counter of apiserver requests broken out for each verb, group, version, resource, scope and HTTP response code",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((labels, code), count) in &by_code {
+            let l = labels.encoded();
+            let labels = RequestCodeLabels {
+                verb: l.verb,
+                group: l.group,
+                version: l.version,
+                resource: l.resource,
+                subresource: l.subresource,
+                scope: l.scope,
+                code: *code,
+            };
+            ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds for each verb, group, version, resource, subresource and scope",
+            None,
+            MetricType::Histogram,
+        )?;
+        let bounds: Vec<f64> = counts.bucket_bounds().collect();
+        for (labels, slot) in &durations {
+            let buckets: Vec<(f64, u64)> = bounds.iter().copied().zip(slot.buckets.iter().copied()).collect();
+            family
+                .encode_family(&labels.encoded())?
+                .encode_histogram::<NoLabelSet>(slot.sum, slot.count, &buckets, None)?;
+        }
+        // Both kinds always, as Kubernetes': a dashboard sees 0, not a missing series.
+        let mut family = encoder.encode_descriptor(
+            "apiserver_current_inflight_requests",
+            "Requests being served, by kind (readOnly, mutating)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (kind, name) in [(RequestKind::ReadOnly, "readOnly"), (RequestKind::Mutating, "mutating")] {
+            ConstGauge::new(counts.in_flight(kind))
+                .encode(family.encode_family(&KindLabels { request_kind: name })?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "metrics_apiserver_writes",
+            "Requests to the write API by metric group and result (accepted, refused) with the HTTP status code",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((group, code), count) in &writes {
+            let group = WRITE_GROUPS.get(usize::from(*group)).copied().unwrap_or("");
+            let result = if StatusCode::from_u16(*code).is_ok_and(|c| c.is_success()) { "accepted" } else { "refused" };
+            ConstCounter::new(*count).encode(family.encode_family(&WriteLabels { group, result, code: *code })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `metrics_apiserver_metric_freshness_seconds`, observed without a lock.
+#[derive(Debug)]
+struct FreshnessMetric(Arc<AtomicHistogram>);
+
+impl EncodeMetric for FreshnessMetric {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.0.read();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 impl Metrics {
     /// Every metric, registered; the store's figures are read from `store` when scraped.
     pub fn new(store: Arc<dyn MetricStore>) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<RequestCodeLabels, Counter>::default();
-        let durations: HistogramFamily<RequestLabels> = Family::new_with_constructor(request_histogram);
-        let inflight = Family::<KindLabels, Gauge>::default();
-        let writes = Family::<WriteLabels, Counter>::default();
-        let freshness = Histogram::new(FRESHNESS_BUCKETS);
-        registry.register(
-            "apiserver_request",
-            "Counter of apiserver requests broken out for each verb, group, version, resource, scope and HTTP response code",
-            requests.clone(),
-        );
-        registry.register(
-            "apiserver_request_duration_seconds",
-            "Response latency distribution in seconds for each verb, group, version, resource, subresource and scope",
-            durations.clone(),
-        );
-        registry.register(
-            "apiserver_current_inflight_requests",
-            "Requests being served, by kind (readOnly, mutating)",
-            inflight.clone(),
-        );
-        // Present from the start, as Kubernetes': a dashboard sees 0, not a missing series.
-        let inflight_read_only = inflight.get_or_create_owned(&KindLabels { request_kind: "readOnly" });
-        let inflight_mutating = inflight.get_or_create_owned(&KindLabels { request_kind: "mutating" });
-        registry.register(
-            "metrics_apiserver_writes",
-            "Requests to the write API by metric group and result (accepted, refused) with the HTTP status code",
-            writes.clone(),
-        );
+        let requests = Arc::new(RequestCounts::new(&REQUEST_DURATION_BUCKETS));
+        registry.register_collector(Box::new(RequestCollector(Arc::clone(&requests))));
+        let freshness = AtomicHistogram::new(&FRESHNESS_BUCKETS);
         registry.register(
             "metrics_apiserver_metric_freshness_seconds",
             "Age in seconds of the values returned to readers (read time minus the value's timestamp)",
-            freshness.clone(),
+            FreshnessMetric(Arc::clone(&freshness)),
         );
         let authn = ReviewMetrics::new();
         authn.register(&mut registry, "apiserver_delegated_authn", "TokenReview");
@@ -346,19 +498,7 @@ impl Metrics {
             label_index: Arc::clone(&label_index),
             review_caches: Arc::clone(&review_caches),
         }));
-        Metrics {
-            registry,
-            requests,
-            durations,
-            inflight_read_only,
-            inflight_mutating,
-            writes,
-            freshness,
-            authn,
-            authz,
-            label_index,
-            review_caches,
-        }
+        Metrics { registry, requests, freshness, authn, authz, label_index, review_caches }
     }
 
     /// Shows the label index's figures (cluster mode); the first index given stays.
@@ -374,19 +514,18 @@ impl Metrics {
 
     /// Starts counting a request: it is in flight until the returned guard is finished or dropped.
     pub fn request_started(&self, method: &Method, path: &str, query: Option<&str>) -> RequestTimer<'_> {
-        let inflight = if is_mutating(method) { &self.inflight_mutating } else { &self.inflight_read_only };
-        inflight.inc();
-        let write_group = crate::ingest::is_write_path(path).then(|| {
-            if path.starts_with(WRITE_EXTERNAL_PREFIX) || path == "/write-external-metrics" {
-                EXTERNAL_GROUP
-            } else {
-                CUSTOM_GROUP
-            }
-        });
+        let kind = if is_mutating(method) { RequestKind::Mutating } else { RequestKind::ReadOnly };
+        let in_flight = self.requests.started(kind);
+        // An index into WRITE_GROUPS.
+        let write_group = match crate::ingest::is_write_path(path) {
+            false => 0,
+            true if path.starts_with(WRITE_EXTERNAL_PREFIX) || path == "/write-external-metrics" => 2,
+            true => 1,
+        };
         RequestTimer {
-            metrics: self,
+            counts: &self.requests,
             labels: request_labels(method, path, query),
-            inflight,
+            in_flight,
             write_group,
             started: Instant::now(),
         }
@@ -394,7 +533,7 @@ impl Metrics {
 
     /// The read API's handle on `metrics_apiserver_metric_freshness_seconds`.
     pub fn freshness(&self) -> Freshness {
-        Freshness(self.freshness.clone())
+        Freshness(Arc::clone(&self.freshness))
     }
 
     /// `reviewer`, its TokenReviews counted and timed (`apiserver_delegated_authn_request_*`).
@@ -434,10 +573,11 @@ fn is_mutating(method: &Method) -> bool {
 
 /// A request being served; see [`Metrics::request_started`].
 pub struct RequestTimer<'a> {
-    metrics: &'a Metrics,
+    counts: &'a RequestCounts,
     labels: RequestLabels,
-    inflight: &'a Gauge,
-    write_group: Option<&'static str>,
+    in_flight: InFlight,
+    /// An index into [`WRITE_GROUPS`]: 0 unless the path is the write API's.
+    write_group: u8,
     started: Instant,
 }
 
@@ -445,36 +585,21 @@ impl RequestTimer<'_> {
     /// The request was answered with `status`. `write_route` says whether the write API's route took it (or would
     /// have, had the access layer let it through): such requests are also counted in `metrics_apiserver_writes`.
     pub fn finish(self, status: StatusCode, write_route: bool) {
-        let code = status.as_u16();
-        let l = self.labels;
-        let labels = RequestCodeLabels {
-            verb: l.verb,
-            group: l.group,
-            version: l.version,
-            resource: l.resource,
-            subresource: l.subresource,
-            scope: l.scope,
-            code,
-        };
-        self.metrics.requests.get_or_create(&labels).inc();
-        self.metrics.durations.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
-        if let (true, Some(group)) = (write_route, self.write_group) {
-            let result = if status.is_success() { "accepted" } else { "refused" };
-            self.metrics.writes.get_or_create(&WriteLabels { group, result, code }).inc();
-        }
+        let write_group = if write_route { self.write_group } else { 0 };
+        self.counts.record(self.labels.key(status.as_u16(), write_group), self.started.elapsed().as_secs_f64());
     }
 }
 
 impl Drop for RequestTimer<'_> {
     fn drop(&mut self) {
         // Also when the connection went away mid-request and the future was dropped.
-        self.inflight.dec();
+        self.counts.ended(&self.in_flight);
     }
 }
 
 /// Observes the age of the values returned to readers (`metrics_apiserver_metric_freshness_seconds`).
 #[derive(Clone, Debug)]
-pub struct Freshness(Histogram);
+pub struct Freshness(Arc<AtomicHistogram>);
 
 impl Freshness {
     /// Observes the age, now, of values with these timestamps (milliseconds since the epoch); a timestamp in the
@@ -492,9 +617,9 @@ impl Freshness {
     }
 }
 
-/// The method as Kubernetes reports it, from a fixed set.
-fn method_verb(method: &Method) -> &'static str {
-    match *method {
+/// The method as Kubernetes reports it: an index into [`VERBS`].
+fn method_verb(method: &Method) -> u8 {
+    let verb = match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
@@ -504,14 +629,14 @@ fn method_verb(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::CONNECT => "CONNECT",
         _ => "other",
-    }
+    };
+    index_of(VERBS, verb)
 }
 
 /// The labels of a request, as Kubernetes' request metrics compute them from its `RequestInfo`
 /// (docs/wire-contract.md §6.3), within the fixed sets of [`RequestLabels`]. Allocates nothing.
 pub fn request_labels(method: &Method, path: &str, query: Option<&str>) -> RequestLabels {
-    let non_resource =
-        RequestLabels { verb: method_verb(method), group: "", version: "", resource: "", subresource: "", scope: "" };
+    let non_resource = RequestLabels { verb: method_verb(method), group_version: 0, resource: 0, scope: 0 };
     let mut segments = path.trim_matches('/').split('/');
     if segments.next() != Some("apis") {
         return non_resource;
@@ -519,7 +644,7 @@ pub fn request_labels(method: &Method, path: &str, query: Option<&str>) -> Reque
     let (Some(group), Some(version)) = (segments.next(), segments.next()) else {
         return non_resource;
     };
-    let Some(served) = SERVED.iter().find(|gv| gv.group == group && gv.version == version) else {
+    let Some(served) = SERVED.iter().position(|gv| gv.group == group && gv.version == version) else {
         return non_resource;
     };
     let rest: [Option<&str>; 5] = std::array::from_fn(|_| segments.next().filter(|s| !s.is_empty()));
@@ -538,28 +663,28 @@ pub fn request_labels(method: &Method, path: &str, query: Option<&str>) -> Reque
     };
     let verb = match *method {
         Method::GET | Method::HEAD if name.is_none() => {
-            if watch_requested(query) {
-                "WATCH"
-            } else {
-                "LIST"
-            }
+            index_of(VERBS, if watch_requested(query) { "WATCH" } else { "LIST" })
         }
         _ => method_verb(method),
     };
-    let scope = if name.is_some() {
-        "resource"
-    } else if namespaced {
-        "namespace"
-    } else {
-        "cluster"
-    };
-    let resource = if served.group == EXTERNAL_GROUP {
-        ""
+    let scope = index_of(
+        SCOPES,
+        if name.is_some() {
+            "resource"
+        } else if namespaced {
+            "namespace"
+        } else {
+            "cluster"
+        },
+    );
+    let resource = if SERVED[served].group == EXTERNAL_GROUP {
+        0
     } else {
         let plural = resource.unwrap_or("").split('.').next().unwrap_or("");
-        LABELLED_RESOURCES.iter().copied().find(|r| *r == plural).unwrap_or("other")
+        LABELLED_RESOURCES.iter().position(|r| *r == plural).and_then(|i| u8::try_from(i + 2).ok()).unwrap_or(1)
     };
-    RequestLabels { verb, group: served.group, version: served.version, resource, subresource: "", scope }
+    let group_version = u8::try_from(served + 1).unwrap_or(0);
+    RequestLabels { verb, group_version, resource, scope }
 }
 
 /// Whether the query asks for a watch, as Kubernetes reads it (absent, `0` and `false` are not).
@@ -611,7 +736,7 @@ mod tests {
         query: Option<&str>,
     ) -> (&'static str, &'static str, &'static str, &'static str) {
         let l = request_labels(&method, path, query);
-        (l.verb, l.group, l.resource, l.scope)
+        (l.verb(), l.group(), l.resource(), l.scope())
     }
 
     #[test]
@@ -657,8 +782,9 @@ mod tests {
     #[test]
     fn a_request_is_in_flight_until_its_timer_is_finished_or_dropped() {
         let metrics = Metrics::new(Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default())));
-        let gauge =
-            |kind| if kind == "readOnly" { metrics.inflight_read_only.get() } else { metrics.inflight_mutating.get() };
+        let gauge = |kind| {
+            metrics.requests.in_flight(if kind == "readOnly" { RequestKind::ReadOnly } else { RequestKind::Mutating })
+        };
         let read = metrics.request_started(&Method::GET, "/readyz", None);
         let write = metrics.request_started(&Method::POST, "/write-metrics/namespaces/a/pods/b/q", None);
         assert_eq!((gauge("readOnly"), gauge("mutating")), (1, 1));
