@@ -138,7 +138,6 @@ mod tests {
     use std::time::Duration;
 
     use arc_swap::ArcSwap;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::net::TcpStream;
 
@@ -151,6 +150,7 @@ mod tests {
     use crate::cluster::{BuiltinMapper, StandaloneLabelIndex};
     use crate::server::health::Health;
     use crate::server::listener::{self, ConnectionLimits};
+    use crate::server::raw_http::{self, closes_within};
     use crate::server::shutdown;
     use crate::store::{Limits, MemoryStore, MetricStore};
 
@@ -173,22 +173,10 @@ mod tests {
         }
     }
 
+    /// Whether a GET of `/readyz` with `token` (if any) is answered 200.
     async fn get(stream: &mut TcpStream, token: Option<&str>) -> bool {
         let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let request = format!("GET /readyz HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
-            _ => false,
-        }
-    }
-
-    async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
-        let mut buf = [0u8; 16];
-        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        raw_http::get_status(stream, "/readyz", &authorization).await == Some(200)
     }
 
     #[tokio::test]
@@ -242,13 +230,9 @@ mod tests {
     }
 
     /// The status code of `GET path` with bearer `token` on a new connection.
-    async fn status_of(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
+    async fn status_of(addr: std::net::SocketAddr, path: &str, token: &str) -> Option<u16> {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
-        String::from_utf8_lossy(&buf[..n]).chars().skip("HTTP/1.1 ".len()).take(3).collect()
+        raw_http::get_status(&mut stream, path, &format!("Authorization: Bearer {token}\r\n")).await
     }
 
     #[tokio::test]
@@ -278,11 +262,11 @@ mod tests {
             Duration::from_secs(1),
         ));
         // A token that does not authenticate: refused under Read, never looked at under Always.
-        assert_eq!(status_of(addr, "/healthz", "bad").await, "401");
-        assert_eq!(status_of(addr, "/livez", "bad").await, "200");
-        assert_eq!(status_of(addr, "/healthz", "good").await, "200");
+        assert_eq!(status_of(addr, "/healthz", "bad").await, Some(401));
+        assert_eq!(status_of(addr, "/livez", "bad").await, Some(200));
+        assert_eq!(status_of(addr, "/healthz", "good").await, Some(200));
         // No route: 404.
-        assert_eq!(status_of(addr, "/other", "good").await, "404");
+        assert_eq!(status_of(addr, "/other", "good").await, Some(404));
         trigger.trigger();
         server.await.unwrap();
     }
@@ -304,19 +288,15 @@ mod tests {
         let server =
             tokio::spawn(listener::serve(listener, None, Arc::new(handler), limits, shutdown, Duration::from_secs(1)));
         let mut first = TcpStream::connect(addr).await.unwrap();
-        first.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = first.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&buf[..n]));
+        assert_eq!(raw_http::get_status(&mut first, "/nothing-here", "").await, Some(404));
         // Then a connection that sends nothing, and a newcomer: the oldest unauthenticated connection is closed,
         // which must be the silent one, not the one that completed a request.
         let mut silent = TcpStream::connect(addr).await.unwrap();
         let mut newcomer = TcpStream::connect(addr).await.unwrap();
         assert!(get(&mut newcomer, None).await);
         assert!(closes_within(&mut silent, Duration::from_secs(5)).await, "the cap is not enforced at all");
-        first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let n = first.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "the connection that got a 404 was closed");
+        let again = raw_http::get_status(&mut first, "/healthz", "").await;
+        assert_eq!(again, Some(200), "the connection that got a 404 was closed");
         trigger.trigger();
         drop((first, newcomer));
         server.await.unwrap();

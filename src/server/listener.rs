@@ -258,10 +258,10 @@ async fn serve_connection<H: Handler>(
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::response::empty_response;
+    use crate::server::raw_http::{self, closes_within};
 
     /// Marks a connection authenticated when the request says so.
     struct MarksWhenTold;
@@ -275,23 +275,10 @@ mod tests {
         }
     }
 
+    /// Whether a GET, marked authenticated or not, is answered 200.
     async fn request(stream: &mut TcpStream, authenticated: bool) -> bool {
         let header = if authenticated { "X-Authenticated: yes\r\n" } else { "" };
-        let request = format!("GET / HTTP/1.1\r\nHost: x\r\n{header}\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 512];
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
-            _ => false,
-        }
-    }
-
-    /// Whether the server closes `stream` within `within` (it reads end-of-file or an error).
-    async fn closes_within(stream: &mut TcpStream, within: Duration) -> bool {
-        let mut buf = [0u8; 16];
-        matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        raw_http::get_status(stream, "/", header).await == Some(200)
     }
 
     const SOON: Duration = Duration::from_secs(5);

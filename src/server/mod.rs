@@ -6,6 +6,8 @@ pub mod framing;
 pub mod health;
 pub mod idle;
 pub mod listener;
+#[cfg(test)]
+pub mod raw_http;
 pub mod shutdown;
 pub mod tls;
 pub mod unauthenticated;
