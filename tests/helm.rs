@@ -575,3 +575,48 @@ podDisruptionBudget: {enabled: true, maxUnavailable: 1}
     assert!(error.contains("needs one of minAvailable and maxUnavailable"), "{error}");
     assert_eq!(render("").pod().node_selector.unwrap().get("kubernetes.io/os").map(String::as_str), Some("linux"));
 }
+
+#[test]
+fn each_store_renders_flags_the_program_accepts_and_redis_takes_its_password_from_the_secret() {
+    use custom_metrics_apiserver::store::Backend;
+    use custom_metrics_apiserver::store::flags::PASSWORD_ENV;
+    // The default: the memory store, one replica, no password anywhere.
+    let memory = render("");
+    assert_eq!(memory.config().unwrap().store, Backend::Memory);
+    assert!(memory.container().env.is_none());
+
+    let values = "replicas: 3\nstore:\n  type: redis\n  redis:\n    url: redis://metrics@redis.data.svc:6380/2\n    \
+                  passwordSecret: {name: redis-auth, key: secret}\n";
+    let redis = render(values);
+    assert_eq!(redis.deployment().spec.replicas, Some(3));
+    let Backend::Redis(options) = redis.config().unwrap().store else {
+        panic!("store.type: redis renders no redis:// store")
+    };
+    assert_eq!((options.host.as_str(), options.port, options.db), ("redis.data.svc", 6380, 2));
+    assert_eq!(options.username.as_deref(), Some("metrics"));
+    assert!(options.password.is_none(), "the password must not be in the arguments");
+    let env = redis.container().env.unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, PASSWORD_ENV);
+    let secret = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((secret.name.as_str(), secret.key.as_str()), ("redis-auth", "secret"));
+
+    // Without a Secret: a Redis without a password.
+    let no_password = render("store: {type: redis, redis: {url: \"redis://redis:6379\"}}\n");
+    assert!(matches!(no_password.config().unwrap().store, Backend::Redis(_)));
+    assert!(no_password.container().env.is_none());
+}
+
+#[test]
+fn a_store_that_is_unknown_without_url_or_with_a_password_in_it_is_refused() {
+    let error = refused("store: {type: disk}\n");
+    assert!(error.contains(r#"store.type: "disk" is not one of memory, redis"#), "{error}");
+    let error = refused("store: {type: redis}\n");
+    assert!(error.contains("store.type=redis needs store.redis.url"), "{error}");
+    let error = refused("store: {type: redis, redis: {url: \"redis://user:hunter2@redis:6379\"}}\n");
+    assert!(error.contains("store.redis.url holds a password"), "{error}");
+    assert!(!error.contains("hunter2"), "the refusal must not repeat the password: {error}");
+    // Several replicas need the shared store, which takes them.
+    let error = refused("replicas: 2\nstore: {type: memory}\n");
+    assert!(error.contains("or store.type: redis to share the values between replicas"), "{error}");
+}

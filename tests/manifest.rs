@@ -23,14 +23,29 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name} in the manifest"))
 }
 
+/// The container's arguments through the program's own flag parser.
+fn config_of(deployment: &Value) -> Config {
+    let args = args_of(deployment);
+    Config::from_args(std::iter::once("custom-metrics-apiserver").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("manifest args {args:?} are refused: {e}"))
+}
+
+fn args_of(deployment: &Value) -> Vec<&str> {
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect()
+}
+
 #[test]
 fn the_container_arguments_are_valid_flags_listening_where_the_ports_say() {
-    let docs = documents();
-    let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
+    for file in ["deployment.yaml", "ha.yaml"] {
+        container_arguments_are_valid_flags_listening_where_the_ports_say(&documents_of(file));
+    }
+}
+
+fn container_arguments_are_valid_flags_listening_where_the_ports_say(docs: &[Value]) {
+    let deployment = find(docs, "Deployment", "custom-metrics-apiserver");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let config = Config::from_args(std::iter::once("custom-metrics-apiserver").chain(args.iter().copied()))
-        .unwrap_or_else(|e| panic!("manifest args {args:?} are refused: {e}"));
+    let config = config_of(deployment);
     assert!(config.secure_addr.ip().is_unspecified(), "the pod must listen on all interfaces");
     assert!(config.cluster().is_some(), "the manifest must run the adapter in cluster mode");
     assert!(config.cluster().unwrap().kubeconfig.is_none(), "in a pod the adapter uses its ServiceAccount");
@@ -162,4 +177,96 @@ fn the_memory_limit_gives_the_default_store_budget() {
     // In the pod the budget is derived from this limit (cgroup); outside a container it is the fixed default. Both
     // must agree, so that the README's figures hold in either case.
     assert_eq!(budget::from_memory_limit(mebibytes << 20), DEFAULT_MAX_STORE_BYTES);
+}
+
+// The HA variant (deploy/k8s/ha.yaml): deployment.yaml with replicas on the Redis store.
+
+/// deployment.yaml's Deployment with what ha.yaml changes taken out of both, so that the rest must be equal.
+fn without_ha_changes(deployment: &Value) -> Value {
+    let mut d = deployment.clone();
+    let spec = d["spec"].as_mapping_mut().unwrap();
+    spec.remove("replicas");
+    spec.remove("strategy");
+    let pod = d["spec"]["template"]["spec"].as_mapping_mut().unwrap();
+    pod.remove("affinity");
+    pod.remove("topologySpreadConstraints");
+    let container = d["spec"]["template"]["spec"]["containers"][0].as_mapping_mut().unwrap();
+    container.remove("env");
+    let args = container.get_mut("args").unwrap().as_sequence_mut().unwrap();
+    args.retain(|a| !a.as_str().unwrap().starts_with("--store="));
+    d
+}
+
+#[test]
+fn the_ha_manifest_is_deployment_yaml_but_for_its_deployment_and_disruption_budget() {
+    let base = documents();
+    let ha = documents_of("ha.yaml");
+    let key = |d: &Value| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap());
+    let mut base_keys: Vec<String> = base.iter().map(key).collect();
+    base_keys.push("PodDisruptionBudget/custom-metrics-apiserver".into());
+    base_keys.sort();
+    let mut ha_keys: Vec<String> = ha.iter().map(key).collect();
+    ha_keys.sort();
+    assert_eq!(ha_keys, base_keys, "ha.yaml must hold deployment.yaml's objects and a PodDisruptionBudget");
+    for doc in &base {
+        let other = find(&ha, doc["kind"].as_str().unwrap(), doc["metadata"]["name"].as_str().unwrap());
+        if doc["kind"].as_str() == Some("Deployment") {
+            assert_eq!(
+                without_ha_changes(other),
+                without_ha_changes(doc),
+                "the Deployments differ beyond the HA changes"
+            );
+            // The stock arguments all stay, in order, with the store added.
+            let (base_args, ha_args) = (args_of(doc), args_of(other));
+            assert_eq!(ha_args.iter().filter(|a| !a.starts_with("--store=")).copied().collect::<Vec<_>>(), base_args);
+        } else {
+            assert_eq!(other, doc, "{} differs between deployment.yaml and ha.yaml", key(doc));
+        }
+    }
+}
+
+#[test]
+fn the_ha_manifest_runs_two_replicas_on_redis_with_the_password_from_a_secret() {
+    use custom_metrics_apiserver::store::Backend;
+    use custom_metrics_apiserver::store::flags::PASSWORD_ENV;
+    let docs = documents_of("ha.yaml");
+    let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
+    assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(2));
+    let Backend::Redis(redis) = config_of(deployment).store else { panic!("ha.yaml must choose a redis:// store") };
+    assert!(redis.password.is_none(), "the password must not sit in the arguments");
+    assert!(!args_of(deployment).iter().any(|a| a.starts_with("--store-password")), "the password comes from the env");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].as_sequence().unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0]["name"].as_str(), Some(PASSWORD_ENV));
+    let secret = &env[0]["valueFrom"]["secretKeyRef"];
+    assert_eq!(secret["name"].as_str(), Some("custom-metrics-apiserver-redis"));
+    assert_eq!(secret["key"].as_str(), Some("password"));
+    assert!(secret["optional"].is_null(), "without the Secret the pods must not start without a password");
+    // A rolling update never takes both replicas at once.
+    assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(), Some(1));
+}
+
+#[test]
+fn the_ha_replicas_are_kept_apart_and_a_disruption_budget_keeps_one_up() {
+    let docs = documents_of("ha.yaml");
+    let deployment = find(&docs, "Deployment", "custom-metrics-apiserver");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&deployment["spec"]["selector"]["matchLabels"], pod_labels);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["podAffinityTerm"]["topologyKey"].as_str(), Some("kubernetes.io/hostname"));
+    assert_eq!(&anti["podAffinityTerm"]["labelSelector"]["matchLabels"], pod_labels);
+    let spread = &pod["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"].as_str(), Some("topology.kubernetes.io/zone"));
+    assert_eq!(&spread["labelSelector"]["matchLabels"], pod_labels);
+
+    let pdb = find(&docs, "PodDisruptionBudget", "custom-metrics-apiserver");
+    assert_eq!(pdb["metadata"]["namespace"], deployment["metadata"]["namespace"]);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], pod_labels);
+    let min_available = pdb["spec"]["minAvailable"].as_u64().unwrap();
+    assert!(
+        (1..deployment["spec"]["replicas"].as_u64().unwrap()).contains(&min_available),
+        "minAvailable {min_available} must keep one replica up and still allow a drain"
+    );
 }

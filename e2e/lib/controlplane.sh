@@ -54,7 +54,7 @@ start_apiserver() {
     --requestheader-group-headers=X-Remote-Group \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$D/front-proxy-client.crt" --proxy-client-key-file="$D/front-proxy-client.key" \
-    --enable-aggregator-routing=false \
+    --enable-aggregator-routing="${E2E_AGGREGATOR_ROUTING:-false}" \
     --disable-admission-plugins=ServiceAccount \
     --profiling=false --v=1
   # /readyz includes the RBAC bootstrap and APIService registration hooks.

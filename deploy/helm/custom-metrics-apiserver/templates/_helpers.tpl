@@ -62,8 +62,19 @@ Refusals, with what to do instead: rendered by the Deployment's template, so tha
 both stop on them.
 */}}
 {{- define "cma.validate" -}}
-{{- if gt (int .Values.replicas) 1 }}
-{{- fail (printf "replicas: %v is refused: the adapter keeps its metrics in memory, in each replica separately, so a value written to one replica would be missing from the others' answers. Use replicas: 1." .Values.replicas) }}
+{{- if not (has .Values.store.type (list "memory" "redis")) }}
+{{- fail (printf "store.type: %q is not one of memory, redis" (toString .Values.store.type)) }}
+{{- end }}
+{{- if and (gt (int .Values.replicas) 1) (eq .Values.store.type "memory") }}
+{{- fail (printf "replicas: %v is refused: the adapter keeps its metrics in memory, in each replica separately, so a value written to one replica would be missing from the others' answers. Use replicas: 1, or store.type: redis to share the values between replicas." .Values.replicas) }}
+{{- end }}
+{{- if eq .Values.store.type "redis" }}
+{{- if not (regexMatch "^rediss?://" (toString .Values.store.redis.url)) }}
+{{- fail (printf "store.type=redis needs store.redis.url: redis://[user@]host:port[/db] (got %q)" (toString .Values.store.redis.url)) }}
+{{- end }}
+{{- if regexMatch "^rediss?://[^/@]*:[^/@]*@" .Values.store.redis.url }}
+{{- fail "store.redis.url holds a password, which would sit in the Deployment for anyone who may read it: put it in a Secret and name it in store.redis.passwordSecret" }}
+{{- end }}
 {{- end }}
 {{- if lt (int .Values.replicas) 1 }}
 {{- fail (printf "replicas: %v is refused: the metrics APIs need one adapter." .Values.replicas) }}
