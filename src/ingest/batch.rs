@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use crate::cluster::MapperError;
 use crate::quantity::Quantity;
 use crate::response::{self, BatchCause, HttpResponse, RequestError};
 use crate::selector::{parse_labels_map, validate_label_key, validate_label_value_for_key};
-use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesLabels, StoreError};
+use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesLabels};
 
 /// The path of batch writes: the custom write prefix without anything after it.
 pub const BATCH_PATH: &str = "/write-metrics";
@@ -559,17 +559,18 @@ impl Ingest {
     }
 
     /// Stores the batch in one `put_many`; if the store refused any write, puts the batch's series back as they
-    /// were before it and refuses the batch with the store's errors.
+    /// were before it (the store gives the sample each write replaced) and refuses the batch with the store's
+    /// errors.
     async fn store_all(&self, total: usize, ready: Vec<Ready<'_>>) -> Result<(), RequestError> {
-        let previous = self.snapshot(&ready).await?;
         let puts = ready.iter().map(|item| item.series.put(item.write.clone())).collect();
         let results = self.store.put_many(puts).await;
         let mut causes = Vec::new();
-        let mut applied = HashSet::new();
+        // Per series written, the live sample before the batch's first write to it.
+        let mut previous: HashMap<&SeriesKey<'_>, Option<Sample>> = HashMap::new();
         for (item, result) in ready.iter().zip(results) {
             match result {
-                Ok(()) => {
-                    applied.insert(&item.series);
+                Ok(replaced) => {
+                    previous.entry(&item.series).or_insert(replaced);
                 }
                 Err(error) => causes.push(item_cause(item.index, RequestError::Store(error))),
             }
@@ -577,45 +578,17 @@ impl Ingest {
         if causes.is_empty() {
             return Ok(());
         }
-        self.undo(&applied, &previous).await;
+        self.undo(previous).await;
         Err(refused(total, causes))
     }
 
-    /// The live value of every series of the batch before it is applied; `None` where there is none.
-    async fn snapshot<'a>(&self, ready: &[Ready<'a>]) -> Result<HashMap<SeriesKey<'a>, Option<Sample>>, StoreError> {
-        let mut previous = HashMap::with_capacity(ready.len());
-        let mut external: HashMap<(&str, &str), Vec<Sample>> = HashMap::new();
-        for item in ready {
-            if previous.contains_key(&item.series) {
-                continue;
-            }
-            let sample = match &item.series {
-                SeriesKey::Custom { resource, namespace, name, metric } => {
-                    self.store.get_custom(CustomSeriesId { resource, namespace, name, metric }).await?
-                }
-                SeriesKey::External { namespace, metric, labels } => {
-                    let samples = match external.entry((*namespace, *metric)) {
-                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(entry) => {
-                            entry.insert(self.store.list_external(namespace, metric).await?)
-                        }
-                    };
-                    samples.iter().find(|sample| &sample.labels == labels).cloned()
-                }
-            };
-            previous.insert(item.series.clone(), sample);
-        }
-        Ok(previous)
-    }
-
-    /// Puts `applied` series back as `previous` says: deleted where the batch created them, rewritten with their
-    /// value, labels and remaining lifetime where it replaced one. A write made to one of them by someone else
-    /// between the batch and the undo is lost; a failure to undo is logged.
-    async fn undo(&self, applied: &HashSet<&SeriesKey<'_>>, previous: &HashMap<SeriesKey<'_>, Option<Sample>>) {
+    /// Puts the series the batch wrote back as `previous` says: deleted where the batch created them, rewritten
+    /// with their value, labels and remaining lifetime where it replaced one. A write made to one of them by
+    /// someone else between the batch and the undo is lost; a failure to undo is logged.
+    async fn undo(&self, previous: HashMap<&SeriesKey<'_>, Option<Sample>>) {
         let now = SystemClock.now_millis();
         let mut restores = Vec::new();
-        for series in applied {
-            let before = previous.get(*series).cloned().flatten();
+        for (series, before) in previous {
             let ttl = before.as_ref().map(|sample| match sample.expires_at_millis {
                 i64::MAX => Ok(None),
                 deadline if deadline > now => Ok(Some(Duration::from_millis((deadline - now).unsigned_abs()))),

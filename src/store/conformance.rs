@@ -496,40 +496,53 @@ pub async fn accounting_returns_to_zero_after_deletes_and_expiry<S: Subject>() {
     assert_eq!((store.series_count(), store.bytes_used()), (0, 0), "expiry gives everything back");
 }
 
-/// `put_many`: each write applied or refused on its own, in order; result `i` is write `i`'s.
+/// `put_many`: each write applied or refused on its own, in order; result `i` is write `i`'s, with the live sample it
+/// replaced.
 pub async fn put_many_applies_each_write_on_its_own_in_order<S: Subject>() {
-    let limits = Limits { max_series: 3, max_labels_per_series: 1, ..Limits::default() };
-    let (store, _) = subject::<S>(limits).await;
+    let limits = Limits { max_series: 4, max_labels_per_series: 1, ..Limits::default() };
+    let (store, clock) = subject::<S>(limits).await;
     assert!(store.put_many(Vec::new()).await.is_empty());
+    store.put_custom(pod("old"), write("7", secs(5))).await.unwrap();
+    store.put_external("default", "e", labelled("8", &[("q", "1")])).await.unwrap();
+    clock.advance(6_000);
     let results = store
         .put_many(vec![
             Put::Custom(pod("a"), write("1", None)),
             Put::Custom(pod("b"), labelled("1", &[("x", "1"), ("y", "2")])),
             Put::External { namespace: "default", metric: "e", write: write("2", secs(10)) },
-            Put::Custom(pod("a"), write("3", None)),
-            Put::Custom(pod("c"), write("4", None)),
+            Put::Custom(pod("a"), labelled("3", &[("x", "1")])),
+            Put::External { namespace: "default", metric: "e", write: labelled("9", &[("q", "1")]) },
+            Put::Custom(pod("old"), write("4", None)),
             Put::Custom(pod("d"), write("5", None)),
-            Put::Custom(pod("c"), write("6", None)),
+            Put::Custom(pod("old"), write("6", None)),
         ])
         .await;
+    type Shown = Result<Option<(String, BTreeMap<String, String>)>, StoreError>;
+    let shown: Vec<Shown> = results
+        .into_iter()
+        .map(|result| result.map(|replaced| replaced.map(|sample| (sample.value.to_string(), sample.labels.to_map()))))
+        .collect();
+    let pair = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
     assert_eq!(
-        results,
+        shown,
         [
-            Ok(()),
+            Ok(None),
             Err(StoreError::TooManyLabels { count: 2, limit: 1 }),
-            Ok(()),
-            Ok(()),
-            Ok(()),
-            Err(StoreError::SeriesLimit { limit: 3 }),
-            Ok(()),
+            Ok(None),
+            Ok(Some(("1".to_string(), BTreeMap::new()))),
+            Ok(Some(("8".to_string(), pair("q", "1")))),
+            // The earlier value of `old` had expired: nothing live was replaced.
+            Ok(None),
+            Err(StoreError::SeriesLimit { limit: 4 }),
+            Ok(Some(("4".to_string(), BTreeMap::new()))),
         ]
     );
     assert_eq!(value(store.get_custom(pod("a")).await.unwrap()).as_deref(), Some("3"), "later writes win");
     assert_eq!(store.get_custom(pod("b")).await.unwrap(), None, "the refused write stored nothing");
-    assert_eq!(value(store.get_custom(pod("c")).await.unwrap()).as_deref(), Some("6"));
+    assert_eq!(value(store.get_custom(pod("old")).await.unwrap()).as_deref(), Some("6"));
     assert_eq!(store.get_custom(pod("d")).await.unwrap(), None);
-    assert_eq!(values(store.list_external("default", "e").await.unwrap()), ["2"]);
-    assert_eq!(store.series_count(), 3);
+    assert_eq!(values(store.list_external("default", "e").await.unwrap()), ["2", "9"]);
+    assert_eq!(store.series_count(), 4);
 }
 
 /// A store that can serve says so.

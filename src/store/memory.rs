@@ -37,7 +37,7 @@ use dashmap::mapref::entry::Entry;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Sample, SampleWrite, SeriesLabels, StoreError,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesLabels, StoreError,
     StoreStats, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
@@ -364,15 +364,6 @@ impl Inner {
         self.clock.now_millis()
     }
 
-    fn sample(&self, write: SampleWrite) -> Sample {
-        let now = self.now();
-        let expires_at_millis = match write.ttl {
-            Some(ttl) => now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
-            None => i64::MAX,
-        };
-        Sample { value: write.value, timestamp_millis: now, expires_at_millis, labels: write.labels }
-    }
-
     /// Reserves room for one more series, or refuses.
     fn reserve_series(&self) -> Result<(), StoreError> {
         let limit = self.limits.max_series;
@@ -410,7 +401,7 @@ impl Inner {
         key: &Q,
         sample: Sample,
         creation: Creation<P, M>,
-    ) -> Result<(), StoreError>
+    ) -> Result<Option<Sample>, StoreError>
     where
         K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -446,10 +437,7 @@ impl Inner {
                     }
                 }
                 group.pair.wrote(Some(old_deadline), deadline);
-                if let Some(existing) = series.map.get_mut(key) {
-                    *existing = sample;
-                }
-                return Ok(());
+                return Ok(series.map.get_mut(key).map(|existing| std::mem::replace(existing, sample)));
             }
             self.reserve_series()?;
             let mut needed = SERIES_BYTES + key_bytes + labels_bytes(&sample.labels) + deadline_bytes(deadline);
@@ -467,7 +455,7 @@ impl Inner {
                 self.schedule(kind, group_key, series, deadline);
             }
             series.map.insert(key, sample);
-            Ok(())
+            Ok(None)
         };
         // Fast path: the group exists. The shard read guard is held while the group is written so that a group
         // left empty (dropped under the shard write lock) can never be dropped while we write into it.
@@ -743,7 +731,7 @@ impl MetricStore for MemoryStore {
     async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
         check_custom_id(&id)?;
         check_labels(&write.labels, &self.inner.limits)?;
-        self.put_custom_sample(id, self.inner.sample(write))
+        self.put_custom_sample(id, write.at(self.inner.now()))
     }
 
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
@@ -886,7 +874,29 @@ impl MetricStore for MemoryStore {
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
         check_external_id(namespace, metric)?;
         check_labels(&write.labels, &self.inner.limits)?;
-        self.put_external_sample(namespace, metric, self.inner.sample(write))
+        self.put_external_sample(namespace, metric, write.at(self.inner.now()))
+    }
+
+    /// Each write replaces in one step under its group's lock; the whole batch is stamped with one reading of the
+    /// clock.
+    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
+        let now = self.inner.now();
+        let live = |replaced: Option<Sample>| replaced.filter(|sample| sample.is_live(now));
+        writes
+            .into_iter()
+            .map(|put| match put {
+                Put::Custom(id, write) => {
+                    check_custom_id(&id)?;
+                    check_labels(&write.labels, &self.inner.limits)?;
+                    self.replace_custom(id, write.at(now)).map(live)
+                }
+                Put::External { namespace, metric, write } => {
+                    check_external_id(namespace, metric)?;
+                    check_labels(&write.labels, &self.inner.limits)?;
+                    self.replace_external(namespace, metric, write.at(now)).map(live)
+                }
+            })
+            .collect()
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
@@ -949,6 +959,11 @@ impl MemoryStore {
     /// Stores a custom sample as given (timestamp and deadline included), with the limits on series and bytes but
     /// without the name and label checks, which the caller made.
     pub(crate) fn put_custom_sample(&self, id: CustomSeriesId<'_>, sample: Sample) -> Result<(), StoreError> {
+        self.replace_custom(id, sample).map(drop)
+    }
+
+    /// [`Self::put_custom_sample`], giving the sample it replaced (live or expired).
+    fn replace_custom(&self, id: CustomSeriesId<'_>, sample: Sample) -> Result<Option<Sample>, StoreError> {
         let inner = &self.inner;
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
         let object_key = object_key(&group_key, id.metric);
@@ -966,13 +981,19 @@ impl MemoryStore {
 
     /// Stores an external sample as given; see [`Self::put_custom_sample`]. The sample's labels are the identity.
     pub(crate) fn put_external_sample(&self, namespace: &str, metric: &str, sample: Sample) -> Result<(), StoreError> {
+        self.replace_external(namespace, metric, sample).map(drop)
+    }
+
+    /// [`Self::put_external_sample`], giving the sample it replaced (live or expired), its labels restored.
+    fn replace_external(&self, namespace: &str, metric: &str, sample: Sample) -> Result<Option<Sample>, StoreError> {
         let inner = &self.inner;
         // The labels are the key; the stored sample carries none, so that they are held (and accounted) once.
         let mut sample = sample;
         let key = std::mem::take(&mut sample.labels);
         let creation =
             Creation { pair: || inner.external_pair(metric), key: || key.clone(), key_bytes: labels_bytes(&key) };
-        inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)
+        let replaced = inner.put(&inner.external, &external_group_key(namespace, metric), &key, sample, creation)?;
+        Ok(replaced.map(|sample| Sample { labels: key, ..sample }))
     }
 
     /// The bytes that writing a custom value with these labels (and a deadline or not) would add to the accounting

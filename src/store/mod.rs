@@ -199,6 +199,17 @@ pub struct SampleWrite {
     pub ttl: Option<Duration>,
 }
 
+impl SampleWrite {
+    /// The sample this write stores when made at `now_millis`.
+    pub fn at(self, now_millis: i64) -> Sample {
+        let expires_at_millis = match self.ttl {
+            Some(ttl) => now_millis.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            None => i64::MAX,
+        };
+        Sample { value: self.value, timestamp_millis: now_millis, expires_at_millis, labels: self.labels }
+    }
+}
+
 /// Identity of a custom series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomSeriesId<'a> {
@@ -296,14 +307,25 @@ pub trait MetricStore: Send + Sync + 'static {
 
     /// Stores a batch of writes. Each write is applied or refused on its own, in order, as if they were made one after
     /// the other: result `i` is the outcome of write `i`, a refused write changes nothing and the others still apply.
-    /// Not atomic: a reader may see part of a batch. The default makes one call per write; a networked backend
-    /// overrides it to make the batch one round trip.
-    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<(), StoreError>> {
+    /// An applied write gives the live sample it replaced (`None` where the series had none), so that a caller can
+    /// undo it without reading first. Not atomic: a reader may see part of a batch. The default reads then writes,
+    /// one call each per write; a store overrides it to replace in one step (and a networked one to make the batch
+    /// one round trip).
+    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
         let mut results = Vec::with_capacity(writes.len());
         for put in writes {
             results.push(match put {
-                Put::Custom(id, write) => self.put_custom(id, write).await,
-                Put::External { namespace, metric, write } => self.put_external(namespace, metric, write).await,
+                Put::Custom(id, write) => match self.get_custom(id).await {
+                    Ok(previous) => self.put_custom(id, write).await.map(|()| previous),
+                    Err(error) => Err(error),
+                },
+                Put::External { namespace, metric, write } => match self.list_external(namespace, metric).await {
+                    Ok(samples) => {
+                        let previous = samples.into_iter().find(|sample| sample.labels == write.labels);
+                        self.put_external(namespace, metric, write).await.map(|()| previous)
+                    }
+                    Err(error) => Err(error),
+                },
             });
         }
         results

@@ -776,10 +776,13 @@ impl MetricStore for RedisStore {
         self.shared.mirror.load_full().list_external_metrics().await
     }
 
-    /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order.
-    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<(), StoreError>> {
+    /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order. The samples
+    /// replaced are this replica's copy's when the batch is sent (another replica's write in flight is not seen).
+    async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
         let shared = &self.shared;
-        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+        let mirror = shared.mirror.load_full();
+        let mut replaced: HashMap<String, Option<Sample>> = HashMap::new();
+        let mut results: Vec<Result<Option<Sample>, StoreError>> = Vec::with_capacity(writes.len());
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_LUA).ignore();
         let mut sent = Vec::new();
@@ -792,6 +795,23 @@ impl MetricStore for RedisStore {
             };
             match checked {
                 Ok(((field, payload), ttl)) => {
+                    // The batch's own earlier write to the series is what this one replaces.
+                    let previous = match replaced.get(&field) {
+                        Some(previous) => previous.clone(),
+                        None => match &put {
+                            Put::Custom(id, _) => mirror.get_custom(*id).await.unwrap_or_default(),
+                            Put::External { namespace, metric, write } => mirror
+                                .list_external(namespace, metric)
+                                .await
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|sample| sample.labels == write.labels),
+                        },
+                    };
+                    let write = match &put {
+                        Put::Custom(_, write) | Put::External { write, .. } => write.clone(),
+                    };
+                    replaced.insert(field.clone(), Some(write.at(shared.clock.now_millis())));
                     let keys = &shared.keys;
                     pipe.cmd("EVALSHA")
                         .arg(PUT.get_hash())
@@ -803,7 +823,7 @@ impl MetricStore for RedisStore {
                         pipe.arg(arg);
                     }
                     sent.push(i);
-                    results.push(Ok(()));
+                    results.push(Ok(previous));
                 }
                 Err(error) => results.push(Err(error)),
             }
