@@ -142,11 +142,26 @@ impl fmt::Debug for Password {
     }
 }
 
+/// The PEM CA bundle that a `rediss://` store verifies the server with; `Debug` shows its size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle(pub Vec<u8>);
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes of PEM>", self.0.len())
+    }
+}
+
 /// Where the Redis store is and how it behaves, from the store flags (src/store/flags.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`, without credentials: how messages name the store.
+    /// `redis://host:port/db` or `rediss://host:port/db`, without credentials: how messages name the store.
     pub address: String,
+    /// TLS (`rediss://`): the server's certificate is verified against `ca`, else the system's roots, and its name
+    /// against `host`.
+    pub tls: bool,
+    /// `--store-ca-file`'s bundle, with `tls` only.
+    pub ca: Option<CaBundle>,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -319,7 +334,15 @@ impl RedisStore {
         if let Some(password) = &options.password {
             settings = settings.set_password(&password.0);
         }
-        let client = Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
+        let info = info.set_redis_settings(settings);
+        let client = match &options.ca {
+            // rustls with the crate's one provider (ring): the same TLS stack as the serving side.
+            Some(ca) => {
+                Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(ca.0.clone()) })
+            }
+            None => Client::open(info),
+        }
+        .map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_connection_timeout(Some(REDIS_TIMEOUT))
