@@ -39,6 +39,15 @@ pub struct StoreFlags {
     #[arg(long, env = "CUSTOM_METRICS_STORE_MAX_STALENESS", default_value = "30s", value_parser = parse_duration)]
     pub store_max_staleness: Duration,
 
+    /// With a `redis://` store: Redis replicas that must have confirmed each write (`WAIT`) before it is
+    /// acknowledged; a write fewer confirmed is answered 503 (it may still be stored). 0 waits for none.
+    #[arg(long, env = "CUSTOM_METRICS_STORE_WAIT_REPLICAS", default_value_t = 0)]
+    pub store_wait_replicas: u32,
+
+    /// With --store-wait-replicas: how long a write waits for the replicas' confirmations at most.
+    #[arg(long, env = "CUSTOM_METRICS_STORE_WAIT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub store_wait_timeout: Duration,
+
     /// Lifetime of every written value unless the write gives `ttl`; 0 keeps values until overwritten.
     #[arg(long, env = "CUSTOM_METRICS_METRIC_TTL", default_value = "0", value_parser = parse_duration)]
     pub metric_ttl: Duration,
@@ -118,6 +127,12 @@ pub enum StoreConfigError {
     /// A password for the in-memory store.
     #[error("{0} is given but --store=memory has no password; drop it or choose a redis:// store")]
     PasswordWithoutRedis(&'static str),
+    /// Waiting for replicas of a store that has none.
+    #[error("--store-wait-replicas is given but --store=memory has no replicas; drop it or choose a redis:// store")]
+    WaitWithoutRedis,
+    /// A wait of zero would be no wait at all (`WAIT n 0` blocks forever).
+    #[error("--store-wait-timeout must be greater than zero")]
+    ZeroWaitTimeout,
     /// A staleness of zero would make every replica not ready.
     #[error("--store-max-staleness must be greater than zero")]
     ZeroStaleness,
@@ -142,10 +157,16 @@ impl StoreFlags {
             if self.store_ca_file.is_some() {
                 return Err(StoreConfigError::CaWithoutTls("--store=memory".into()));
             }
+            if self.store_wait_replicas > 0 {
+                return Err(StoreConfigError::WaitWithoutRedis);
+            }
             return Ok(Backend::Memory);
         }
         if self.store_max_staleness.is_zero() {
             return Err(StoreConfigError::ZeroStaleness);
+        }
+        if self.store_wait_timeout.is_zero() {
+            return Err(StoreConfigError::ZeroWaitTimeout);
         }
         let url = ::redis::parse_redis_url(store).ok_or_else(|| StoreConfigError::Unknown(store.to_string()))?;
         let mut shown = url.clone();
@@ -208,6 +229,8 @@ impl StoreFlags {
             username,
             password: password.map(Password),
             max_staleness: self.store_max_staleness,
+            wait_replicas: self.store_wait_replicas,
+            wait_timeout: self.store_wait_timeout,
             key_prefix: super::redis::DEFAULT_KEY_PREFIX.to_string(),
         }))
     }
@@ -322,6 +345,20 @@ mod tests {
         let missing = format!("--store-ca-file={}", dir.path().join("absent").display());
         let error = parse(&["--store=rediss://h:1", &missing], None).unwrap_err();
         assert!(matches!(error, StoreConfigError::CaFile { .. }), "{error}");
+    }
+
+    #[test]
+    fn waiting_for_replicas_needs_redis_and_a_timeout() {
+        let options = redis(parse(&["--store=redis://h:1"], None).unwrap());
+        assert_eq!((options.wait_replicas, options.wait_timeout), (0, Duration::from_secs(1)), "the defaults");
+        let options = redis(
+            parse(&["--store=redis://h:1", "--store-wait-replicas=2", "--store-wait-timeout=250ms"], None).unwrap(),
+        );
+        assert_eq!((options.wait_replicas, options.wait_timeout), (2, Duration::from_millis(250)));
+        assert_eq!(parse(&["--store-wait-replicas=1"], None), Err(StoreConfigError::WaitWithoutRedis));
+        assert_eq!(parse(&["--store-wait-replicas=0"], None), Ok(Backend::Memory));
+        let error = parse(&["--store=redis://h:1", "--store-wait-replicas=1", "--store-wait-timeout=0"], None);
+        assert_eq!(error, Err(StoreConfigError::ZeroWaitTimeout));
     }
 
     #[test]

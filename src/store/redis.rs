@@ -174,6 +174,10 @@ pub struct RedisOptions {
     pub password: Option<Password>,
     /// How long reads are served while the copy is not in sync before the store reports unhealthy.
     pub max_staleness: Duration,
+    /// Redis replicas that must confirm each write (`WAIT`) before it is acknowledged; 0 for none.
+    pub wait_replicas: u32,
+    /// How long a write waits for those confirmations.
+    pub wait_timeout: Duration,
     /// Prefix of every key the store uses.
     pub key_prefix: String,
 }
@@ -305,6 +309,8 @@ struct Shared {
     applied: watch::Sender<Position>,
     sync: Mutex<SyncState>,
     max_staleness: Duration,
+    /// --store-wait-replicas and --store-wait-timeout, when replicas are waited for.
+    wait: Option<(u32, Duration)>,
     /// How long one `XREAD` waits: well within the staleness, so that an idle replica stays in sync.
     block: Duration,
     address: String,
@@ -343,8 +349,11 @@ impl RedisStore {
             None => Client::open(info),
         }
         .map_err(unavailable)?;
+        // A write's answer comes after its `WAIT`, if any.
+        let response_timeout =
+            REDIS_TIMEOUT + if options.wait_replicas > 0 { options.wait_timeout } else { Duration::ZERO };
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(response_timeout))
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(REDIS_TIMEOUT);
@@ -375,6 +384,7 @@ impl RedisStore {
             applied: watch::Sender::new(Position::default()),
             sync: Mutex::new(SyncState::default()),
             max_staleness: options.max_staleness,
+            wait: (options.wait_replicas > 0).then_some((options.wait_replicas, options.wait_timeout)),
             block: BLOCK.min(options.max_staleness / 3).max(Duration::from_millis(10)),
             address: options.address.clone(),
         });
@@ -404,6 +414,15 @@ impl RedisStore {
 
     async fn put(&self, field: String, payload: String, ttl: Option<Duration>) -> Result<(), StoreError> {
         let shared = &self.shared;
+        if shared.wait.is_some() {
+            let calls = [shared.put_args(field, payload, ttl).to_vec()];
+            let (mut replies, replicas) = shared.run(&PUT, PUT_LUA, &calls, false).await?;
+            let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
+            let reply: Vec<Value> = redis::from_redis_value(reply).map_err(|e| shared.bad_reply(&e.to_string()))?;
+            let position = shared.put_outcome(reply)?;
+            replicas?;
+            return shared.confirm(position).await;
+        }
         let mut invocation = PUT.prepare_invoke();
         invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
         for arg in shared.put_args(field, payload, ttl) {
@@ -418,15 +437,28 @@ impl RedisStore {
     /// Removes the fields; returns (live ones removed, all removed).
     async fn delete(&self, fields: Vec<String>) -> Result<(usize, usize), StoreError> {
         let shared = &self.shared;
-        let mut invocation = DELETE.prepare_invoke();
-        invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
-        invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
-        for field in fields {
-            invocation.arg(field);
-        }
-        let mut conn = shared.writes.clone();
-        let (live, removed, id): (usize, usize, String) =
-            invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?;
+        let (live, removed, id): (usize, usize, String) = if shared.wait.is_some() {
+            let mut args = vec![shared.now_arg(), STREAM_LENGTH.to_string()];
+            args.extend(fields);
+            let (mut replies, replicas) = shared.run(&DELETE, DELETE_LUA, &[args], false).await?;
+            let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
+            let outcome: (usize, usize, String) =
+                redis::from_redis_value(reply).map_err(|e| shared.bad_reply(&e.to_string()))?;
+            // Nothing removed, nothing to replicate.
+            if outcome.1 > 0 {
+                replicas?;
+            }
+            outcome
+        } else {
+            let mut invocation = DELETE.prepare_invoke();
+            invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
+            invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
+            for field in fields {
+                invocation.arg(field);
+            }
+            let mut conn = shared.writes.clone();
+            invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?
+        };
         if removed > 0 {
             let position = Position::parse(&id).ok_or_else(|| shared.bad_reply(&id))?;
             shared.confirm(position).await?;
@@ -460,6 +492,65 @@ impl RedisStore {
 }
 
 impl Shared {
+    /// Runs `script` once per entry of `calls` (its ARGV; KEYS are the store's) as one pipeline on the write
+    /// connection, then `WAIT` when --store-wait-replicas is set: one round trip, and the `WAIT` covers exactly
+    /// these writes (it waits for what this connection wrote before it). Loads the script first when `load`, else
+    /// only when Redis answers that it lacks it. Returns each call's reply, and whether enough replicas confirmed.
+    async fn run(
+        &self,
+        script: &Script,
+        text: &str,
+        calls: &[Vec<String>],
+        load: bool,
+    ) -> Result<(Vec<Value>, Result<(), StoreError>), StoreError> {
+        let build = |load: bool| {
+            let mut pipe = redis::pipe();
+            if load {
+                pipe.cmd("SCRIPT").arg("LOAD").arg(text).ignore();
+            }
+            for args in calls {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(3)
+                    .arg(&self.keys.series)
+                    .arg(&self.keys.deadlines)
+                    .arg(&self.keys.stream)
+                    .arg(args);
+            }
+            if let Some((replicas, timeout)) = self.wait {
+                pipe.cmd("WAIT").arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+            }
+            pipe
+        };
+        let mut conn = self.writes.clone();
+        let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+        let mut replies: Vec<Value> = match build(load).query_async(&mut conn).await {
+            Err(error) if !load && error.kind() == no_script => build(true).query_async(&mut conn).await,
+            result => result,
+        }
+        .map_err(|e| self.unavailable(&e))?;
+        let Some((wanted, timeout)) = self.wait else {
+            return Ok((replies, Ok(())));
+        };
+        let confirmed: i64 = match replies.pop() {
+            Some(reply) => redis::from_redis_value(reply).map_err(|e| self.bad_reply(&e.to_string()))?,
+            None => return Err(self.bad_reply("no reply to WAIT")),
+        };
+        if replies.len() != calls.len() {
+            return Err(self.bad_reply(&format!("{} replies to {} scripts", replies.len(), calls.len())));
+        }
+        let enough = if confirmed >= i64::from(wanted) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "Redis store {}: {confirmed} of {wanted} Redis replicas confirmed the write within {timeout:?} \
+                 (--store-wait-replicas); the primary has it, so it may still be stored",
+                self.address
+            )))
+        };
+        Ok((replies, enough))
+    }
+
     fn unavailable(&self, error: &RedisError) -> StoreError {
         StoreError::Unavailable(format!("Redis store {}: {error}", self.address))
     }
@@ -803,8 +894,7 @@ impl MetricStore for RedisStore {
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<(), StoreError>> {
         let shared = &self.shared;
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_LUA).ignore();
+        let mut calls = Vec::new();
         let mut sent = Vec::new();
         for (i, put) in writes.into_iter().enumerate() {
             let checked = match &put {
@@ -815,16 +905,7 @@ impl MetricStore for RedisStore {
             };
             match checked {
                 Ok(((field, payload), ttl)) => {
-                    let keys = &shared.keys;
-                    pipe.cmd("EVALSHA")
-                        .arg(PUT.get_hash())
-                        .arg(3)
-                        .arg(&keys.series)
-                        .arg(&keys.deadlines)
-                        .arg(&keys.stream);
-                    for arg in shared.put_args(field, payload, ttl) {
-                        pipe.arg(arg);
-                    }
+                    calls.push(shared.put_args(field, payload, ttl).to_vec());
                     sent.push(i);
                     results.push(Ok(()));
                 }
@@ -834,11 +915,9 @@ impl MetricStore for RedisStore {
         if sent.is_empty() {
             return results;
         }
-        let mut conn = shared.writes.clone();
-        let replies: Vec<Vec<Value>> = match pipe.query_async(&mut conn).await {
+        let (replies, replicas) = match shared.run(&PUT, PUT_LUA, &calls, true).await {
             Ok(replies) => replies,
             Err(error) => {
-                let error = shared.unavailable(&error);
                 for i in sent {
                     results[i] = Err(error.clone());
                 }
@@ -847,10 +926,21 @@ impl MetricStore for RedisStore {
         };
         let mut last = None;
         for (i, reply) in sent.into_iter().zip(replies) {
-            match shared.put_outcome(reply) {
+            let outcome = redis::from_redis_value::<Vec<Value>>(reply)
+                .map_err(|e| shared.bad_reply(&e.to_string()))
+                .and_then(|reply| shared.put_outcome(reply));
+            match outcome {
                 Ok(position) => last = last.max(Some(position)),
                 Err(error) => results[i] = Err(error),
             }
+        }
+        if last.is_some()
+            && let Err(error) = replicas
+        {
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(error.clone());
+            }
+            return results;
         }
         if let Some(position) = last
             && let Err(error) = shared.confirm(position).await

@@ -114,6 +114,8 @@ impl RedisServer {
             username: None,
             password: None,
             max_staleness,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
             key_prefix: DEFAULT_KEY_PREFIX.into(),
         }
     }
@@ -171,6 +173,8 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--dir"])
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--save", "", "--daemonize", "no", "--logfile", ""])
+            // A replica (start_replica_of) gets its first copy at once rather than after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
