@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::redis::{DEFAULT_KEY_PREFIX, RedisOptions};
+use super::redis::{CaBundle, DEFAULT_KEY_PREFIX, RedisOptions};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -102,12 +102,12 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
-    /// Options for a store on this server.
+    /// Options for a store on this server (a TLS server's own CA as `--store-ca-file` would give it).
     pub fn options(&self, max_staleness: Duration) -> RedisOptions {
         RedisOptions {
             address: self.address(),
             tls: self.tls.is_some(),
-            ca: None,
+            ca: self.tls.as_ref().map(|tls| CaBundle(tls.ca_pem.clone().into_bytes())),
             host: "127.0.0.1".into(),
             port: self.port,
             db: 0,
