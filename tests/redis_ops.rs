@@ -152,3 +152,26 @@ async fn a_write_short_of_replicas_answers_503_with_the_count_in_its_status() {
     assert!(text.contains(&primary.address()), "the Status names the store: {text}");
     server.stop().await;
 }
+
+/// `/metrics` reads the copy's expiry count as a counter: a full load, which replaces the copy, must not make it go
+/// back (docs/architecture.md §10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expired_count_survives_a_full_load_of_the_copy() {
+    let mut server = RedisServer::start();
+    let store = replica(&server.options(Duration::from_secs(30))).await;
+    let short = SampleWrite { ttl: Some(Duration::from_millis(200)), ..write("1") };
+    store.put_custom(pod("short"), short).await.unwrap();
+    eventually("the value expires", || async { value(&store, "short").await.is_none() }).await;
+    store.purge_expired();
+    let stats = || store.stats().expect("the Redis store keeps figures");
+    assert_eq!(stats().expired_series, 1);
+    // The next write's script drops the expired series from Redis too, so the next load does not see it at all.
+    store.put_custom(pod("long"), write("2")).await.unwrap();
+
+    server.restart();
+    let server_changed =
+        || stats().replication.unwrap().resyncs.iter().any(|(why, n)| *why == "server_changed" && *n == 1);
+    eventually("the copy is loaded again from the restarted server", || async { server_changed() }).await;
+    assert_eq!(value(&store, "long").await.as_deref(), Some("2"));
+    assert_eq!(stats().expired_series, 1, "the counter carries over the replaced copy's expiries");
+}
