@@ -1,6 +1,6 @@
 //! The Redis store's operational options on real `redis-server`s (docs/architecture.md §10): TLS (`rediss://` with
-//! `--store-ca-file`) and waiting for Redis replicas (`--store-wait-replicas`). Visibility is awaited by polling,
-//! never timed; the bound on the polls only keeps a broken build from hanging.
+//! `--store-ca-file`), waiting for Redis replicas (`--store-wait-replicas`), and the figures `/metrics` reads.
+//! Visibility is awaited by polling, never timed; the bound on the polls only keeps a broken build from hanging.
 
 mod common;
 
