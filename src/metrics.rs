@@ -36,7 +36,7 @@ use crate::auth::{AccessReviewer, Attributes, CacheCounters, Decision, ReviewErr
 use crate::cluster::label_index::WatchLabelIndex;
 use crate::ingest::WRITE_EXTERNAL_PREFIX;
 use crate::response::{self, HttpResponse};
-use crate::store::MetricStore;
+use crate::store::{HistogramSnapshot, MetricStore, ReplicationStats};
 
 /// The path of the endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -283,6 +283,58 @@ fn const_counters<const N: usize>(
     Ok(())
 }
 
+/// A histogram from figures read at scrape time.
+struct ConstHistogram<'a>(&'a HistogramSnapshot);
+
+impl EncodeMetric for ConstHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum, self.0.count, &self.0.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The Redis store's figures (docs/architecture.md §10): round trips by operation, the copy's lag, its full loads
+/// and how long changes took to reach it.
+fn encode_replication(e: &mut DescriptorEncoder, stats: &ReplicationStats) -> Result<(), std::fmt::Error> {
+    let mut family = e.encode_descriptor(
+        "metrics_apiserver_store_request_duration_seconds",
+        "Round trips to the shared store (Redis) in seconds, by operation (write, batch, delete, load, time)",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (operation, histogram) in &stats.round_trips {
+        ConstHistogram(histogram).encode(family.encode_family(&[("operation", *operation)])?)?;
+    }
+    if let Some(lag) = stats.lag_seconds {
+        let gauge = ConstGauge::new(lag);
+        gauge.encode(e.encode_descriptor(
+            "metrics_apiserver_store_replication_lag_seconds",
+            "Seconds since this replica's copy last held everything the shared store held (up to about a second \
+             while it follows; grows while it cannot); absent before the first load",
+            None,
+            gauge.metric_type(),
+        )?)?;
+    }
+    let resyncs: Vec<([(&'static str, &'static str); 1], u64)> =
+        stats.resyncs.iter().map(|(why, n)| ([("reason", *why)], *n)).collect();
+    const_counters(
+        e,
+        "metrics_apiserver_store_resyncs",
+        "Full loads of this replica's copy from the shared store, by reason (start, trimmed, server_changed)",
+        &resyncs,
+    )?;
+    let delay = ConstHistogram(&stats.apply_delay);
+    delay.encode(e.encode_descriptor(
+        "metrics_apiserver_store_apply_delay_seconds",
+        "Seconds from a change entering the shared store to this replica's copy applying it, by the store's clock",
+        None,
+        MetricType::Histogram,
+    )?)
+}
+
 /// The figures that components keep themselves, read when scraped: the store's, the label index's, the review
 /// caches'. The components count with plain atomics and know nothing of this module.
 struct ComponentCollector {
@@ -331,6 +383,9 @@ impl Collector for ComponentCollector {
                 "Series removed from the store because their ttl ran out",
                 &[([], stats.expired_series)],
             )?;
+            if let Some(replication) = &stats.replication {
+                encode_replication(e, replication)?;
+            }
         }
         if let Some(index) = self.label_index.get() {
             let stats = index.stats();

@@ -234,3 +234,70 @@ async fn in_cluster_mode_metrics_need_get_on_the_metrics_path_and_count_the_dele
     assert_eq!(value(&samples, "metrics_apiserver_label_index_watch_restarts_total", &[]), 0.0);
     server.stop().await;
 }
+
+/// With `--store=redis://…`: the store's round trips by operation, the copy's lag, its full loads by reason and the
+/// delay of changes reaching it, and the stored series counted from the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_redis_store_the_scrape_has_round_trips_lag_resyncs_and_the_copys_series() {
+    let mut redis = custom_metrics_apiserver::store::redis_testing::RedisServer::start();
+    let store = format!("--store={}", redis.address());
+    let server = common::start(&[&store]).await;
+    for pod in ["web-1", "web-2", "web-3"] {
+        let (status, body) = server.post(&format!("/write-metrics/namespaces/default/pods/{pod}/q"), "5").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = server.post("/write-external-metrics/namespaces/default/queue", "7").await;
+    assert_eq!(status, 200, "{body}");
+    let batch = r#"{"items": [{"namespace": "default", "resource": "pods", "name": "web-4", "metric": "q", "value": "1"},
+                  {"namespace": "default", "resource": "pods", "name": "web-5", "metric": "q", "value": "2"}]}"#;
+    let (status, body) = server.post("/write-metrics", batch).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.delete("/write-metrics/namespaces/default/pods/web-5/q").await;
+    assert_eq!(status, 200, "{body}");
+
+    let scrape = async || {
+        let response = server.client.get(server.api_url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        parse(&response.text().await.unwrap())
+    };
+    let (samples, types) = scrape().await;
+    assert_documented(&types);
+    let custom = "custom.metrics.k8s.io";
+    assert_eq!(value(&samples, "metrics_apiserver_stored_series", &[("group", custom)]), 4.0);
+    assert_eq!(value(&samples, "metrics_apiserver_stored_series", &[("group", "external.metrics.k8s.io")]), 1.0);
+    assert_eq!(value(&samples, "metrics_apiserver_expired_series_total", &[]), 0.0);
+
+    let round_trips = "metrics_apiserver_store_request_duration_seconds";
+    assert_eq!(types[round_trips], "histogram");
+    let count = format!("{round_trips}_count");
+    assert_eq!(value(&samples, &count, &[("operation", "write")]), 4.0, "three custom writes, one external");
+    assert_eq!(value(&samples, &count, &[("operation", "batch")]), 1.0, "the batch is one round trip");
+    assert_eq!(value(&samples, &count, &[("operation", "delete")]), 1.0);
+    assert_eq!(value(&samples, &count, &[("operation", "load")]), 1.0, "the copy was loaded once");
+    assert!(value(&samples, &count, &[("operation", "time")]) >= 1.0);
+    assert_eq!(value(&samples, &format!("{round_trips}_bucket"), &[("operation", "write"), ("le", "+Inf")]), 4.0);
+
+    let resyncs = "metrics_apiserver_store_resyncs_total";
+    assert_eq!(value(&samples, resyncs, &[("reason", "start")]), 1.0);
+    assert_eq!(value(&samples, resyncs, &[("reason", "server_changed")]), 0.0);
+    let lag = value(&samples, "metrics_apiserver_store_replication_lag_seconds", &[]);
+    assert!((0.0..30.0).contains(&lag), "in sync: {lag}");
+    // Every change reached the copy through the stream: 4 writes, 2 batch items, 1 delete.
+    assert_eq!(value(&samples, "metrics_apiserver_store_apply_delay_seconds_count", &[]), 7.0);
+
+    // Redis restarted (another run_id): the copy is loaded again, counted by its reason.
+    redis.restart();
+    let mut reloaded = false;
+    for _ in 0..6000 {
+        let (samples, _) = scrape().await;
+        if value(&samples, resyncs, &[("reason", "server_changed")]) == 1.0 {
+            assert_eq!(value(&samples, "metrics_apiserver_stored_series", &[("group", custom)]), 4.0, "from the AOF");
+            assert_eq!(value(&samples, &count, &[("operation", "load")]), 2.0);
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(reloaded, "the copy was never reloaded after the restart");
+    server.stop().await;
+}

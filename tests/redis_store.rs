@@ -232,6 +232,8 @@ async fn a_replica_whose_position_was_trimmed_away_reloads_the_full_state() {
     assert_eq!(value(&a, "x").await.as_deref(), Some("1"));
     assert_eq!(value(&a, "z").await.as_deref(), Some("2"));
     assert_eq!(a.series_count(), 3);
+    let resyncs = a.stats().and_then(|stats| stats.replication).map(|replication| replication.resyncs);
+    assert_eq!(resyncs, Some(vec![("start", 1), ("trimmed", 1), ("server_changed", 0)]), "counted for /metrics");
 }
 
 /// Two adapters (standalone, `--store=redis://…`) on one Redis, through their HTTP APIs: a write to one is served by

@@ -386,6 +386,29 @@ impl FakeApiServer {
         self.state.forbidden.lock().unwrap().insert(path.to_string());
     }
 
+    /// Answers `path` again as before [`Self::forbid`].
+    pub fn unforbid(&self, path: &str) {
+        self.state.forbidden.lock().unwrap().remove(path);
+    }
+
+    /// Ends the open watches of `path` (their streams close, as when a connection drops).
+    pub fn break_watches(&self, path: &str) {
+        if let Some(collection) = self.state.collections.lock().unwrap().get_mut(path) {
+            collection.watchers.clear();
+        }
+    }
+
+    /// Tells the open watches of `path` that their resource version is too old (an `ERROR` event with a 410 Status,
+    /// as kube-apiserver sends after compaction) and ends them: watchers list again.
+    pub fn expire_watches(&self, path: &str) {
+        let gone = json!({"type": "ERROR", "object": status_body(410, "Expired", "too old resource version")});
+        if let Some(collection) = self.state.collections.lock().unwrap().get_mut(path) {
+            for watcher in collection.watchers.drain(..) {
+                let _ = watcher.send(gone.clone());
+            }
+        }
+    }
+
     /// Changes the collection at `path` (creating it if needed) and tells its open watches.
     fn event(&self, path: &str, kind: &str, namespace: &str, name: &str, labels: &[(&str, &str)], delete: bool) {
         let rv = self.state.resource_version.fetch_add(1, Ordering::SeqCst) + 1;

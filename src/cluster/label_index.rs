@@ -19,14 +19,16 @@
 //! initial list, every stored object (namespace, name) that the index does not hold is remembered with the time it
 //! was first seen absent. Once it has been absent for at least `deleted_object_grace`, every stored series of that
 //! object is removed from the store. An object that reappears (or whose values are gone) is forgotten. The grace
-//! period covers an object written before the watch has seen it created. Namespace objects (the cluster-scoped
+//! period covers an object written before the watch has seen it created. A type whose watch has failed since its
+//! last completed list (it keeps its view for reads while it retries) is not swept until the watch delivers again:
+//! objects created meanwhile are missing from that view, and their values must not go. Namespace objects (the cluster-scoped
 //! `namespaces` resource) are handled the same way; the values of objects inside a deleted namespace go when those
 //! objects' own deletions are seen. Resource types are named in the store by `ResourceInfo::group_resource()`
 //! (`pods`, `deployments.apps`) and resolved through the resource mapper; a name the mapper no longer knows is
 //! skipped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -76,6 +78,8 @@ struct Counters {
     watch_restarts: AtomicU64,
     /// Series the sweep removed with their deleted objects.
     swept_series: AtomicU64,
+    /// Passes of the sweep completed.
+    sweeps: AtomicU64,
 }
 
 /// The index's figures for `/metrics`.
@@ -89,6 +93,8 @@ pub struct LabelIndexStats {
     pub watch_restarts: u64,
     /// Series removed by the deleted-object sweep since the start.
     pub swept_series: u64,
+    /// Passes of the sweep completed since the start (not shown by `/metrics`; tests wait on it).
+    pub sweeps: u64,
 }
 
 /// Stops every watch and the sweep when dropped.
@@ -153,6 +159,9 @@ struct ResourceWatch {
     started: Instant,
     /// Stops the watch's task.
     task: Mutex<Option<AbortHandle>>,
+    /// Whether the watch has delivered since its last failure (or its list completed): a view that is not current
+    /// may lack objects created since, so the sweep leaves the type alone until it is (module documentation).
+    current: AtomicBool,
 }
 
 impl ResourceWatch {
@@ -163,6 +172,7 @@ impl ResourceWatch {
             state: watch::Sender::new(SyncState::Pending),
             started: Instant::now(),
             task: Mutex::new(None),
+            current: AtomicBool::new(false),
         }
     }
 
@@ -259,6 +269,7 @@ impl WatchLabelIndex {
             watches: count(watches.len()),
             watch_restarts: self.counters.watch_restarts.load(Ordering::Relaxed),
             swept_series: self.counters.swept_series.load(Ordering::Relaxed),
+            sweeps: self.counters.sweeps.load(Ordering::Relaxed),
         }
     }
 
@@ -348,6 +359,10 @@ impl WatchLabelIndex {
             if !watch.is_synced() {
                 continue;
             }
+            if !watch.current.load(Ordering::Acquire) {
+                tracing::debug!(resource, "deleted-object sweep: skipped until the watch follows the cluster again");
+                continue;
+            }
             let stored = match self.store.custom_objects(&resource).await {
                 Ok(stored) => stored,
                 Err(error) => {
@@ -378,6 +393,7 @@ impl WatchLabelIndex {
                 }
             }
         }
+        self.counters.sweeps.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -433,13 +449,22 @@ async fn run_watch(client: kube::Client, watch: Arc<ResourceWatch>, counters: Ar
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
-                let completed = watch.objects_mut().apply(event);
+                let (completed, relisting) = {
+                    let mut objects = watch.objects_mut();
+                    let completed = objects.apply(event);
+                    (completed, objects.relist.is_some())
+                };
                 if completed && !watch.is_synced() {
                     tracing::info!(resource, "metadata watch synced");
                     watch.state.send_replace(SyncState::Synced);
                 }
+                // Events flow again on a view that a completed list started: it follows the cluster once more.
+                if !relisting && watch.is_synced() && !watch.current.swap(true, Ordering::AcqRel) {
+                    tracing::debug!(resource, "metadata watch current again");
+                }
             }
             Err(error) => {
+                watch.current.store(false, Ordering::Release);
                 counters.watch_restarts.fetch_add(1, Ordering::Relaxed);
                 // Once synced, the view stays usable (and is corrected by the next re-list); before, reads must
                 // learn why there is no view.
@@ -910,5 +935,95 @@ mod tests {
         assert_eq!(store.series_count(), 2);
         // ghost's two series and the gone namespace's one, counted once the removals have returned.
         eventually("the sweep has counted what it removed", async || index.stats().swept_series == 3).await;
+    }
+
+    /// A pass count `n` passes after now; the sweep interval times `n` exceeds the grace period in the tests below.
+    async fn wait_for_sweeps(index: &WatchLabelIndex, n: u64) {
+        let from = index.stats().sweeps;
+        eventually("the sweep has run again", async || index.stats().sweeps >= from + n).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_that_failed_since_its_last_list_is_not_swept_until_it_lists_again() {
+        let server = FakeApiServer::start().await;
+        server.add_object(PODS, "default", "web-1", &[]);
+        let store = Arc::new(MemoryStore::new(Default::default()));
+        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
+        store.put_custom(pod("web-1"), one()).await.unwrap();
+        let (index, _guard) = WatchLabelIndex::start(
+            server.client(),
+            store.clone(),
+            Arc::new(BuiltinMapper::default()),
+            options(200, 20),
+        );
+        eventually("the pods watch is open", async || server.is_watched(PODS)).await;
+        wait_for_sweeps(&index, 2).await;
+
+        // The watch breaks and cannot come back (RBAC): the view stays as it was, without what is created now.
+        server.forbid(PODS);
+        server.break_watches(PODS);
+        eventually("the watch has failed", async || index.stats().watch_restarts >= 1).await;
+        server.add_object(PODS, "default", "late", &[]);
+        store.put_custom(pod("late"), one()).await.unwrap();
+        store.put_custom(pod("ghost"), one()).await.unwrap();
+        // 25 passes of 20 ms: more than the 200 ms grace period.
+        wait_for_sweeps(&index, 25).await;
+        assert!(
+            store.get_custom(pod("late")).await.unwrap().is_some(),
+            "a stale view must not remove a new object's values"
+        );
+        assert!(store.get_custom(pod("ghost")).await.unwrap().is_some(), "nothing is swept from a stale view");
+
+        // The watch comes back and lists again: the sweep resumes with a view that has `late`.
+        server.unforbid(PODS);
+        // The watcher's back-off after the refusals can exceed `eventually`'s 5 s; the bound only stops a hang.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.is_watched(PODS) {
+            assert!(Instant::now() < deadline, "the watch never opened again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.expire_watches(PODS);
+        eventually("ghost's value is removed", async || store.get_custom(pod("ghost")).await.unwrap().is_none()).await;
+        wait_for_sweeps(&index, 25).await;
+        assert!(store.get_custom(pod("late")).await.unwrap().is_some());
+        assert!(store.get_custom(pod("web-1")).await.unwrap().is_some());
+    }
+
+    /// Several replicas on one Redis store each run the sweep (docs/architecture.md §10): they decide alike from
+    /// their own watches, and a removal is one atomic script in Redis, so each gone object's values are removed once
+    /// and what exists is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_sweeping_one_redis_store_remove_each_series_once() {
+        use crate::store::redis::{RedisStore, TimeSource};
+        let server = FakeApiServer::start().await;
+        server.add_object(PODS, "default", "web-1", &[]);
+        let redis = crate::store::redis_testing::RedisServer::start();
+        let replica = async || {
+            let since = std::time::Instant::now();
+            let store =
+                RedisStore::connect(&redis.options(Duration::from_secs(30)), Default::default(), TimeSource::Redis)
+                    .unwrap();
+            store.wait_synced_since(since).await;
+            Arc::new(store)
+        };
+        let (a, b) = (replica().await, replica().await);
+        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
+        a.put_custom(pod("web-1"), one()).await.unwrap();
+        a.put_custom(pod("ghost"), one()).await.unwrap();
+        a.put_custom(CustomSeriesId { metric: "n", ..pod("ghost") }, one()).await.unwrap();
+        eventually("B's copy has the three series", async || b.series_count() == 3).await;
+        let mapper: Arc<dyn ResourceMapper> = Arc::new(BuiltinMapper::default());
+        let (index_a, _guard_a) = WatchLabelIndex::start(server.client(), a.clone(), mapper.clone(), options(200, 20));
+        let (index_b, _guard_b) = WatchLabelIndex::start(server.client(), b.clone(), mapper, options(200, 20));
+        eventually("ghost's values are gone from both copies", async || a.series_count() == 1 && b.series_count() == 1)
+            .await;
+        wait_for_sweeps(&index_a, 25).await;
+        wait_for_sweeps(&index_b, 25).await;
+        let swept = index_a.stats().swept_series + index_b.stats().swept_series;
+        assert_eq!(swept, 2, "ghost's two series, removed once between both replicas");
+        assert!(a.get_custom(pod("web-1")).await.unwrap().is_some());
+        assert!(b.get_custom(pod("web-1")).await.unwrap().is_some());
     }
 }

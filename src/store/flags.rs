@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::redis::{Password, RedisOptions};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::redis::{CaBundle, Password, RedisOptions};
 use super::{Backend, Limits};
 use crate::duration::parse_duration;
 
@@ -17,8 +20,8 @@ pub const PASSWORD_ENV: &str = "CUSTOM_METRICS_STORE_PASSWORD";
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct StoreFlags {
     /// Where values are kept: `memory` (this process only), or `redis://[user:password@]host:port[/db]` to share
-    /// them between replicas through Redis or Valkey (docs/architecture.md §10). The password is better given with
-    /// --store-password-file or the environment variable CUSTOM_METRICS_STORE_PASSWORD.
+    /// them between replicas through Redis or Valkey (docs/architecture.md §10); `rediss://` for TLS. The password is
+    /// better given with --store-password-file or the environment variable CUSTOM_METRICS_STORE_PASSWORD.
     #[arg(long, env = "CUSTOM_METRICS_STORE", default_value = "memory")]
     pub store: String,
 
@@ -26,10 +29,24 @@ pub struct StoreFlags {
     #[arg(long, env = "CUSTOM_METRICS_STORE_PASSWORD_FILE")]
     pub store_password_file: Option<PathBuf>,
 
+    /// PEM file of the CA (one or more certificates) that signed the Redis server's certificate; with a `rediss://`
+    /// store only [default: the system's trusted roots].
+    #[arg(long, env = "CUSTOM_METRICS_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
+
     /// With a `redis://` store: how long reads are still served from this replica's copy while it cannot follow
     /// Redis; past it the replica reports not ready (/readyz).
     #[arg(long, env = "CUSTOM_METRICS_STORE_MAX_STALENESS", default_value = "30s", value_parser = parse_duration)]
     pub store_max_staleness: Duration,
+
+    /// With a `redis://` store: Redis replicas that must have confirmed each write (`WAIT`) before it is
+    /// acknowledged; a write fewer confirmed is answered 503 (it may still be stored). 0 waits for none.
+    #[arg(long, env = "CUSTOM_METRICS_STORE_WAIT_REPLICAS", default_value_t = 0)]
+    pub store_wait_replicas: u32,
+
+    /// With --store-wait-replicas: how long a write waits for the replicas' confirmations at most.
+    #[arg(long, env = "CUSTOM_METRICS_STORE_WAIT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub store_wait_timeout: Duration,
 
     /// Lifetime of every written value unless the write gives `ttl`; 0 keeps values until overwritten.
     #[arg(long, env = "CUSTOM_METRICS_METRIC_TTL", default_value = "0", value_parser = parse_duration)]
@@ -77,9 +94,17 @@ pub enum StoreConfigError {
     /// Neither `memory` nor a URL.
     #[error("--store={0:?}: expected `memory` or a URL such as redis://host:6379/0")]
     Unknown(String),
-    /// `rediss://` is not available yet.
-    #[error("--store: TLS to Redis (rediss://) is not supported yet; use redis:// on a trusted network")]
-    TlsUnsupported,
+    /// A CA file without TLS to use it for.
+    #[error("--store-ca-file is given but {0} does not use TLS; use a rediss:// URL or drop the flag")]
+    CaWithoutTls(String),
+    /// The CA file cannot be read or holds no certificate.
+    #[error("--store-ca-file={path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        reason: String,
+    },
     /// A `redis://` URL that does not parse or lacks a part.
     #[error("--store={url}: {reason}")]
     Url {
@@ -102,6 +127,12 @@ pub enum StoreConfigError {
     /// A password for the in-memory store.
     #[error("{0} is given but --store=memory has no password; drop it or choose a redis:// store")]
     PasswordWithoutRedis(&'static str),
+    /// Waiting for replicas of a store that has none.
+    #[error("--store-wait-replicas is given but --store=memory has no replicas; drop it or choose a redis:// store")]
+    WaitWithoutRedis,
+    /// A wait of zero would be no wait at all (`WAIT n 0` blocks forever).
+    #[error("--store-wait-timeout must be greater than zero")]
+    ZeroWaitTimeout,
     /// A staleness of zero would make every replica not ready.
     #[error("--store-max-staleness must be greater than zero")]
     ZeroStaleness,
@@ -123,21 +154,30 @@ impl StoreFlags {
             if env_password.is_some() {
                 return Err(StoreConfigError::PasswordWithoutRedis(PASSWORD_ENV));
             }
+            if self.store_ca_file.is_some() {
+                return Err(StoreConfigError::CaWithoutTls("--store=memory".into()));
+            }
+            if self.store_wait_replicas > 0 {
+                return Err(StoreConfigError::WaitWithoutRedis);
+            }
             return Ok(Backend::Memory);
         }
         if self.store_max_staleness.is_zero() {
             return Err(StoreConfigError::ZeroStaleness);
+        }
+        if self.store_wait_timeout.is_zero() {
+            return Err(StoreConfigError::ZeroWaitTimeout);
         }
         let url = ::redis::parse_redis_url(store).ok_or_else(|| StoreConfigError::Unknown(store.to_string()))?;
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let shown = shown.to_string();
         let bad = |reason: &str| StoreConfigError::Url { url: shown.clone(), reason: reason.to_string() };
-        match url.scheme() {
-            "redis" => {}
-            "rediss" => return Err(StoreConfigError::TlsUnsupported),
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
             _ => return Err(StoreConfigError::Unknown(shown)),
-        }
+        };
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?.to_string();
         let port = url.port().unwrap_or(6379);
         let db = match url.path().trim_start_matches('/') {
@@ -151,6 +191,11 @@ impl StoreFlags {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("no query or fragment is understood; give redis://[user:password@]host:port[/db]"));
         }
+        let ca = match (&self.store_ca_file, tls) {
+            (None, _) => None,
+            (Some(_), false) => return Err(StoreConfigError::CaWithoutTls(format!("--store={shown}"))),
+            (Some(path), true) => Some(read_ca(path)?),
+        };
         let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
         let username = Some(decode(url.username())).filter(|u| !u.is_empty());
         let mut sources = Vec::new();
@@ -175,16 +220,34 @@ impl StoreFlags {
             return Err(StoreConfigError::PasswordTwice(sources.join(", ")));
         }
         Ok(Backend::Redis(RedisOptions {
-            address: format!("redis://{host}:{port}/{db}"),
+            address: format!("{}://{host}:{port}/{db}", url.scheme()),
+            tls,
+            ca,
             host,
             port,
             db,
             username,
             password: password.map(Password),
             max_staleness: self.store_max_staleness,
+            wait_replicas: self.store_wait_replicas,
+            wait_timeout: self.store_wait_timeout,
             key_prefix: super::redis::DEFAULT_KEY_PREFIX.to_string(),
         }))
     }
+}
+
+/// Reads a CA bundle and checks that it holds at least one certificate, so that a wrong file is refused at start-up
+/// rather than as a TLS failure on every connection.
+fn read_ca(path: &std::path::Path) -> Result<CaBundle, StoreConfigError> {
+    let error = |reason: String| StoreConfigError::CaFile { path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(format!("not a PEM certificate bundle: {e}")))?;
+    if certificates.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(CaBundle(pem))
 }
 
 #[cfg(test)]
@@ -256,11 +319,53 @@ mod tests {
     }
 
     #[test]
+    fn rediss_takes_a_ca_file_that_must_hold_a_certificate() {
+        let options = redis(parse(&["--store=rediss://redis.example:6380/1"], None).unwrap());
+        assert_eq!(
+            (options.address.as_str(), options.tls, options.ca.is_none()),
+            ("rediss://redis.example:6380/1", true, true)
+        );
+        let options = redis(parse(&["--store=redis://h:1"], None).unwrap());
+        assert!(!options.tls);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = crate::server::tls::self_signed().unwrap().cert;
+        std::fs::write(&ca, &pem).unwrap();
+        let flag = format!("--store-ca-file={}", ca.display());
+        let options = redis(parse(&["--store=rediss://h:1", &flag], None).unwrap());
+        assert_eq!(options.ca, Some(CaBundle(pem.into_bytes())));
+        assert!(!format!("{options:?}").contains("BEGIN"), "Debug shows no PEM");
+        for store in ["--store=redis://h:1", "--store=memory"] {
+            let error = parse(&[store, &flag], None).unwrap_err();
+            assert!(matches!(error, StoreConfigError::CaWithoutTls(_)), "{store}: {error}");
+        }
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let error = parse(&["--store=rediss://h:1", &flag], None).unwrap_err().to_string();
+        assert!(error.contains("--store-ca-file") && error.contains("no PEM certificate"), "{error}");
+        let missing = format!("--store-ca-file={}", dir.path().join("absent").display());
+        let error = parse(&["--store=rediss://h:1", &missing], None).unwrap_err();
+        assert!(matches!(error, StoreConfigError::CaFile { .. }), "{error}");
+    }
+
+    #[test]
+    fn waiting_for_replicas_needs_redis_and_a_timeout() {
+        let options = redis(parse(&["--store=redis://h:1"], None).unwrap());
+        assert_eq!((options.wait_replicas, options.wait_timeout), (0, Duration::from_secs(1)), "the defaults");
+        let options = redis(
+            parse(&["--store=redis://h:1", "--store-wait-replicas=2", "--store-wait-timeout=250ms"], None).unwrap(),
+        );
+        assert_eq!((options.wait_replicas, options.wait_timeout), (2, Duration::from_millis(250)));
+        assert_eq!(parse(&["--store-wait-replicas=1"], None), Err(StoreConfigError::WaitWithoutRedis));
+        assert_eq!(parse(&["--store-wait-replicas=0"], None), Ok(Backend::Memory));
+        let error = parse(&["--store=redis://h:1", "--store-wait-replicas=1", "--store-wait-timeout=0"], None);
+        assert_eq!(error, Err(StoreConfigError::ZeroWaitTimeout));
+    }
+
+    #[test]
     fn bad_store_urls_are_refused_with_the_reason() {
         for (store, expected) in [
             ("mem", "expected `memory` or a URL"),
             ("http://h:1", "expected `memory` or a URL"),
-            ("rediss://h:1", "rediss://"),
             ("redis://h:1/x", "database number"),
             ("redis://h:1/-1", "database number"),
             ("redis://h:1/0?timeout=1", "no query"),

@@ -949,6 +949,7 @@ impl MetricStore for MemoryStore {
             custom_series: count(total.saturating_sub(external)),
             external_series: count(external),
             expired_series: self.inner.expired.load(Ordering::Relaxed),
+            replication: None,
         })
     }
 }

@@ -349,7 +349,7 @@ pub trait MetricStore: Send + Sync + 'static {
 }
 
 /// A store's figures for `/metrics`, read at scrape time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreStats {
     /// Custom series held (including expired ones not yet removed).
     pub custom_series: u64,
@@ -357,6 +357,32 @@ pub struct StoreStats {
     pub external_series: u64,
     /// Series removed because their ttl ran out, since the store started.
     pub expired_series: u64,
+    /// A store that copies a shared one (Redis, docs/architecture.md §10): how its copy follows.
+    pub replication: Option<ReplicationStats>,
+}
+
+/// How a replica's copy follows a shared store, for `/metrics` (docs/wire-contract.md §11).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicationStats {
+    /// Seconds since the copy last held everything the shared store held; `None` before the first time.
+    pub lag_seconds: Option<f64>,
+    /// Full loads of the copy, by why: `start`, `trimmed` (its position was trimmed away), `server_changed`.
+    pub resyncs: Vec<(&'static str, u64)>,
+    /// Round trips to the shared store by operation.
+    pub round_trips: Vec<(&'static str, HistogramSnapshot)>,
+    /// Seconds from a change entering the shared store to this copy applying it, by the shared store's clock.
+    pub apply_delay: HistogramSnapshot,
+}
+
+/// A histogram read at scrape time: per-bucket counts (not cumulative) by upper bound, the last `f64::INFINITY`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound, observations in this bucket only).
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
 }
 
 /// Which implementation holds the values (`--store`).

@@ -15,7 +15,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,8 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::memory::PURGE_INTERVAL;
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MemoryStore, MetricStore, Put, Sample, SampleWrite, SeriesLabels,
-    StoreError, check_custom_id, check_external_id, check_labels,
+    CustomMetricDescriptor, CustomSeriesId, HistogramSnapshot, Limits, MemoryStore, MetricStore, Put, ReplicationStats,
+    Sample, SampleWrite, SeriesLabels, StoreError, StoreStats, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::quantity::Quantity;
@@ -59,6 +59,87 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pause between two attempts of the tail to reach Redis.
 const RETRY: Duration = Duration::from_millis(200);
+
+/// Upper bounds, in seconds, of the round-trip and apply-delay histograms: from a loopback round trip to the write
+/// timeout.
+const LATENCY_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// A histogram of seconds kept with atomics: the store counts, `/metrics` reads it at scrape time.
+struct Latency {
+    /// Per bucket of [`LATENCY_BUCKETS`], then +Inf.
+    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
+    }
+}
+
+impl Latency {
+    fn observe(&self, seconds: f64) {
+        let seconds = seconds.max(0.0);
+        let bucket = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int cast: a sum of centuries is not a concern.
+        self.sum_nanos.fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    fn since(&self, started: Instant) {
+        self.observe(started.elapsed().as_secs_f64());
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let counts: Vec<u64> = self.counts.iter().map(|count| count.load(Ordering::Relaxed)).collect();
+        HistogramSnapshot {
+            buckets: LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]).zip(counts.iter().copied()).collect(),
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count: counts.iter().sum(),
+        }
+    }
+}
+
+/// The operations whose round trips are timed, as `/metrics` labels them.
+#[derive(Clone, Copy)]
+enum Operation {
+    /// One write's script (with its `WAIT`, if any).
+    Write,
+    /// A batch's pipeline.
+    Batch,
+    /// A delete's script.
+    Delete,
+    /// The full load of the copy.
+    Load,
+    /// `TIME`, on every load and health check.
+    Time,
+}
+
+const OPERATIONS: [&str; 5] = ["write", "batch", "delete", "load", "time"];
+
+/// Why the copy was loaded in full, as `/metrics` labels it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Resync {
+    /// The first load.
+    Start,
+    /// Entries after the copy's position were trimmed away.
+    Trimmed,
+    /// Another server, or the same one restarted (`run_id`).
+    ServerChanged,
+}
+
+const RESYNCS: [&str; 3] = ["start", "trimmed", "server_changed"];
+
+/// The store's own figures for `/metrics`.
+#[derive(Default)]
+struct Figures {
+    round_trips: [Latency; OPERATIONS.len()],
+    apply_delay: Latency,
+    resyncs: [AtomicU64; RESYNCS.len()],
+    /// Series the replaced copies had expired: a full load starts a new copy, the counter goes on. Locked while
+    /// a copy is swapped in and while the figures are read, so that a scrape never sees the counter go back.
+    expired_before: Mutex<u64>,
+}
 
 /// The largest ttl, in milliseconds, that a deadline in Lua's doubles keeps exactly (2^52); longer ones never expire.
 const MAX_EXACT_TTL_MILLIS: u128 = 1 << 52;
@@ -142,11 +223,26 @@ impl fmt::Debug for Password {
     }
 }
 
+/// The PEM CA bundle that a `rediss://` store verifies the server with; `Debug` shows its size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle(pub Vec<u8>);
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes of PEM>", self.0.len())
+    }
+}
+
 /// Where the Redis store is and how it behaves, from the store flags (src/store/flags.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`, without credentials: how messages name the store.
+    /// `redis://host:port/db` or `rediss://host:port/db`, without credentials: how messages name the store.
     pub address: String,
+    /// TLS (`rediss://`): the server's certificate is verified against `ca`, else the system's roots, and its name
+    /// against `host`.
+    pub tls: bool,
+    /// `--store-ca-file`'s bundle, with `tls` only.
+    pub ca: Option<CaBundle>,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -159,6 +255,10 @@ pub struct RedisOptions {
     pub password: Option<Password>,
     /// How long reads are served while the copy is not in sync before the store reports unhealthy.
     pub max_staleness: Duration,
+    /// Redis replicas that must confirm each write (`WAIT`) before it is acknowledged; 0 for none.
+    pub wait_replicas: u32,
+    /// How long a write waits for those confirmations.
+    pub wait_timeout: Duration,
     /// Prefix of every key the store uses.
     pub key_prefix: String,
 }
@@ -290,6 +390,9 @@ struct Shared {
     applied: watch::Sender<Position>,
     sync: Mutex<SyncState>,
     max_staleness: Duration,
+    /// --store-wait-replicas and --store-wait-timeout, when replicas are waited for.
+    wait: Option<(u32, Duration)>,
+    figures: Figures,
     /// How long one `XREAD` waits: well within the staleness, so that an idle replica stays in sync.
     block: Duration,
     address: String,
@@ -319,9 +422,20 @@ impl RedisStore {
         if let Some(password) = &options.password {
             settings = settings.set_password(&password.0);
         }
-        let client = Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
+        let info = info.set_redis_settings(settings);
+        let client = match &options.ca {
+            // rustls with the crate's one provider (ring): the same TLS stack as the serving side.
+            Some(ca) => {
+                Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(ca.0.clone()) })
+            }
+            None => Client::open(info),
+        }
+        .map_err(unavailable)?;
+        // A write's answer comes after its `WAIT`, if any.
+        let response_timeout =
+            REDIS_TIMEOUT + if options.wait_replicas > 0 { options.wait_timeout } else { Duration::ZERO };
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(response_timeout))
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(REDIS_TIMEOUT);
@@ -352,6 +466,8 @@ impl RedisStore {
             applied: watch::Sender::new(Position::default()),
             sync: Mutex::new(SyncState::default()),
             max_staleness: options.max_staleness,
+            wait: (options.wait_replicas > 0).then_some((options.wait_replicas, options.wait_timeout)),
+            figures: Figures::default(),
             block: BLOCK.min(options.max_staleness / 3).max(Duration::from_millis(10)),
             address: options.address.clone(),
         });
@@ -381,13 +497,25 @@ impl RedisStore {
 
     async fn put(&self, field: String, payload: String, ttl: Option<Duration>) -> Result<(), StoreError> {
         let shared = &self.shared;
+        if shared.wait.is_some() {
+            let calls = [shared.put_args(field, payload, ttl).to_vec()];
+            let (mut replies, replicas) = shared.run(Operation::Write, &PUT, PUT_LUA, &calls, false).await?;
+            let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
+            let reply: Vec<Value> = redis::from_redis_value(reply).map_err(|e| shared.bad_reply(&e.to_string()))?;
+            let position = shared.put_outcome(reply)?;
+            replicas?;
+            return shared.confirm(position).await;
+        }
         let mut invocation = PUT.prepare_invoke();
         invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
         for arg in shared.put_args(field, payload, ttl) {
             invocation.arg(arg);
         }
         let mut conn = shared.writes.clone();
-        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?;
+        let started = Instant::now();
+        let reply = invocation.invoke_async(&mut conn).await;
+        shared.round_trip(Operation::Write, started);
+        let reply: Vec<Value> = reply.map_err(|e| shared.unavailable(&e))?;
         let position = shared.put_outcome(reply)?;
         shared.confirm(position).await
     }
@@ -395,15 +523,31 @@ impl RedisStore {
     /// Removes the fields; returns (live ones removed, all removed).
     async fn delete(&self, fields: Vec<String>) -> Result<(usize, usize), StoreError> {
         let shared = &self.shared;
-        let mut invocation = DELETE.prepare_invoke();
-        invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
-        invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
-        for field in fields {
-            invocation.arg(field);
-        }
-        let mut conn = shared.writes.clone();
-        let (live, removed, id): (usize, usize, String) =
-            invocation.invoke_async(&mut conn).await.map_err(|e| shared.unavailable(&e))?;
+        let (live, removed, id): (usize, usize, String) = if shared.wait.is_some() {
+            let mut args = vec![shared.now_arg(), STREAM_LENGTH.to_string()];
+            args.extend(fields);
+            let (mut replies, replicas) = shared.run(Operation::Delete, &DELETE, DELETE_LUA, &[args], false).await?;
+            let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
+            let outcome: (usize, usize, String) =
+                redis::from_redis_value(reply).map_err(|e| shared.bad_reply(&e.to_string()))?;
+            // Nothing removed, nothing to replicate.
+            if outcome.1 > 0 {
+                replicas?;
+            }
+            outcome
+        } else {
+            let mut invocation = DELETE.prepare_invoke();
+            invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
+            invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
+            for field in fields {
+                invocation.arg(field);
+            }
+            let mut conn = shared.writes.clone();
+            let started = Instant::now();
+            let reply = invocation.invoke_async(&mut conn).await;
+            shared.round_trip(Operation::Delete, started);
+            reply.map_err(|e| shared.unavailable(&e))?
+        };
         if removed > 0 {
             let position = Position::parse(&id).ok_or_else(|| shared.bad_reply(&id))?;
             shared.confirm(position).await?;
@@ -437,6 +581,88 @@ impl RedisStore {
 }
 
 impl Shared {
+    /// Runs `script` once per entry of `calls` (its ARGV; KEYS are the store's) as one pipeline on the write
+    /// connection, then `WAIT` when --store-wait-replicas is set: one round trip, and the `WAIT` covers exactly
+    /// these writes (it waits for what this connection wrote before it). Loads the script first when `load`, else
+    /// only when Redis answers that it lacks it. Returns each call's reply, and whether enough replicas confirmed.
+    async fn run(
+        &self,
+        operation: Operation,
+        script: &Script,
+        text: &str,
+        calls: &[Vec<String>],
+        load: bool,
+    ) -> Result<(Vec<Value>, Result<(), StoreError>), StoreError> {
+        let build = |load: bool| {
+            let mut pipe = redis::pipe();
+            if load {
+                pipe.cmd("SCRIPT").arg("LOAD").arg(text).ignore();
+            }
+            for args in calls {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(3)
+                    .arg(&self.keys.series)
+                    .arg(&self.keys.deadlines)
+                    .arg(&self.keys.stream)
+                    .arg(args);
+            }
+            if let Some((replicas, timeout)) = self.wait {
+                pipe.cmd("WAIT").arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+            }
+            pipe
+        };
+        let mut conn = self.writes.clone();
+        let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+        let started = Instant::now();
+        let replies = match build(load).query_async(&mut conn).await {
+            Err(error) if !load && error.kind() == no_script => build(true).query_async(&mut conn).await,
+            result => result,
+        };
+        self.round_trip(operation, started);
+        let mut replies: Vec<Value> = replies.map_err(|e| self.unavailable(&e))?;
+        let Some((wanted, timeout)) = self.wait else {
+            return Ok((replies, Ok(())));
+        };
+        let confirmed: i64 = match replies.pop() {
+            Some(reply) => redis::from_redis_value(reply).map_err(|e| self.bad_reply(&e.to_string()))?,
+            None => return Err(self.bad_reply("no reply to WAIT")),
+        };
+        if replies.len() != calls.len() {
+            return Err(self.bad_reply(&format!("{} replies to {} scripts", replies.len(), calls.len())));
+        }
+        let enough = if confirmed >= i64::from(wanted) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "Redis store {}: {confirmed} of {wanted} Redis replicas confirmed the write within {timeout:?} \
+                 (--store-wait-replicas); the primary has it, so it may still be stored",
+                self.address
+            )))
+        };
+        Ok((replies, enough))
+    }
+
+    fn round_trip(&self, operation: Operation, started: Instant) {
+        self.figures.round_trips[operation as usize].since(started);
+    }
+
+    /// The figures of the copy and of its following, for `/metrics`.
+    fn stats(&self) -> Option<StoreStats> {
+        let expired_before = lock(&self.figures.expired_before);
+        let mut stats = self.mirror.load_full().stats()?;
+        stats.expired_series = stats.expired_series.saturating_add(*expired_before);
+        drop(expired_before);
+        let figures = &self.figures;
+        stats.replication = Some(ReplicationStats {
+            lag_seconds: lock(&self.sync).synced_at.map(|at| at.elapsed().as_secs_f64()),
+            resyncs: RESYNCS.iter().zip(&figures.resyncs).map(|(r, n)| (*r, n.load(Ordering::Relaxed))).collect(),
+            round_trips: OPERATIONS.iter().zip(&figures.round_trips).map(|(o, l)| (*o, l.snapshot())).collect(),
+            apply_delay: figures.apply_delay.snapshot(),
+        });
+        Some(stats)
+    }
+
     fn unavailable(&self, error: &RedisError) -> StoreError {
         StoreError::Unavailable(format!("Redis store {}: {error}", self.address))
     }
@@ -510,7 +736,10 @@ impl Shared {
             return Ok(());
         };
         let before = SystemClock.now_millis();
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+        let started = Instant::now();
+        let answer = redis::cmd("TIME").query_async(conn).await;
+        self.round_trip(Operation::Time, started);
+        let (secs, micros): (i64, i64) = answer?;
         let after = SystemClock.now_millis();
         let redis_now = secs.saturating_mul(1000).saturating_add(micros / 1000);
         redis_clock.offset.store(redis_now - before / 2 - after / 2, Ordering::Relaxed);
@@ -518,9 +747,10 @@ impl Shared {
     }
 
     /// Loads the whole hash into a new mirror with the stream position it matches, and swaps it in.
-    async fn reload(&self, conn: &mut MultiplexedConnection) -> Result<Position, RedisError> {
+    async fn reload(&self, conn: &mut MultiplexedConnection, why: Resync) -> Result<Position, RedisError> {
         self.measure_time(conn).await?;
-        let (records, last): (HashMap<String, String>, StreamRangeReply) = redis::pipe()
+        let started = Instant::now();
+        let loaded: Result<(HashMap<String, String>, StreamRangeReply), RedisError> = redis::pipe()
             .atomic()
             .cmd("HGETALL")
             .arg(&self.keys.series)
@@ -531,7 +761,9 @@ impl Shared {
             .arg("COUNT")
             .arg(1)
             .query_async(conn)
-            .await?;
+            .await;
+        self.round_trip(Operation::Load, started);
+        let (records, last) = loaded?;
         let position = last.ids.first().and_then(|entry| Position::parse(&entry.id)).unwrap_or_default();
         let mirror = MemoryStore::start_with_clock(mirror_limits(), Arc::clone(&self.clock), PURGE_INTERVAL);
         for (field, record) in &records {
@@ -539,8 +771,12 @@ impl Shared {
                 tracing::warn!(store = %self.address, %error, "skipped a stored series");
             }
         }
-        tracing::info!(store = %self.address, series = records.len(), %position, "loaded the store's copy");
-        self.mirror.store(Arc::new(mirror));
+        tracing::info!(store = %self.address, series = records.len(), %position, ?why, "loaded the store's copy");
+        let mut expired_before = lock(&self.figures.expired_before);
+        let replaced = self.mirror.swap(Arc::new(mirror));
+        *expired_before = expired_before.saturating_add(replaced.stats().map_or(0, |stats| stats.expired_series));
+        drop(expired_before);
+        self.figures.resyncs[why as usize].fetch_add(1, Ordering::Relaxed);
         self.applied.send_replace(position);
         // A consistent snapshot: the copy held everything Redis did at that moment.
         self.synced();
@@ -579,6 +815,9 @@ impl Shared {
                 tracing::warn!(store = %self.address, id = %entry.id, %error, "skipped a stream entry");
             }
             if let Some(id) = Position::parse(&entry.id) {
+                // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
+                let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
+                self.figures.apply_delay.observe(delay_millis as f64 / 1000.0);
                 last = last.max(id);
             }
         }
@@ -651,15 +890,21 @@ fn put_record(mirror: &MemoryStore, field: &str, record: &str) -> Result<(), Str
 async fn tail(shared: Arc<Shared>) {
     let mut position = None;
     let mut run_id = None;
+    let mut why = Resync::Start;
     loop {
-        let error = follow_session(&shared, &mut position, &mut run_id).await;
+        let error = follow_session(&shared, &mut position, &mut run_id, &mut why).await;
         shared.failed(error.to_string());
         tokio::time::sleep(RETRY).await;
     }
 }
 
 /// One connection's worth of following; returns why it ended.
-async fn follow_session(shared: &Shared, position: &mut Option<Position>, run_id: &mut Option<String>) -> RedisError {
+async fn follow_session(
+    shared: &Shared,
+    position: &mut Option<Position>,
+    run_id: &mut Option<String>,
+    why: &mut Resync,
+) -> RedisError {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(TAIL_TIMEOUT));
@@ -674,19 +919,27 @@ async fn follow_session(shared: &Shared, position: &mut Option<Position>, run_id
     let server = info.lines().find_map(|line| line.strip_prefix("run_id:")).map(|id| id.trim().to_string());
     if server != *run_id {
         // Another server (or the same one restarted): stream ids may have gone back, so start from its contents.
+        if run_id.is_some() {
+            *why = Resync::ServerChanged;
+        }
         *position = None;
         *run_id = server;
     }
     loop {
         let from = match *position {
             Some(from) => from,
-            None => match shared.reload(&mut conn).await {
+            None => match shared.reload(&mut conn, *why).await {
                 Ok(from) => from,
                 Err(error) => return error,
             },
         };
         match shared.follow(&mut conn, from).await {
-            Ok(next) => *position = next,
+            Ok(next) => {
+                if next.is_none() {
+                    *why = Resync::Trimmed;
+                }
+                *position = next;
+            }
             Err(error) => return error,
         }
     }
@@ -783,8 +1036,7 @@ impl MetricStore for RedisStore {
         let mirror = shared.mirror.load_full();
         let mut replaced: HashMap<String, Option<Sample>> = HashMap::new();
         let mut results: Vec<Result<Option<Sample>, StoreError>> = Vec::with_capacity(writes.len());
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_LUA).ignore();
+        let mut calls = Vec::new();
         let mut sent = Vec::new();
         for (i, put) in writes.into_iter().enumerate() {
             let checked = match &put {
@@ -812,16 +1064,7 @@ impl MetricStore for RedisStore {
                         Put::Custom(_, write) | Put::External { write, .. } => write.clone(),
                     };
                     replaced.insert(field.clone(), Some(write.at(shared.clock.now_millis())));
-                    let keys = &shared.keys;
-                    pipe.cmd("EVALSHA")
-                        .arg(PUT.get_hash())
-                        .arg(3)
-                        .arg(&keys.series)
-                        .arg(&keys.deadlines)
-                        .arg(&keys.stream);
-                    for arg in shared.put_args(field, payload, ttl) {
-                        pipe.arg(arg);
-                    }
+                    calls.push(shared.put_args(field, payload, ttl).to_vec());
                     sent.push(i);
                     results.push(Ok(previous));
                 }
@@ -831,11 +1074,9 @@ impl MetricStore for RedisStore {
         if sent.is_empty() {
             return results;
         }
-        let mut conn = shared.writes.clone();
-        let replies: Vec<Vec<Value>> = match pipe.query_async(&mut conn).await {
+        let (replies, replicas) = match shared.run(Operation::Batch, &PUT, PUT_LUA, &calls, true).await {
             Ok(replies) => replies,
             Err(error) => {
-                let error = shared.unavailable(&error);
                 for i in sent {
                     results[i] = Err(error.clone());
                 }
@@ -844,10 +1085,21 @@ impl MetricStore for RedisStore {
         };
         let mut last = None;
         for (i, reply) in sent.into_iter().zip(replies) {
-            match shared.put_outcome(reply) {
+            let outcome = redis::from_redis_value::<Vec<Value>>(reply)
+                .map_err(|e| shared.bad_reply(&e.to_string()))
+                .and_then(|reply| shared.put_outcome(reply));
+            match outcome {
                 Ok(position) => last = last.max(Some(position)),
                 Err(error) => results[i] = Err(error),
             }
+        }
+        if last.is_some()
+            && let Err(error) = replicas
+        {
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(error.clone());
+            }
+            return results;
         }
         if let Some(position) = last
             && let Err(error) = shared.confirm(position).await
@@ -892,6 +1144,11 @@ impl MetricStore for RedisStore {
     fn bytes_used(&self) -> usize {
         self.shared.mirror.load_full().bytes_used()
     }
+
+    /// The copy's series and expiries, and how it follows Redis.
+    fn stats(&self) -> Option<StoreStats> {
+        self.shared.stats()
+    }
 }
 
 /// The conformance suite's subject: a store on a `redis-server` of its own, on the clock the suite moves (the scripts
@@ -928,6 +1185,20 @@ mod tests {
         assert_eq!(parse("1700000000000-3").to_string(), "1700000000000-3");
         assert_eq!(Position::parse("5"), None);
         assert_eq!(Position::parse("a-1"), None);
+    }
+
+    #[test]
+    fn latencies_fall_into_their_buckets_and_beyond_the_last_into_inf() {
+        let latency = Latency::default();
+        for seconds in [0.0004, 0.0005, 0.003, 7.0, -1.0] {
+            latency.observe(seconds);
+        }
+        let snapshot = latency.snapshot();
+        assert_eq!(snapshot.count, 5);
+        assert!((snapshot.sum - 7.0039).abs() < 1e-6, "{}", snapshot.sum);
+        let nonzero: Vec<(f64, u64)> = snapshot.buckets.iter().copied().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(nonzero, vec![(0.0005, 3), (0.005, 1), (f64::INFINITY, 1)], "a negative delay counts as 0");
+        assert_eq!(snapshot.buckets.len(), LATENCY_BUCKETS.len() + 1);
     }
 
     #[tokio::test]
