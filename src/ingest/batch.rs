@@ -32,6 +32,10 @@ use crate::response::{self, BatchCause, HttpResponse, RequestError};
 use crate::selector::{parse_labels_map, validate_label_key, validate_label_value_for_key};
 use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesLabels};
 
+/// The batch's own lookup tables, asked once per item: foldhash, randomly seeded per table as std's SipHash is but
+/// several times faster on short keys; a table lives for one request and holds at most --max-batch-items keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The path of batch writes: the custom write prefix without anything after it.
 pub const BATCH_PATH: &str = "/write-metrics";
 
@@ -452,7 +456,7 @@ impl Ingest {
         items: &'a [(usize, BatchItem<'_>)],
         causes: &mut Vec<(usize, BatchCause)>,
     ) -> Vec<Ready<'a>> {
-        let mut resources: HashMap<&str, Result<(Arc<str>, bool), MapperError>> = HashMap::new();
+        let mut resources: FastMap<&str, Result<(Arc<str>, bool), MapperError>> = FastMap::default();
         let mut ready = Vec::with_capacity(items.len());
         for (index, item) in items {
             let index = *index;
@@ -523,13 +527,20 @@ impl Ingest {
         gate: &dyn WriteGate,
     ) -> Result<Vec<(usize, BatchCause)>, RequestError> {
         let mut checks: Vec<(CheckKey<'_>, Vec<usize>)> = Vec::new();
-        let mut positions = HashMap::new();
+        let mut positions = FastMap::default();
+        // Items of one check usually come together (one metric of many objects): the previous item's check is
+        // compared before the map is asked.
+        let mut last: Option<(CheckKey<'_>, usize)> = None;
         for item in ready {
             let key = item.series.check();
-            let position = *positions.entry(key).or_insert_with(|| {
-                checks.push((key, Vec::new()));
-                checks.len() - 1
-            });
+            let position = match last {
+                Some((last_key, position)) if last_key == key => position,
+                _ => *positions.entry(key).or_insert_with(|| {
+                    checks.push((key, Vec::new()));
+                    checks.len() - 1
+                }),
+            };
+            last = Some((key, position));
             checks[position].1.push(item.index);
         }
         let mut answers = Vec::with_capacity(checks.len());
@@ -564,6 +575,9 @@ impl Ingest {
     async fn store_all(&self, total: usize, ready: Vec<Ready<'_>>) -> Result<(), RequestError> {
         let puts = ready.iter().map(|item| item.series.put(item.write.clone())).collect();
         let results = self.store.put_many(puts).await;
+        if results.iter().all(Result::is_ok) {
+            return Ok(());
+        }
         let mut causes = Vec::new();
         // Per series written, the live sample before the batch's first write to it.
         let mut previous: HashMap<&SeriesKey<'_>, Option<Sample>> = HashMap::new();
@@ -574,9 +588,6 @@ impl Ingest {
                 }
                 Err(error) => causes.push(item_cause(item.index, RequestError::Store(error))),
             }
-        }
-        if causes.is_empty() {
-            return Ok(());
         }
         self.undo(previous).await;
         Err(refused(total, causes))
