@@ -94,7 +94,7 @@ pub enum ConfigError {
     ManagedCertificatesWithoutCluster,
     /// Renewals too close to the sync interval for every replica to follow one before the next.
     #[error(
-        "--certificate-validity={validity:?} must be at least 6 times --certificate-sync-interval={interval:?}: every replica must have switched to a renewed certificate before the next renewal drops the previous CA"
+        "--certificate-validity={validity:?} must be at least 12 times --certificate-sync-interval={interval:?}: every replica must serve a renewed certificate well before the previous one expires"
     )]
     CertificateValidityTooShort {
         /// The validity.
@@ -203,7 +203,7 @@ impl Config {
             return Err(ConfigError::ManagedCertificatesWithoutCluster);
         }
         if certificates.manage_certificates
-            && certificates.certificate_validity < certificates.certificate_sync_interval * 6
+            && certificates.certificate_validity < certificates.certificate_sync_interval * 12
         {
             return Err(ConfigError::CertificateValidityTooShort {
                 validity: certificates.certificate_validity,
@@ -446,10 +446,10 @@ mod tests {
         assert!(!mounted.unwrap().manage_certificates, "--tls-cert-file turns management off");
         let error = parse(&["--standalone", "--manage-certificates"]).unwrap_err();
         assert!(error.contains("--manage-certificates") && error.contains("--standalone"), "{error}");
-        let error = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=30s"])
+        let error = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=11s"])
             .unwrap_err();
-        assert!(error.contains("at least 6 times --certificate-sync-interval"), "{error}");
-        let short = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=5s"]);
+        assert!(error.contains("at least 12 times --certificate-sync-interval"), "{error}");
+        let short = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=10s"]);
         assert_eq!(short.unwrap().cluster().unwrap().certificates.certificate_validity, Duration::from_secs(120));
         let error = parse(&["--certificate-sync-interval=0"]).unwrap_err();
         assert!(error.contains("--certificate-sync-interval must be greater than zero"), "{error}");

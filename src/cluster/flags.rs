@@ -62,7 +62,7 @@ pub struct CertificateFlags {
     #[arg(long, env = "CUSTOM_METRICS_MANAGE_CERTIFICATES", help_heading = "Certificates")]
     pub manage_certificates: bool,
 
-    /// Lifetime of the managed CA and serving certificate; they are renewed at 2/3 of it. At least 6 times
+    /// Lifetime of the managed CA and serving certificate; they are renewed at 2/3 of it. At least 12 times
     /// --certificate-sync-interval.
     #[arg(long, env = "CUSTOM_METRICS_CERTIFICATE_VALIDITY", default_value = "365d", value_parser = parse_duration, help_heading = "Certificates")]
     pub certificate_validity: Duration,
