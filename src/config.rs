@@ -23,11 +23,15 @@ use crate::server::tls::CertSource;
 use crate::store::Limits;
 use crate::store::flags::StoreFlags;
 
+/// What `--version` prints after the program's name: the crate's version and the git commit it was built from
+/// (build.rs: the checkout's `HEAD`, or the image's `GIT_COMMIT` build argument, or `unknown`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CUSTOM_METRICS_GIT_COMMIT"), ")");
+
 /// Command-line flags, as Kubernetes' generic API servers name them where they have one.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "custom-metrics-apiserver",
-    version,
+    version = VERSION,
     about = "Kubernetes custom and external metrics adapter: write any value over HTTP, read it through custom.metrics.k8s.io and external.metrics.k8s.io (for the HorizontalPodAutoscaler)."
 )]
 pub struct Flags {
@@ -404,6 +408,26 @@ mod tests {
         assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
         let error = parse(&["--standalone", "--max-unauthenticated-connections=0"]).unwrap_err();
         assert!(error.contains("--max-unauthenticated-connections"), "{error}");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_built_from() {
+        let printed = <Flags as clap::CommandFactory>::command().render_version();
+        let commit = env!("CUSTOM_METRICS_GIT_COMMIT");
+        assert_eq!(printed, format!("custom-metrics-apiserver {} (commit {commit})\n", env!("CARGO_PKG_VERSION")));
+        // In a checkout, build.rs read HEAD (and runs again when it moves); elsewhere the build says so.
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8(output.stdout).unwrap().trim().to_string());
+        match (std::env::var("CUSTOM_METRICS_GIT_COMMIT"), head) {
+            (Ok(given), _) if !given.is_empty() => assert_eq!(commit, given.trim()),
+            (_, Some(head)) => assert_eq!(commit, head),
+            (_, None) => assert_eq!(commit, "unknown"),
+        }
     }
 
     #[test]
