@@ -354,11 +354,16 @@ impl CertificateManager {
 
     async fn read(&self) -> Result<Option<(Material, Option<String>)>, CertificateError> {
         match self.secrets.get_opt(&self.options.secret).await {
-            Ok(Some(secret)) => {
-                let material = from_secret(&secret)
-                    .map_err(|reason| CertificateError::BadSecret { secret: self.secret_name(), reason })?;
-                Ok(Some((material, secret.metadata.resource_version)))
-            }
+            Ok(Some(secret)) => match from_secret(&secret) {
+                Ok(material) => Ok(Some((material, secret.metadata.resource_version))),
+                Err(reason) => {
+                    let (secrets, apiservices, options) = (&self.secrets, &self.apiservices, &self.options);
+                    let version = secret.metadata.resource_version;
+                    let material =
+                        replace_unreadable(secrets, apiservices, options, &*self.clock, version, reason).await?;
+                    Ok(Some((material, None)))
+                }
+            },
             Ok(None) => Ok(None),
             Err(source) => {
                 Err(CertificateError::Kube { action: format!("reading Secret {}", self.secret_name()), source })
@@ -381,7 +386,13 @@ impl CertificateManager {
         let kube_error =
             |action: &str, source| CertificateError::Kube { action: format!("{action} Secret {name}"), source };
         if let Some(secret) = secrets.get_opt(&options.secret).await.map_err(|e| kube_error("reading", e))? {
-            return load(&secret);
+            return match from_secret(&secret) {
+                Ok(material) => Ok(material),
+                Err(reason) => {
+                    let version = secret.metadata.resource_version;
+                    replace_unreadable(secrets, apiservices, options, clock, version, reason).await
+                }
+            };
         }
         let now = clock.now_millis();
         let material = Material {
@@ -452,6 +463,36 @@ impl CertificateManager {
             *served = Some(generation.serving.cert.clone());
         }
         Ok(())
+    }
+}
+
+/// Replaces a Secret of that name that holds no usable generation (made by hand, cut short, another program's)
+/// with a new generation, written into the caBundle first; when another replica replaced it first (a conflict),
+/// that one's.
+async fn replace_unreadable(
+    secrets: &Api<Secret>,
+    apiservices: &Api<APIService>,
+    options: &CertificateOptions,
+    clock: &dyn Clock,
+    resource_version: Option<String>,
+    reason: String,
+) -> Result<Material, CertificateError> {
+    let name = format!("{}/{}", options.namespace, options.secret);
+    tracing::warn!(secret = %name, %reason, "the certificate Secret holds no usable certificate; replacing it");
+    let now = clock.now_millis();
+    let material =
+        Material { current: generate(&options.dns_names(), now, options.validity)?, previous: None, renewed_at: now };
+    ensure_bundle(apiservices, &material.bundle()).await;
+    let secret = to_secret(&options.secret, &options.namespace, &material, resource_version);
+    let kube_error =
+        |action: &str, source| CertificateError::Kube { action: format!("{action} Secret {name}"), source };
+    match secrets.replace(&options.secret, &PostParams::default(), &secret).await {
+        Ok(_) => Ok(material),
+        Err(error) if is_status(&error, 409) => {
+            let secret = secrets.get(&options.secret).await.map_err(|e| kube_error("reading", e))?;
+            from_secret(&secret).map_err(|reason| CertificateError::BadSecret { secret: name.clone(), reason })
+        }
+        Err(error) => Err(kube_error("replacing", error)),
     }
 }
 
@@ -760,6 +801,24 @@ mod tests {
         clock.advance(2 * MINUTE);
         b.sync().await.unwrap();
         assert_eq!(b.serving().leaf().to_vec(), renewed);
+    }
+
+    #[tokio::test]
+    async fn a_secret_without_a_usable_certificate_is_replaced() {
+        let server = cluster().await;
+        let clock = now();
+        server.put_object(
+            SECRETS,
+            json!({"metadata": {"name": "adapter-certs", "namespace": "metrics"}, "data": {"tls.crt": "AA=="}}),
+        );
+        let manager = CertificateManager::new(server.client(), options(), Arc::new(clock.clone())).await.unwrap();
+        let address = listener(manager.serving()).await;
+        assert_eq!(handshake(address, &bundle(&server), &clock).await.unwrap(), secret_leaf(&server));
+
+        server.patch_stored(SECRET, &json!({"data": {"tls.key": null}}));
+        manager.sync().await.unwrap();
+        let replaced = secret_leaf(&server);
+        assert_eq!(handshake(address, &bundle(&server), &clock).await.unwrap(), replaced);
     }
 
     #[tokio::test]
