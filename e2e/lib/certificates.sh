@@ -4,8 +4,8 @@
 # at a second adapter started with --manage-certificates as the manifest's ServiceAccount (so with the manifest's
 # RBAC for its Secret and the APIServices); they must become Available once it has written its CA into them. Its
 # certificate lives E2E_CERT_VALIDITY (45 s; renewed at 2/3, 30 s) with a sync every E2E_CERT_SYNC (3 s), so a
-# renewal happens within the phase: reads through kube-apiserver must keep working and the APIServices must stay
-# Available across it. The second adapter is stopped at the end: the Helm chart's step registers the APIServices
+# renewal happens within the phase: reads through kube-apiserver must keep working, an HPA on the metric must keep
+# reading it, and the APIServices must stay Available across it. The second adapter is stopped at the end: the Helm chart's step registers the APIServices
 # again and must find nobody rewriting their caBundle.
 # Needs common.sh, assert.sh and adapter.sh sourced, the control plane and the harness's adapter up (its
 # kubeconfig, WRITER_TOKEN), KUBECONFIG (admin).
@@ -14,7 +14,9 @@ CERT_NS=custom-metrics
 CERT_SECRET=custom-metrics-apiserver-certs
 CERT_SERVER_NAME=custom-metrics-apiserver.custom-metrics.svc
 CERT_METRIC=e2e_rotation
-CERT_READ=/apis/external.metrics.k8s.io/v1beta1/namespaces/$CERT_NS/$CERT_METRIC
+# The value and the HPA reading it live in a namespace of their own, deleted at the end.
+CERT_APP_NS=e2e-certs
+CERT_READ=/apis/external.metrics.k8s.io/v1beta1/namespaces/$CERT_APP_NS/$CERT_METRIC
 
 # certificates_register: the three APIServices at the managed adapter's port, the harness's registration without
 # its caBundle lines; fails when the rendered objects still carry one.
@@ -67,15 +69,50 @@ certificates_available() {
 }
 
 # certificates_write_and_read: a value written to the managed adapter (TLS verified against its CA) reads back
-# through kube-apiserver.
+# through kube-apiserver, and an HPA on it (External, AverageValue 1) is ScalingActive with that value.
 certificates_write_and_read() {
   local code
+  kubectl create namespace "$CERT_APP_NS" >&2 || return 1
   code=$(curl -sS -o "$W/managed-write.out" -w '%{http_code}' --max-time 5 --cacert "$W/managed-ca.crt" \
     --resolve "$CERT_SERVER_NAME:$MANAGED_PORT:127.0.0.1" -H "Authorization: Bearer $WRITER_TOKEN" \
-    -X POST "https://$CERT_SERVER_NAME:$MANAGED_PORT/write-external-metrics/namespaces/$CERT_NS/$CERT_METRIC" \
+    -X POST "https://$CERT_SERVER_NAME:$MANAGED_PORT/write-external-metrics/namespaces/$CERT_APP_NS/$CERT_METRIC" \
     -d '"7"') || return 1
   [ "$code" = 200 ] || { log "write answered $code: $(cat "$W/managed-write.out")"; return 1; }
-  kubectl get --raw "$CERT_READ" | grep -q '"value":"7"'
+  kubectl get --raw "$CERT_READ" | grep -q '"value":"7"' || return 1
+  kubectl apply -f - >&2 <<EOF || return 1
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rotation, namespace: $CERT_APP_NS}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: rotation}}
+  template:
+    metadata: {labels: {app: rotation}}
+    spec: {terminationGracePeriodSeconds: 0, containers: [{name: c, image: pause}]}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: rotation, namespace: $CERT_APP_NS}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: rotation}
+  # One replica at most: the average stays the value itself (7), and no pods come and go.
+  minReplicas: 1
+  maxReplicas: 1
+  metrics:
+    - type: External
+      external:
+        metric: {name: $CERT_METRIC}
+        target: {type: AverageValue, averageValue: "1"}
+EOF
+  wait_until "${E2E_SCALE_TIMEOUT:-45}" "HPA rotation reads $CERT_METRIC" certificates_hpa_reads
+}
+
+# certificates_hpa_reads: the HPA's last sync read the metric (ScalingActive) and saw the value 7.
+certificates_hpa_reads() {
+  local status
+  status=$(kubectl -n "$CERT_APP_NS" get hpa rotation -o \
+    jsonpath='{.status.conditions[?(@.type=="ScalingActive")].status} {.status.currentMetrics[0].external.current.averageValue}')
+  [ "$status" = "True 7" ]
 }
 
 # The SHA-256 fingerprint of the certificate the managed adapter serves now.
@@ -104,6 +141,10 @@ certificates_rotation() {
       failures=$((failures + 1))
       log "an APIService is not Available during the rotation"
     fi
+    if ! certificates_hpa_reads; then
+      failures=$((failures + 1))
+      log "the HPA did not read its metric during the rotation"
+    fi
     now=$(certificates_served)
     if [ -z "$rotated_at" ] && [ -n "$now" ] && [ "$now" != "$first" ]; then
       rotated_at=$SECONDS
@@ -117,17 +158,24 @@ certificates_rotation() {
     fi
     sleep 1
   done
-  log "$reads reads and APIService checks during the rotation, $failures failures"
+  log "$reads reads, HPA and APIService checks during the rotation, $failures failures"
   [ "$failures" -eq 0 ] || return 1
+  # The HPA controller syncs every second, more often than this loop looks: its events tell of every failed read.
+  if kubectl -n "$CERT_APP_NS" get events --field-selector reason=FailedGetExternalMetric -o name | grep .; then
+    log "the HPA failed to read its metric during the rotation"
+    return 1
+  fi
   kubectl -n "$CERT_NS" get secret "$CERT_SECRET" -o jsonpath='{.data.previous-ca\.crt}' | base64 -d \
     >"$W/managed-previous-ca.crt" && [ -s "$W/managed-previous-ca.crt" ] || return 1
   kubectl get apiservice "${ADAPTER_APISERVICES[0]}" -o jsonpath='{.spec.caBundle}' | base64 -d |
     grep -c 'BEGIN CERTIFICATE' | grep -qx 2
 }
 
-# certificates_stop: the managed adapter stopped (SIGTERM), so that nothing rewrites the caBundle afterwards.
+# certificates_stop: the managed adapter stopped (SIGTERM), so that nothing rewrites the caBundle afterwards; the
+# HPA's namespace deleted.
 certificates_stop() {
   local pid
+  kubectl delete namespace "$CERT_APP_NS" --wait=false --ignore-not-found >&2 || return 1
   pid=$(pid_of managed-adapter) || return 0
   kill -TERM "$pid" 2>/dev/null || true
   wait_until 20 "managed adapter stopped" bash -c "! kill -0 $pid"
@@ -138,7 +186,7 @@ certificate_checks() {
   check "managed certificates: a second adapter with --manage-certificates, its APIServices registered without a caBundle" certificates_start
   alive managed-adapter && [ -s "$W/managed-ca.crt" ] || return 0
   check "managed certificates: the APIServices become Available with the adapter's CA as their caBundle" certificates_available
-  check "managed certificates: a value written to the adapter reads back through kube-apiserver" certificates_write_and_read
-  check "managed certificates: a renewal (validity ${E2E_CERT_VALIDITY:-45s}) served without failed reads or an unavailable APIService" certificates_rotation
+  check "managed certificates: a value written to the adapter reads back through kube-apiserver and an HPA reads it" certificates_write_and_read
+  check "managed certificates: a renewal (validity ${E2E_CERT_VALIDITY:-45s}) served without a failed read, HPA read or unavailable APIService" certificates_rotation
   check "managed certificates: the adapter stopped" certificates_stop
 }
