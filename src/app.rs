@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
 use crate::auth::{AuthConfigError, Authenticator, Authorizer};
+use crate::cluster::certificates::{CertificateError, CertificateManager, CertificateOptions};
 use crate::cluster::client::{self, ClientError};
 use crate::cluster::discovery::DiscoveryMapper;
 use crate::cluster::label_index::{LabelIndexOptions, WatchLabelIndex};
@@ -25,7 +26,7 @@ use crate::pipeline::{Access, AccessControl, Delegated, Endpoint, Options, Pipel
 use crate::server::health::{Check, Health};
 use crate::server::listener;
 use crate::server::shutdown::{self, ShutdownTrigger};
-use crate::server::tls::{self, TlsError};
+use crate::server::tls::{self, ServingCertificate, TlsError};
 use crate::store::{self, MetricStore, StoreError, StoreOptions};
 
 /// Why the server could not start.
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The metric store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The managed serving certificate could not be read or created.
+    #[error("managing the serving certificate (--manage-certificates): {0}")]
+    Certificates(#[from] CertificateError),
 }
 
 /// What cluster mode adds: the cluster-backed mapper and label index, the access checks, and the guards that
@@ -64,6 +68,8 @@ struct ClusterParts {
     labels: Arc<dyn LabelIndex>,
     access: AccessControl,
     readiness: Vec<Check>,
+    /// The certificate the adapter manages, with --manage-certificates.
+    managed_certificate: Option<Arc<ServingCertificate>>,
     guards: Guards,
 }
 
@@ -72,10 +78,29 @@ type Guards = Vec<Box<dyn std::any::Any + Send + Sync>>;
 
 async fn cluster_parts(
     cluster: &ClusterConfig,
+    manage_certificates: bool,
     store: &Arc<dyn MetricStore>,
     metrics: &Metrics,
 ) -> Result<ClusterParts, StartError> {
     let client = client::client(cluster.kubeconfig.as_deref()).await?;
+    let mut guards: Guards = Vec::new();
+    let managed_certificate = if manage_certificates {
+        let flags = &cluster.certificates;
+        let options = CertificateOptions {
+            service: flags.service_name.clone(),
+            namespace: flags.service_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string()),
+            secret: flags.certificate_secret_name.clone(),
+            validity: flags.certificate_validity,
+            sync_interval: flags.certificate_sync_interval,
+        };
+        tracing::info!(secret = %options.secret, namespace = %options.namespace, names = ?options.dns_names(), "managing the serving certificate");
+        let (manager, guard) =
+            CertificateManager::start(client.clone(), options, Arc::new(crate::clock::SystemClock)).await?;
+        guards.push(Box::new(guard));
+        Some(manager.serving())
+    } else {
+        None
+    };
     let client_for = |path: &Option<PathBuf>| {
         let (path, client) = (path.clone(), client.clone());
         async move {
@@ -132,7 +157,11 @@ async fn cluster_parts(
         labels: index,
         access: AccessControl::Delegated(Box::new(Delegated { authenticator, authorizer })),
         readiness: vec![readiness, discovery_check],
-        guards: vec![Box::new(refresh), Box::new(index_guard), Box::new(auth_watch)],
+        managed_certificate,
+        guards: guards
+            .into_iter()
+            .chain([Box::new(refresh) as _, Box::new(index_guard) as _, Box::new(auth_watch) as _])
+            .collect(),
     })
 }
 
@@ -183,7 +212,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     );
     let metrics = Arc::new(Metrics::new(Arc::clone(&store)));
     let parts = match config.cluster() {
-        Some(cluster) => cluster_parts(cluster, &store, &metrics).await?,
+        Some(cluster) => cluster_parts(cluster, config.manage_certificates, &store, &metrics).await?,
         None => {
             tracing::info!("running standalone: no authentication or authorization, built-in resource table");
             ClusterParts {
@@ -192,15 +221,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 access: AccessControl::Open,
                 // Nothing to wait for.
                 readiness: vec![Check::readiness("informer-sync", || Ok(()))],
+                managed_certificate: None,
                 guards: Vec::new(),
             }
         }
     };
-    let ClusterParts { mapper, labels, access, readiness, guards } = parts;
+    let ClusterParts { mapper, labels, access, readiness, managed_certificate, guards } = parts;
 
-    let pem = tls::load_or_generate(&config.cert)?;
+    let serving = match managed_certificate {
+        Some(managed) => managed,
+        None => Arc::new(ServingCertificate::new(&tls::load_or_generate(&config.cert)?)?),
+    };
     let request_client_certs = !access.is_open();
-    let acceptor = TlsAcceptor::from(tls::server_config(&pem, request_client_certs)?);
+    let acceptor = TlsAcceptor::from(tls::server_config_with(serving, request_client_certs)?);
 
     let (trigger, shutdown) = shutdown::channel();
     let health = Health::new(

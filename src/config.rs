@@ -23,11 +23,15 @@ use crate::server::tls::CertSource;
 use crate::store::Limits;
 use crate::store::flags::StoreFlags;
 
+/// What `--version` prints after the program's name: the crate's version and the git commit it was built from
+/// (build.rs: the checkout's `HEAD`, or the image's `GIT_COMMIT` build argument, or `unknown`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CUSTOM_METRICS_GIT_COMMIT"), ")");
+
 /// Command-line flags, as Kubernetes' generic API servers name them where they have one.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "custom-metrics-apiserver",
-    version,
+    version = VERSION,
     about = "Kubernetes custom and external metrics adapter: write any value over HTTP, read it through custom.metrics.k8s.io and external.metrics.k8s.io (for the HorizontalPodAutoscaler)."
 )]
 pub struct Flags {
@@ -87,6 +91,21 @@ pub enum ConfigError {
     /// The store flags do not describe a store.
     #[error(transparent)]
     Store(#[from] crate::store::flags::StoreConfigError),
+    /// Certificates are kept in a Secret of the cluster.
+    #[error(
+        "--manage-certificates keeps the certificate in a Secret of the cluster: drop --standalone or --manage-certificates"
+    )]
+    ManagedCertificatesWithoutCluster,
+    /// Renewals too close to the sync interval for every replica to follow one before the next.
+    #[error(
+        "--certificate-validity={validity:?} must be at least 12 times --certificate-sync-interval={interval:?}: every replica must serve a renewed certificate well before the previous one expires"
+    )]
+    CertificateValidityTooShort {
+        /// The validity.
+        validity: Duration,
+        /// The sync interval.
+        interval: Duration,
+    },
 }
 
 /// How the adapter finds out about the cluster.
@@ -114,6 +133,9 @@ pub struct Config {
     pub write_auth: WriteAuth,
     /// The serving certificate's source.
     pub cert: CertSource,
+    /// Whether the adapter manages its serving certificate and the APIServices' caBundle (cluster mode only;
+    /// `--manage-certificates` without `--tls-cert-file`): then `cert` is unused.
+    pub manage_certificates: bool,
     /// Default lifetime of written values.
     pub metric_ttl: Option<Duration>,
     /// Log format and verbosity.
@@ -180,6 +202,23 @@ impl Config {
                 return Err(ConfigError::ZeroLimit(name));
             }
         }
+        let certificates = &cluster.certificates;
+        if certificates.manage_certificates && standalone {
+            return Err(ConfigError::ManagedCertificatesWithoutCluster);
+        }
+        if certificates.manage_certificates
+            && certificates.certificate_validity < certificates.certificate_sync_interval * 12
+        {
+            return Err(ConfigError::CertificateValidityTooShort {
+                validity: certificates.certificate_validity,
+                interval: certificates.certificate_sync_interval,
+            });
+        }
+        if certificates.certificate_sync_interval.is_zero() {
+            return Err(ConfigError::ZeroLimit("--certificate-sync-interval"));
+        }
+        // A mounted certificate (cert-manager, a Secret of the user's) wins: the adapter then manages nothing.
+        let manage_certificates = certificates.manage_certificates && serving.tls_cert_file.is_none();
         let default_bind = if standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         let bind = serving.bind_address.unwrap_or(default_bind);
         Ok(Config {
@@ -188,6 +227,7 @@ impl Config {
             mode: if standalone { Mode::Standalone } else { Mode::Cluster(Box::new(cluster)) },
             write_auth,
             cert: serving.cert_source(),
+            manage_certificates,
             metric_ttl: store.default_ttl(),
             logging,
             limits: store.limits(),
@@ -371,6 +411,26 @@ mod tests {
     }
 
     #[test]
+    fn the_version_names_the_commit_built_from() {
+        let printed = <Flags as clap::CommandFactory>::command().render_version();
+        let commit = env!("CUSTOM_METRICS_GIT_COMMIT");
+        assert_eq!(printed, format!("custom-metrics-apiserver {} (commit {commit})\n", env!("CARGO_PKG_VERSION")));
+        // In a checkout, build.rs read HEAD (and runs again when it moves); elsewhere the build says so.
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8(output.stdout).unwrap().trim().to_string());
+        match (std::env::var("CUSTOM_METRICS_GIT_COMMIT"), head) {
+            (Ok(given), _) if !given.is_empty() => assert_eq!(commit, given.trim()),
+            (_, Some(head)) => assert_eq!(commit, head),
+            (_, None) => assert_eq!(commit, "unknown"),
+        }
+    }
+
+    #[test]
     fn the_flag_groups_make_one_consistent_command() {
         // clap's own checks: unique ids and names, `requires` naming existing arguments, and so on.
         <Flags as clap::CommandFactory>::command().debug_assert();
@@ -390,7 +450,33 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 59);
+        assert_eq!(flags, 65);
+    }
+
+    #[test]
+    fn managed_certificates_need_a_cluster_and_give_way_to_a_mounted_certificate() {
+        let config = parse(&["--kubeconfig=/k", "--manage-certificates"]).unwrap();
+        assert!(config.manage_certificates);
+        let flags = &config.cluster().unwrap().certificates;
+        assert_eq!(flags.certificate_validity, Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(flags.certificate_sync_interval, Duration::from_secs(30));
+        assert_eq!(flags.certificate_secret_name, "custom-metrics-apiserver-certs");
+        assert_eq!(
+            (flags.service_name.as_str(), flags.service_namespace.as_deref()),
+            ("custom-metrics-apiserver", None)
+        );
+        assert!(!parse(&["--kubeconfig=/k"]).unwrap().manage_certificates);
+        let mounted = parse(&["--manage-certificates", "--tls-cert-file=/c.pem", "--tls-private-key-file=/k.pem"]);
+        assert!(!mounted.unwrap().manage_certificates, "--tls-cert-file turns management off");
+        let error = parse(&["--standalone", "--manage-certificates"]).unwrap_err();
+        assert!(error.contains("--manage-certificates") && error.contains("--standalone"), "{error}");
+        let error = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=11s"])
+            .unwrap_err();
+        assert!(error.contains("at least 12 times --certificate-sync-interval"), "{error}");
+        let short = parse(&["--manage-certificates", "--certificate-validity=2m", "--certificate-sync-interval=10s"]);
+        assert_eq!(short.unwrap().cluster().unwrap().certificates.certificate_validity, Duration::from_secs(120));
+        let error = parse(&["--certificate-sync-interval=0"]).unwrap_err();
+        assert!(error.contains("--certificate-sync-interval must be greater than zero"), "{error}");
     }
 
     #[test]

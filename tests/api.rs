@@ -555,6 +555,8 @@ async fn version_and_openapi_documents_are_served_with_etags() {
     assert_eq!(status, 200);
     assert_eq!(version["gitVersion"], format!("v{}", env!("CARGO_PKG_VERSION")));
     assert_eq!(version["major"], env!("CARGO_PKG_VERSION_MAJOR"));
+    // build.rs stamps the commit, as for --version.
+    assert_eq!(version["gitCommit"], env!("CUSTOM_METRICS_GIT_COMMIT"));
 
     let response = server.client.get(server.api_url("/openapi/v2")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -212,6 +212,21 @@ fn a_plain_write_port_with_token_auth_exits_64() {
 }
 
 #[test]
+fn version_prints_the_version_and_the_git_commit() {
+    let output = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    // The binary may come from another checkout sharing the target directory: check the form, not the commit
+    // (config::tests::the_version_names_the_commit_built_from checks which commit).
+    let rest = printed.strip_prefix(&format!("custom-metrics-apiserver {} (commit ", env!("CARGO_PKG_VERSION")));
+    let commit = rest.and_then(|rest| rest.strip_suffix(")\n")).unwrap_or_else(|| panic!("{printed:?}"));
+    assert!(
+        commit == "unknown" || (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{printed:?}"
+    );
+}
+
+#[test]
 fn help_explains_every_flag_and_its_environment_variable() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     assert!(output.status.success());
@@ -235,6 +250,12 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--header-read-timeout",
         "--idle-timeout",
         "--shutdown-grace-period",
+        "--manage-certificates",
+        "--certificate-validity",
+        "--certificate-sync-interval",
+        "--certificate-secret-name",
+        "--service-name",
+        "--service-namespace",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

@@ -164,10 +164,56 @@ impl Rendered {
     }
 }
 
+const CERT_MANAGER: &str = "tls:\n  mode: certManager\n";
+
+#[test]
+fn the_managed_mode_is_the_default_and_lets_the_adapter_keep_its_secret_and_its_apiservices_ca_bundle() {
+    let chart = render("tls:\n  managed:\n    validity: 720h\n    syncInterval: 1m\n");
+    let config = chart.config().unwrap_or_else(|e| panic!("the chart's args {:?} are refused: {e}", chart.args()));
+    assert!(config.manage_certificates);
+    let flags = &config.cluster().unwrap().certificates;
+    assert_eq!(flags.certificate_validity, std::time::Duration::from_secs(720 * 3600));
+    assert_eq!(flags.certificate_sync_interval, std::time::Duration::from_secs(60));
+    assert_eq!(flags.service_name, RELEASE, "the certificate is for the chart's Service");
+    let secret = format!("{RELEASE}-certs");
+    assert_eq!(flags.certificate_secret_name, secret);
+    let env = chart.container().env.unwrap();
+    let namespace = env.iter().find(|e| e.name == "CUSTOM_METRICS_SERVICE_NAMESPACE").unwrap();
+    let field = namespace.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    assert_eq!(field.field_path, "metadata.namespace");
+    assert!(chart.pod().volumes.is_none() && chart.container().volume_mounts.is_none(), "nothing is mounted");
+    assert!(chart.of_kind("Certificate").is_empty() && chart.of_kind("Issuer").is_empty(), "{:?}", chart.kinds());
+    let default = render("").config().unwrap();
+    assert!(default.manage_certificates, "managed is the default mode");
+
+    let role: k8s_openapi::api::rbac::v1::Role = chart.typed("Role", &format!("{RELEASE}-certificates"));
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NS));
+    let rules = role.rules.unwrap();
+    let names: Vec<(Vec<String>, Option<Vec<String>>)> =
+        rules.iter().map(|r| (r.verbs.clone(), r.resource_names.clone())).collect();
+    assert_eq!(
+        names,
+        [(vec!["create".to_owned()], None), (vec!["get".to_owned(), "update".to_owned()], Some(vec![secret]))]
+    );
+    let apiservices: ClusterRole = chart.typed("ClusterRole", &format!("{RELEASE}-apiservices"));
+    let rule = apiservices.rules.unwrap().remove(0);
+    let mut names = rule.resource_names.unwrap();
+    names.sort();
+    let mut served: Vec<String> = SERVED.iter().map(|gv| format!("{}.{}", gv.version, gv.group)).collect();
+    served.sort();
+    assert_eq!(names, served);
+    assert_eq!(rule.verbs, ["get", "patch"]);
+    for (kind, name) in [("RoleBinding", "certificates"), ("ClusterRoleBinding", "apiservices")] {
+        let binding = chart.get(kind, &format!("{RELEASE}-{name}"));
+        assert_eq!(binding["subjects"][0]["name"].as_str(), Some(RELEASE), "{kind}");
+    }
+    assert!(render(CERT_MANAGER).try_get("Role", &format!("{RELEASE}-certificates")).is_none());
+}
+
 #[test]
 fn in_every_tls_mode_the_arguments_are_flags_the_program_accepts_serving_the_mounted_certificate() {
     let ca = ca_pem();
-    for (mode, values) in [("certManager", String::new()), ("existingSecret", existing_secret(&ca))] {
+    for (mode, values) in [("certManager", CERT_MANAGER.to_owned()), ("existingSecret", existing_secret(&ca))] {
         let chart = render(&values);
         let config =
             chart.config().unwrap_or_else(|e| panic!("{mode}: the chart's args {:?} are refused: {e}", chart.args()));
@@ -183,6 +229,7 @@ fn in_every_tls_mode_the_arguments_are_flags_the_program_accepts_serving_the_mou
         };
         let dir = chart.mount_of_secret(&secret);
         assert_eq!(config.cert, CertSource::Files { cert: dir.join("tls.crt"), key: dir.join("tls.key") }, "{mode}");
+        assert!(!config.manage_certificates, "{mode}");
 
         let container = chart.container();
         let ports = container.ports.clone().unwrap();
@@ -222,7 +269,9 @@ fn the_pod_runs_non_root_on_a_read_only_root_without_capabilities_and_system_clu
 #[test]
 fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred_and_verified_tls() {
     let ca = ca_pem();
-    for (mode, values) in [("certManager", String::new()), ("existingSecret", existing_secret(&ca))] {
+    for (mode, values) in
+        [("managed", String::new()), ("certManager", CERT_MANAGER.to_owned()), ("existingSecret", existing_secret(&ca))]
+    {
         let chart = render(&values);
         let service: Service = chart.typed("Service", RELEASE);
         assert_eq!(service.metadata.namespace.as_deref(), Some(NS));
@@ -255,6 +304,10 @@ fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred_and_verifie
 
             let annotations = api.metadata.annotations.unwrap_or_default();
             match mode {
+                "managed" => {
+                    assert!(spec.ca_bundle.is_none(), "{name}: the adapter writes the caBundle");
+                    assert!(!annotations.contains_key("cert-manager.io/inject-ca-from"));
+                }
                 "certManager" => {
                     assert!(spec.ca_bundle.is_none(), "{name}: cert-manager's CA injector sets the caBundle");
                     let from = &annotations["cert-manager.io/inject-ca-from"];
@@ -284,7 +337,7 @@ fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred_and_verifie
 
 #[test]
 fn cert_manager_mode_makes_its_own_ca_unless_an_issuer_is_given() {
-    let chart = render("");
+    let chart = render(CERT_MANAGER);
     let serving = chart.get("Certificate", RELEASE);
     let issuer_name = serving["spec"]["issuerRef"]["name"].as_str().unwrap();
     let issuer = chart.get("Issuer", issuer_name);
@@ -300,7 +353,7 @@ fn cert_manager_mode_makes_its_own_ca_unless_an_issuer_is_given() {
     assert_eq!(serving["spec"]["usages"][0].as_str(), Some("server auth"));
 
     let chart = render(
-        "tls:\n  certManager:\n    issuerRef: {name: company-ca, kind: ClusterIssuer, group: cert-manager.io}\n",
+        "tls:\n  mode: certManager\n  certManager:\n    issuerRef: {name: company-ca, kind: ClusterIssuer, group: cert-manager.io}\n",
     );
     assert!(chart.of_kind("Issuer").is_empty(), "an existing issuer: no Issuer of the chart's own");
     assert_eq!(chart.of_kind("Certificate").len(), 1);
@@ -319,9 +372,9 @@ fn existing_secret_mode_needs_the_secret_and_its_ca_and_makes_no_certificate() {
 }
 
 #[test]
-fn a_tls_mode_that_does_not_exist_yet_is_refused() {
-    let error = refused("tls:\n  mode: managed\n");
-    assert!(error.contains(r#"tls.mode: "managed" is not one of certManager, existingSecret"#), "{error}");
+fn a_tls_mode_that_does_not_exist_is_refused() {
+    let error = refused("tls:\n  mode: selfSigned\n");
+    assert!(error.contains(r#"tls.mode: "selfSigned" is not one of managed, certManager, existingSecret"#), "{error}");
 }
 
 #[test]
@@ -381,13 +434,18 @@ fn the_chart_installs_everything_deploy_k8s_deployment_yaml_does() {
                     |s| if adapter(&s) { Subject { name: RELEASE.into(), namespace: Some(NS.into()), ..s } } else { s },
                 )
                 .collect();
+            // The manifest's own namespace is the release's.
+            let want_namespace = match binding["metadata"]["namespace"].as_str() {
+                Some("custom-metrics") => Some(NS),
+                other => other,
+            };
             let found = chart.of_kind(kind).into_iter().any(|c| {
                 let c_ref: RoleRef = serde_yaml_ng::from_value(c["roleRef"].clone()).unwrap();
                 let c_subjects: Vec<Subject> = serde_yaml_ng::from_value(c["subjects"].clone()).unwrap();
                 c_ref.kind == role_ref.kind
                     && c_ref.name == want_role
                     && c_subjects == want_subjects
-                    && c["metadata"]["namespace"] == binding["metadata"]["namespace"]
+                    && c["metadata"]["namespace"].as_str() == want_namespace
             });
             assert!(found, "the chart has no {kind} like the manifest's {name} ({role_ref:?} for {want_subjects:?})");
         }
@@ -409,8 +467,8 @@ fn the_chart_installs_everything_deploy_k8s_deployment_yaml_does() {
         assert!(kind == "Namespace" || !chart.of_kind(kind).is_empty(), "the chart renders no {kind}");
     }
 
-    // The container runs with the manifest's configuration, but for the certificate (the manifest's self-signed one
-    // skips verification; the chart mounts a verifiable one).
+    // The container runs with the manifest's configuration (both in the managed mode), but for the certificate
+    // directory, unused by both.
     let manifest_deployment: Deployment =
         serde_yaml_ng::from_value(by_name(&manifest, "Deployment").remove(RELEASE).unwrap()).unwrap();
     let manifest_container = manifest_deployment.spec.template.spec.unwrap().containers.remove(0);
@@ -583,7 +641,8 @@ fn each_store_renders_flags_the_program_accepts_and_redis_takes_its_password_fro
     // The default: the memory store, one replica, no password anywhere.
     let memory = render("");
     assert_eq!(memory.config().unwrap().store, Backend::Memory);
-    assert!(memory.container().env.is_none());
+    let env = memory.container().env.unwrap_or_default();
+    assert!(env.iter().all(|var| var.name != PASSWORD_ENV), "{env:?}");
 
     let values = "replicas: 3\nstore:\n  type: redis\n  redis:\n    url: redis://metrics@redis.data.svc:6380/2\n    \
                   passwordSecret: {name: redis-auth, key: secret}\n";
@@ -596,15 +655,16 @@ fn each_store_renders_flags_the_program_accepts_and_redis_takes_its_password_fro
     assert_eq!(options.username.as_deref(), Some("metrics"));
     assert!(options.password.is_none(), "the password must not be in the arguments");
     let env = redis.container().env.unwrap();
-    assert_eq!(env.len(), 1);
-    assert_eq!(env[0].name, PASSWORD_ENV);
-    let secret = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    let passwords: Vec<_> = env.iter().filter(|var| var.name == PASSWORD_ENV).collect();
+    assert_eq!(passwords.len(), 1, "{env:?}");
+    let secret = passwords[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
     assert_eq!((secret.name.as_str(), secret.key.as_str()), ("redis-auth", "secret"));
 
     // Without a Secret: a Redis without a password.
     let no_password = render("store: {type: redis, redis: {url: \"redis://redis:6379\"}}\n");
     assert!(matches!(no_password.config().unwrap().store, Backend::Redis(_)));
-    assert!(no_password.container().env.is_none());
+    let env = no_password.container().env.unwrap_or_default();
+    assert!(env.iter().all(|var| var.name != PASSWORD_ENV), "{env:?}");
 }
 
 #[test]

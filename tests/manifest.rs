@@ -1,6 +1,7 @@
 //! The deployment manifest agrees with the program: its arguments parse as our flags, its ports and probes
 //! point at what the program serves, and it registers the three APIServices with the priorities HPA relies on.
 
+use custom_metrics_apiserver::cluster::certificates::apiservice_names;
 use custom_metrics_apiserver::config::{Config, WriteAuth};
 use serde_yaml_ng::Value;
 
@@ -51,6 +52,10 @@ fn container_arguments_are_valid_flags_listening_where_the_ports_say(docs: &[Val
     assert!(config.cluster().unwrap().kubeconfig.is_none(), "in a pod the adapter uses its ServiceAccount");
     assert_eq!(config.write_auth, WriteAuth::Token);
     assert_eq!(config.write_addr, None, "no plain-HTTP listener: tokens travel over TLS only");
+    assert!(config.manage_certificates, "the adapter manages its certificate and the caBundle");
+    let env = container["env"].as_sequence().unwrap();
+    let namespace = env.iter().find(|e| e["name"].as_str() == Some("CUSTOM_METRICS_SERVICE_NAMESPACE")).unwrap();
+    assert_eq!(namespace["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("metadata.namespace"));
 
     let port = |name: &str| {
         container["ports"]
@@ -108,6 +113,75 @@ fn the_three_apiservices_point_at_the_service_with_v1beta2_preferred() {
         assert_eq!(api["spec"]["service"]["namespace"].as_str(), Some("custom-metrics"));
         assert_eq!(api["spec"]["service"]["port"].as_u64(), Some(443));
     }
+}
+
+#[test]
+fn the_apiservices_verify_the_adapter_with_the_ca_bundle_it_writes() {
+    let docs = documents();
+    for name in apiservice_names() {
+        let api = find(&docs, "APIService", &name);
+        assert!(api["spec"]["insecureSkipTLSVerify"].is_null(), "{name} skips TLS verification");
+        assert!(api["spec"]["caBundle"].is_null(), "{name}: the adapter writes the caBundle");
+    }
+}
+
+/// The rules of the Role or ClusterRole bound to the adapter's ServiceAccount by the binding `name`.
+fn bound_rules(docs: &[Value], binding_kind: &str, name: &str) -> Vec<Value> {
+    let binding = find(docs, binding_kind, name);
+    assert_eq!(binding["subjects"][0]["name"].as_str(), Some("custom-metrics-apiserver"));
+    assert_eq!(binding["subjects"][0]["namespace"].as_str(), Some("custom-metrics"));
+    let kind = binding["roleRef"]["kind"].as_str().unwrap();
+    let role = find(docs, kind, binding["roleRef"]["name"].as_str().unwrap());
+    if kind == "Role" {
+        assert_eq!(role["metadata"]["namespace"], binding["metadata"]["namespace"]);
+    }
+    role["rules"].as_sequence().unwrap().clone()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence().map(|s| s.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn rbac_lets_the_adapter_keep_its_secret_and_patch_exactly_its_apiservices() {
+    let docs = documents();
+    let rules = bound_rules(&docs, "ClusterRoleBinding", "custom-metrics-apiserver-apiservices");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(strings(&rules[0]["apiGroups"]), ["apiregistration.k8s.io"]);
+    assert_eq!(strings(&rules[0]["resources"]), ["apiservices"]);
+    let mut names = strings(&rules[0]["resourceNames"]);
+    names.sort();
+    let mut expected = apiservice_names();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(strings(&rules[0]["verbs"]), ["get", "patch"]);
+
+    let secret = Config::from_args(["custom-metrics-apiserver"])
+        .unwrap()
+        .cluster()
+        .unwrap()
+        .certificates
+        .certificate_secret_name
+        .clone();
+    let rules = bound_rules(&docs, "RoleBinding", "custom-metrics-apiserver-certificates");
+    let mut by_verb: Vec<(String, Vec<String>)> = rules
+        .iter()
+        .flat_map(|rule| {
+            assert_eq!(strings(&rule["apiGroups"]), [""]);
+            assert_eq!(strings(&rule["resources"]), ["secrets"]);
+            let names = strings(&rule["resourceNames"]);
+            strings(&rule["verbs"]).into_iter().map(move |verb| (verb, names.clone()))
+        })
+        .collect();
+    by_verb.sort();
+    assert_eq!(
+        by_verb,
+        [
+            ("create".to_string(), vec![]),
+            ("get".to_string(), vec![secret.clone()]),
+            ("update".to_string(), vec![secret])
+        ]
+    );
 }
 
 #[test]
@@ -237,9 +311,9 @@ fn the_ha_manifest_runs_two_replicas_on_redis_with_the_password_from_a_secret() 
     assert!(!args_of(deployment).iter().any(|a| a.starts_with("--store-password")), "the password comes from the env");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let env = container["env"].as_sequence().unwrap();
-    assert_eq!(env.len(), 1);
-    assert_eq!(env[0]["name"].as_str(), Some(PASSWORD_ENV));
-    let secret = &env[0]["valueFrom"]["secretKeyRef"];
+    let passwords: Vec<&Value> = env.iter().filter(|var| var["name"].as_str() == Some(PASSWORD_ENV)).collect();
+    assert_eq!(passwords.len(), 1, "{env:?}");
+    let secret = &passwords[0]["valueFrom"]["secretKeyRef"];
     assert_eq!(secret["name"].as_str(), Some("custom-metrics-apiserver-redis"));
     assert_eq!(secret["key"].as_str(), Some("password"));
     assert!(secret["optional"].is_null(), "without the Secret the pods must not start without a password");

@@ -9,7 +9,8 @@
 //! For black-box tests of cluster mode (`tests/cluster_mode.rs`) it also plays a small cluster of its own:
 //! [`FakeApiServer::serve_discovery`] (the core group and `apps`, a watchable pods collection),
 //! [`FakeApiServer::add_token`] (TokenReviews), [`FakeApiServer::allow`] (SubjectAccessReviews, as RBAC would
-//! answer them) and [`FakeApiServer::write_kubeconfig`]. Built for the crate's tests and, with the `test-support`
+//! answer them) and [`FakeApiServer::write_kubeconfig`]. [`FakeApiServer::store_objects`] makes it keep whole
+//! objects (Secrets, APIServices) with get, create, update and merge-patch and kube-apiserver's conflicts. Built for the crate's tests and, with the `test-support`
 //! feature, for the integration tests in `tests/`; never part of the shipped binary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -128,7 +129,35 @@ struct State {
     /// (user, verb) pairs allowed, once [`FakeApiServer::allow`] is called; until then SubjectAccessReviews go to
     /// the handler.
     allowed: Mutex<Option<HashSet<(String, String)>>>,
+    /// Whole objects under the collection paths given to [`FakeApiServer::store_objects`].
+    objects: Mutex<Objects>,
     handler: Option<Box<Handler>>,
+}
+
+/// Stored objects: the collection paths served, and each object by its path (`<collection>/<name>`).
+#[derive(Default)]
+struct Objects {
+    collections: HashSet<String>,
+    items: BTreeMap<String, Value>,
+}
+
+/// RFC 7386 JSON merge patch: `null` removes, objects merge, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Value::Object(target) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
 }
 
 /// A token's user: name and groups.
@@ -178,6 +207,9 @@ impl State {
                 "metadata": {"resourceVersion": rv.to_string()}, "items": items});
             return FakeResponse::Json(200, list);
         }
+        if let Some(answer) = self.stored_object(request) {
+            return answer;
+        }
         if request.method == http::Method::POST
             && let Some(answer) = self.review(request)
         {
@@ -194,6 +226,59 @@ impl State {
 }
 
 impl State {
+    /// Get, create (409 AlreadyExists when it exists), update (409 Conflict on a stale `resourceVersion`) and
+    /// merge-patch of stored objects, as kube-apiserver answers them; `None` outside the stored collections.
+    fn stored_object(&self, request: &RecordedRequest) -> Option<FakeResponse> {
+        let mut objects = self.objects.lock().unwrap();
+        let path = request.path.as_str();
+        let not_found = || FakeResponse::Json(404, status_body(404, "NotFound", &format!("{path} not found")));
+        let stamp = |object: &mut Value| {
+            let rv = self.resource_version.fetch_add(1, Ordering::SeqCst) + 1;
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        };
+        if request.method == http::Method::POST && objects.collections.contains(path) {
+            let name = request.body["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let item = format!("{path}/{name}");
+            if objects.items.contains_key(&item) {
+                let message = format!("{name} already exists");
+                return Some(FakeResponse::Json(409, status_body(409, "AlreadyExists", &message)));
+            }
+            let mut object = request.body.clone();
+            stamp(&mut object);
+            objects.items.insert(item, object.clone());
+            return Some(FakeResponse::Json(201, object));
+        }
+        let (collection, _) = path.rsplit_once('/')?;
+        if !objects.collections.contains(collection) {
+            return None;
+        }
+        let Some(stored) = objects.items.get(path).cloned() else { return Some(not_found()) };
+        let mut object = match request.method {
+            http::Method::GET => return Some(FakeResponse::Json(200, stored)),
+            http::Method::PUT => {
+                let given = &request.body["metadata"]["resourceVersion"];
+                if !given.is_null() && *given != stored["metadata"]["resourceVersion"] {
+                    let message = "the object has been modified; please apply your changes to the latest version";
+                    return Some(FakeResponse::Json(409, status_body(409, "Conflict", message)));
+                }
+                request.body.clone()
+            }
+            http::Method::PATCH => {
+                let mut object = stored;
+                merge_patch(&mut object, &request.body);
+                object
+            }
+            http::Method::DELETE => {
+                objects.items.remove(path);
+                return Some(FakeResponse::Json(200, stored));
+            }
+            _ => return Some(FakeResponse::Json(405, status_body(405, "MethodNotAllowed", "not allowed"))),
+        };
+        stamp(&mut object);
+        objects.items.insert(path.to_string(), object.clone());
+        Some(FakeResponse::Json(200, object))
+    }
+
     /// A TokenReview or SubjectAccessReview answered from the tokens and permissions set, when they are set.
     fn review(&self, request: &RecordedRequest) -> Option<FakeResponse> {
         let body = &request.body;
@@ -349,6 +434,37 @@ impl FakeApiServer {
     /// Answers SubjectAccessReviews from now on, denying everything not allowed with [`FakeApiServer::allow`].
     pub fn deny_by_default(&self) {
         self.state.allowed.lock().unwrap().get_or_insert_with(HashSet::new);
+    }
+
+    /// Keeps whole objects POSTed to `collection` (e.g. `/api/v1/namespaces/ns/secrets`) and serves them at
+    /// `<collection>/<name>` with get, update, merge-patch and delete; absent ones are a 404.
+    pub fn store_objects(&self, collection: &str) {
+        self.state.objects.lock().unwrap().collections.insert(collection.to_string());
+    }
+
+    /// Stores `object` in `collection` (see [`FakeApiServer::store_objects`]) under its `metadata.name`, as if
+    /// created by someone else.
+    pub fn put_object(&self, collection: &str, mut object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let rv = self.state.resource_version.fetch_add(1, Ordering::SeqCst) + 1;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let mut objects = self.state.objects.lock().unwrap();
+        objects.collections.insert(collection.to_string());
+        objects.items.insert(format!("{collection}/{name}"), object);
+    }
+
+    /// The stored object at `path`.
+    pub fn stored(&self, path: &str) -> Option<Value> {
+        self.state.objects.lock().unwrap().items.get(path).cloned()
+    }
+
+    /// Changes the stored object at `path` with a JSON merge patch, as someone else would.
+    pub fn patch_stored(&self, path: &str, patch: &Value) {
+        let rv = self.state.resource_version.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut objects = self.state.objects.lock().unwrap();
+        let object = objects.items.get_mut(path).unwrap_or_else(|| panic!("no stored object {path}"));
+        merge_patch(object, patch);
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
     }
 
     /// A client of this server.

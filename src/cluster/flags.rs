@@ -46,4 +46,53 @@ pub struct ClusterFlags {
     /// The authorizer's client, cache and always-allowed paths.
     #[command(flatten)]
     pub authorization: AuthorizationFlags,
+
+    /// The serving certificate the adapter manages itself.
+    #[command(flatten)]
+    pub certificates: CertificateFlags,
+}
+
+/// The self-managed serving certificate and the APIServices' caBundle (docs/architecture.md §11).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CertificateFlags {
+    /// Keep a CA and a serving certificate for <service>.<namespace>.svc in a Secret of the namespace (created by
+    /// the first replica, loaded by the others), write the CA into the caBundle of the adapter's three APIServices
+    /// (and put it back if removed), and renew both at 2/3 of --certificate-validity without a restart. Off when
+    /// --tls-cert-file is given.
+    #[arg(long, env = "CUSTOM_METRICS_MANAGE_CERTIFICATES", help_heading = "Certificates")]
+    pub manage_certificates: bool,
+
+    /// Lifetime of the managed CA and serving certificate; they are renewed at 2/3 of it. At least 12 times
+    /// --certificate-sync-interval.
+    #[arg(long, env = "CUSTOM_METRICS_CERTIFICATE_VALIDITY", default_value = "365d", value_parser = parse_duration, help_heading = "Certificates")]
+    pub certificate_validity: Duration,
+
+    /// How often each replica reads the certificate Secret and checks the APIServices' caBundle. A renewed
+    /// certificate is served two intervals after its CA entered the caBundle.
+    #[arg(long, env = "CUSTOM_METRICS_CERTIFICATE_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration, help_heading = "Certificates")]
+    pub certificate_sync_interval: Duration,
+
+    /// Name of the Secret holding the managed CA and serving certificate, in --service-namespace.
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_CERTIFICATE_SECRET_NAME",
+        default_value = "custom-metrics-apiserver-certs",
+        help_heading = "Certificates"
+    )]
+    pub certificate_secret_name: String,
+
+    /// Name of the Service the APIServices point at; the managed certificate is for <service>.<namespace>.svc
+    /// and <service>.<namespace>.svc.cluster.local.
+    #[arg(
+        long,
+        env = "CUSTOM_METRICS_SERVICE_NAME",
+        default_value = "custom-metrics-apiserver",
+        help_heading = "Certificates"
+    )]
+    pub service_name: String,
+
+    /// Namespace of that Service and of the certificate Secret [default: the namespace of the kubeconfig's
+    /// context, or the pod's own namespace in a cluster].
+    #[arg(long, env = "CUSTOM_METRICS_SERVICE_NAMESPACE", help_heading = "Certificates")]
+    pub service_namespace: Option<String>,
 }

@@ -8,6 +8,7 @@
 //! [`StandaloneLabelIndex`], which knows no object labels.
 
 pub mod auth_config;
+pub mod certificates;
 pub mod client;
 pub mod discovery;
 #[cfg(any(test, feature = "test-support"))]

@@ -1,5 +1,6 @@
 //! TLS for the secure port: the serving certificate from files, from the certificate directory, or generated
-//! and self-signed; HTTP/2 and HTTP/1.1 offered by ALPN. Knows nothing of metrics.
+//! and self-signed, or replaced while serving ([`ServingCertificate`], for the certificates the adapter manages
+//! itself, docs/architecture.md §11); HTTP/2 and HTTP/1.1 offered by ALPN. Knows nothing of metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub enum TlsError {
 }
 
 /// A certificate chain and its key, as PEM text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PemPair {
     /// The certificate chain.
     pub cert: String,
@@ -116,6 +117,60 @@ pub fn self_signed() -> Result<PemPair, TlsError> {
 /// A rustls server configuration offering HTTP/2 and HTTP/1.1. With `request_client_certs`, clients are asked
 /// for a certificate without being required to send one (Go's `tls.RequestClientCert`).
 pub fn server_config(pair: &PemPair, request_client_certs: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    let serving = ServingCertificate::new(pair)?;
+    server_config_with(Arc::new(serving), request_client_certs)
+}
+
+/// [`server_config`] serving whatever `serving` holds at each handshake.
+pub fn server_config_with(
+    serving: Arc<ServingCertificate>,
+    request_client_certs: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+    let builder = if request_client_certs {
+        builder.with_client_cert_verifier(Arc::new(RequestClientCert { provider }))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(serving);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The certificate and key the listener presents, replaceable while it serves: a new TLS handshake gets what was
+/// last [`ServingCertificate::replace`]d, open connections keep theirs (docs/architecture.md §11).
+#[derive(Debug)]
+pub struct ServingCertificate {
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+}
+
+impl ServingCertificate {
+    /// Serves `pair`.
+    pub fn new(pair: &PemPair) -> Result<Self, TlsError> {
+        Ok(ServingCertificate { current: arc_swap::ArcSwap::from_pointee(certified_key(pair)?) })
+    }
+
+    /// Serves `pair` from the next handshake on; a pair that does not parse leaves the current one served.
+    pub fn replace(&self, pair: &PemPair) -> Result<(), TlsError> {
+        self.current.store(Arc::new(certified_key(pair)?));
+        Ok(())
+    }
+
+    /// The leaf certificate served now (DER).
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        self.current.load().cert[0].clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServingCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The chain and key of `pair`, checked to belong together.
+fn certified_key(pair: &PemPair) -> Result<rustls::sign::CertifiedKey, TlsError> {
     let pem_error =
         |reason: &str| TlsError::Pem { path: PathBuf::from("<serving certificate>"), reason: reason.into() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
@@ -126,16 +181,7 @@ pub fn server_config(pair: &PemPair, request_client_certs: bool) -> Result<Arc<S
     }
     let key =
         PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|e| pem_error(&format!("bad key PEM: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
-    let builder = if request_client_certs {
-        builder.with_client_cert_verifier(Arc::new(RequestClientCert { provider }))
-    } else {
-        builder.with_no_client_auth()
-    };
-    let mut config = builder.with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(rustls::sign::CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())?)
 }
 
 /// Requests a client certificate and checks only that the client holds its key. Which CA the chain must lead

@@ -44,9 +44,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
 
-{{/* The Secret holding the serving certificate (tls.crt, tls.key), mounted at cma.certDir. */}}
+{{/* The Secret holding the serving certificate (tls.crt, tls.key): mounted at cma.certDir, or, in the managed
+mode, kept by the adapter itself. */}}
 {{- define "cma.tlsSecretName" -}}
-{{- if eq .Values.tls.mode "existingSecret" }}
+{{- if eq .Values.tls.mode "managed" }}
+{{- printf "%s-certs" (include "cma.fullname" .) }}
+{{- else if eq .Values.tls.mode "existingSecret" }}
 {{- .Values.tls.existingSecret.name }}
 {{- else }}
 {{- printf "%s-tls" (include "cma.fullname" .) }}
@@ -79,8 +82,8 @@ both stop on them.
 {{- if lt (int .Values.replicas) 1 }}
 {{- fail (printf "replicas: %v is refused: the metrics APIs need one adapter." .Values.replicas) }}
 {{- end }}
-{{- if not (has .Values.tls.mode (list "certManager" "existingSecret")) }}
-{{- fail (printf "tls.mode: %q is not one of certManager, existingSecret (the managed mode comes with the adapter's certificate management)" .Values.tls.mode) }}
+{{- if not (has .Values.tls.mode (list "managed" "certManager" "existingSecret")) }}
+{{- fail (printf "tls.mode: %q is not one of managed, certManager, existingSecret" .Values.tls.mode) }}
 {{- end }}
 {{- if eq .Values.tls.mode "existingSecret" }}
 {{- if not .Values.tls.existingSecret.name }}
