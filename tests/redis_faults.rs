@@ -413,6 +413,41 @@ async fn no_acknowledged_write_is_lost_when_replicas_and_redis_are_killed() {
     );
 }
 
+/// A replica that starts while Redis is down (a pod rescheduled during the outage) serves, answers writes with the
+/// store's 503 and stays not ready; once Redis is back it loads the copy, becomes ready by itself and serves what
+/// was acknowledged before the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_is_down_becomes_ready_when_it_returns() {
+    let bin = Binary::get();
+    let mut redis = Redis::start();
+    let flags = flags(&redis);
+    let a = Adapter::start(&bin, "A", &flags).await;
+    assert_eq!(a.post("/write-metrics/namespaces/early/pods/p/m", "7").await.0, 200);
+
+    redis.kill();
+    let b = Adapter::start_unready(&bin, "B", &flags).await;
+    let (status, body) = b.get("/readyz?verbose").await;
+    assert!(status == 500 && body.contains("[-]store failed"), "never in sync, not ready: {status} {body}");
+    let (status, body) = b.post("/write-metrics/namespaces/early/pods/q/m", "8").await;
+    assert!(names_the_store(status, &body, &redis), "a write without Redis: {status} {body}");
+    let (status, body) = b.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/early/pods/p/m").await;
+    assert_eq!(status, 404, "nothing loaded yet, nothing served: {body}");
+
+    redis.restart();
+    eventually("B ready once Redis is back", || b.ready()).await;
+    let (status, body) = b.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/early/pods/p/m").await;
+    assert!(status == 200 && body.contains("\"value\":\"7\""), "the value acknowledged before: {status} {body}");
+    eventually("B's writes acknowledged", || async {
+        b.post("/write-metrics/namespaces/early/pods/q/m", "9").await.0 == 200
+    })
+    .await;
+    eventually("A serves B's write", || async {
+        let (status, body) = a.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/early/pods/q/m").await;
+        status == 200 && body.contains("\"value\":\"9\"")
+    })
+    .await;
+}
+
 /// Issue 12, item 3, the replication lag: 10,000 writes to replica A, each read from replica B until B serves it.
 /// A measurement, not a check (docs/architecture.md §10 reports the figure):
 /// `cargo test --test redis_faults -- --ignored --nocapture replication_lag`.

@@ -140,6 +140,15 @@ pub struct Adapter {
 impl Adapter {
     /// Starts the adapter and waits until `/readyz` answers 200.
     pub async fn start(bin: &Binary, name: &'static str, args: &[String]) -> Adapter {
+        Adapter::start_until(bin, name, args, true).await
+    }
+
+    /// Starts the adapter and waits until it serves (`/livez` answers 200), ready or not.
+    pub async fn start_unready(bin: &Binary, name: &'static str, args: &[String]) -> Adapter {
+        Adapter::start_until(bin, name, args, false).await
+    }
+
+    async fn start_until(bin: &Binary, name: &'static str, args: &[String], ready: bool) -> Adapter {
         super::install_crypto();
         let mut adapter = Adapter {
             name,
@@ -153,11 +162,11 @@ impl Adapter {
             client: None,
             writer: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
-        adapter.spawn().await;
+        adapter.spawn(ready).await;
         adapter
     }
 
-    async fn spawn(&mut self) {
+    async fn spawn(&mut self, ready: bool) {
         let mut child = Command::new(&self.bin)
             .args(["--standalone", "--log-format=json"])
             .arg(format!("--secure-port={}", self.secure_port))
@@ -191,12 +200,13 @@ impl Adapter {
                     reqwest::Client::builder().add_root_certificate(cert).timeout(Duration::from_secs(60)).build();
                 self.client = Some(client.unwrap());
             }
-            if self.client.is_some() && self.ready().await {
+            let endpoint = if ready { "/readyz" } else { "/livez" };
+            if self.client.is_some() && self.get(endpoint).await.0 == 200 {
                 return;
             }
             assert!(
                 started.elapsed() < START_TIMEOUT,
-                "adapter {} never became ready; its log:\n{}",
+                "adapter {} never answered {endpoint} with 200; its log:\n{}",
                 self.name,
                 self.logs.lock().unwrap().join("\n")
             );
@@ -216,7 +226,7 @@ impl Adapter {
     pub async fn restart(&mut self) {
         self.kill();
         self.client = None;
-        self.spawn().await;
+        self.spawn(true).await;
     }
 
     pub fn api_url(&self, path: &str) -> String {
