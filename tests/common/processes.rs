@@ -48,6 +48,12 @@ impl Redis {
         }
     }
 
+    /// Sends a signal (STOP, CONT) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
     /// Starts it again on the same port and directory; returns once it answers PING (its AOF loaded).
     pub fn restart(&mut self) {
         self.kill();
