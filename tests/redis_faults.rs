@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::processes::{Adapter, Binary, Redis};
+use common::processes::{Adapter, Binary, Proxy, Redis};
 use custom_metrics_apiserver::quantity::Quantity;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -461,6 +461,81 @@ async fn a_replica_started_while_redis_is_down_becomes_ready_when_it_returns() {
         status == 200 && body.contains("\"value\":\"9\"")
     })
     .await;
+}
+
+/// A write whose command is delayed on its way to Redis (a network that holds packets) past the adapter's timeout is
+/// answered 503; the writer then writes a newer value through another replica, which is acknowledged. When the delayed
+/// command reaches Redis at last, it must not overwrite the newer, acknowledged value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_delayed_past_its_503_does_not_overwrite_a_later_acknowledged_one() {
+    let bin = Binary::get();
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.port).await;
+    let mut through_proxy = flags(&redis);
+    through_proxy[0] = format!("--store=redis://127.0.0.1:{}/0", proxy.port);
+    let a = Adapter::start(&bin, "A", &through_proxy).await;
+    let b = Adapter::start(&bin, "B", &flags(&redis)).await;
+    let write = "/write-metrics/namespaces/late/pods/p/m";
+    let read = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/late/pods/p/m";
+    assert_eq!(a.post(write, "1").await.0, 200);
+    // A delete through A first, so that Redis knows the delete script and the held one runs as it is (an unknown
+    // script would only be refused, NOSCRIPT, with no one left to send it again).
+    assert_eq!(a.post("/write-metrics/namespaces/late/pods/other/m", "1").await.0, 200);
+    assert_eq!(a.delete("/write-metrics/namespaces/late/pods/other/m").await.0, 200);
+
+    proxy.hold(true);
+    let (status, body) = a.post(write, "2").await;
+    assert_eq!(status, 503, "a write that Redis does not answer in time: {body}");
+    let (status, body) = b.post(write, "3").await;
+    assert_eq!(status, 200, "{body}");
+    proxy.hold(false);
+
+    // The held command reaches Redis before anything A sends after the release: once a write through A is
+    // acknowledged and served by B, Redis has run (or refused) the delayed one.
+    eventually("a write through A acknowledged again", || async {
+        a.post("/write-metrics/namespaces/late/pods/marker/m", "1").await.0 == 200
+    })
+    .await;
+    eventually("B serves the write through A", || async {
+        b.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/late/pods/marker/m").await.0 == 200
+    })
+    .await;
+    for replica in [&b, &a] {
+        eventually(&format!("{} in sync", replica.name), || async {
+            replica.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/late/pods/marker/m").await.0 == 200
+        })
+        .await;
+        let (status, body) = replica.get(read).await;
+        assert!(
+            status == 200 && body.contains("\"value\":\"3\""),
+            "{} must serve the acknowledged 3, not the delayed 2: {body}",
+            replica.name
+        );
+    }
+
+    // The same for a delete: held up past its 503, it must not remove a value written and acknowledged after it.
+    proxy.hold(true);
+    let (status, body) = a.delete(write).await;
+    assert_eq!(status, 503, "a delete that Redis does not answer in time: {body}");
+    assert_eq!(b.post(write, "4").await.0, 200);
+    proxy.hold(false);
+    eventually("a write through A acknowledged again", || async {
+        a.post("/write-metrics/namespaces/late/pods/marker/m", "2").await.0 == 200
+    })
+    .await;
+    for replica in [&b, &a] {
+        eventually(&format!("{} in sync", replica.name), || async {
+            let (_, body) = replica.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/late/pods/marker/m").await;
+            body.contains("\"value\":\"2\"")
+        })
+        .await;
+        let (status, body) = replica.get(read).await;
+        assert!(
+            status == 200 && body.contains("\"value\":\"4\""),
+            "{} must serve the acknowledged 4, not lose it to the delayed delete: {status} {body}",
+            replica.name
+        );
+    }
 }
 
 /// Issue 12, item 3, the replication lag: 10,000 writes to replica A, each read from replica B until B serves it.

@@ -264,6 +264,12 @@ impl Adapter {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// DELETE a write path: (status, body).
+    pub async fn delete(&self, path: &str) -> (u16, String) {
+        let response = self.writer.delete(self.write_url(path)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     /// The `fields` of every JSON log line so far.
     pub fn log_fields(&self) -> Vec<serde_json::Value> {
         let lines = self.logs.lock().unwrap();
@@ -281,5 +287,52 @@ impl Drop for Adapter {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A TCP proxy to a loopback port that can hold what its clients send, as a network that delays packets: held
+/// bytes are delivered, in order, once released (also after the client closed its side).
+pub struct Proxy {
+    pub port: u16,
+    hold: tokio::sync::watch::Sender<bool>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: u16) -> Proxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hold = tokio::sync::watch::Sender::new(false);
+        let released = hold.subscribe();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut released = released.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    });
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
+                        let _ = released.wait_for(|held| !*held).await;
+                        if to_server.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = to_server.shutdown().await;
+                });
+            }
+        });
+        Proxy { port, hold, _task: tokio_util::task::AbortOnDropHandle::new(task) }
+    }
+
+    /// Holds (true) or delivers (false) what clients send.
+    pub fn hold(&self, held: bool) {
+        self.hold.send_replace(held);
     }
 }
