@@ -1,7 +1,8 @@
 //! Fault tests with real processes (issue 12; docs/architecture.md §10, "Failure behaviour"): a `redis-server` with
 //! AOF (`appendfsync always`) and three adapter binaries (`--standalone --store=redis://…`) on one loopback host,
-//! under a load of concurrent writes, while a replica is SIGKILLed, Redis is SIGKILLed and restarted, and the
-//! replica is started again. Every acknowledged write is checked on every replica at the end.
+//! under a load of concurrent writes, while a replica is SIGKILLed, Redis is SIGKILLed and restarted, Redis is
+//! frozen (SIGSTOP) and resumed, and the replica is started again. Every acknowledged write is checked on every replica
+//! at the end. Also: a replica started while Redis is down, and a write held up on its way to Redis past its 503.
 //!
 //! Conditions are awaited by bounded polling, never timed; the write rate and the replication lag are printed
 //! (run with `--nocapture`), not asserted.
@@ -259,9 +260,9 @@ fn names_the_store(status: u16, body: &str, redis: &Redis) -> bool {
 }
 
 /// Issue 12, item 3: three replicas under concurrent writes; one is SIGKILLed, Redis is SIGKILLed and restarted
-/// (same port, same AOF), the replica is started again. No acknowledged write is lost, writes during the outage are
-/// refused with the store's 503, the replicas report not ready while stale and follow Redis again by themselves, and
-/// the restarted replica serves every value acknowledged before.
+/// (same port, same AOF), frozen and resumed, the replica is started again. No acknowledged write is lost, writes
+/// during the outage and the freeze are refused with the store's 503, the replicas report not ready while stale and
+/// follow Redis again by themselves, and the restarted replica serves every value acknowledged before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_replicas_and_redis_are_killed() {
     let bin = Binary::get();
