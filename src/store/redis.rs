@@ -15,7 +15,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,12 @@ const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a write waits for this replica's copy to apply it once Redis accepted it.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after it was sent a write may still change anything in Redis (by Redis time); a script that runs later
+/// does nothing. Well within [`REDIS_TIMEOUT`], after which the write is answered 503 and the writer may write again:
+/// a command held up on its way (a slow network, a frozen Redis) must not land after a newer, acknowledged write
+/// (docs/architecture.md §10, "Failure behaviour").
+const APPLY_WINDOW: Duration = Duration::from_secs(1);
 
 /// Pause between two attempts of the tail to reach Redis.
 const RETRY: Duration = Duration::from_millis(200);
@@ -145,9 +151,10 @@ struct Figures {
 const MAX_EXACT_TTL_MILLIS: u128 = 1 << 52;
 
 /// The write of one value (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, field, ttl in ms or -1,
-/// payload, max series, stream length). Removes up to 64 expired series first, so that they do not count against
-/// the limit. Every stream entry names the entry before it (`b`), so that a replica finds out when entries it had not
-/// read were trimmed away. Returns {1, stream id}, or {0} when the series is new and the limit is reached.
+/// payload, max series, stream length, the time after which it must do nothing or '' (see [`APPLY_WINDOW`])).
+/// Removes up to 64 expired series first, so that they do not count against the limit. Every stream entry names the
+/// entry before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns
+/// {1, stream id}, or {0} when the series is new and the limit is reached.
 const PUT_LUA: &str = r"
 local now
 if ARGV[1] == '' then
@@ -155,6 +162,9 @@ if ARGV[1] == '' then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 else
   now = tonumber(ARGV[1])
+end
+if ARGV[7] ~= '' and now > tonumber(ARGV[7]) then
+  return redis.error_reply('LATE this write reached Redis after the adapter had given up on it; nothing was changed')
 end
 for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)) do
   redis.call('HDEL', KEYS[1], f)
@@ -180,8 +190,8 @@ if #last > 0 then before = last[1][1] end
 return {1, redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'b', before, 'p', field, 'r', record)}
 ";
 
-/// The removal of series (KEYS as [`PUT_LUA`]; ARGV: now or '', stream length, fields). Returns {live removed,
-/// removed, last stream id or ''}.
+/// The removal of series (KEYS as [`PUT_LUA`]; ARGV: now or '', stream length, the time after which it must do
+/// nothing or '', fields). Returns {live removed, removed, last stream id or ''}.
 const DELETE_LUA: &str = r"
 local now
 if ARGV[1] == '' then
@@ -190,11 +200,14 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
+if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then
+  return redis.error_reply('LATE this write reached Redis after the adapter had given up on it; nothing was changed')
+end
 local live, removed, id = 0, 0, ''
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
 if #last > 0 then before = last[1][1] end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local f = ARGV[i]
   local record = redis.call('HGET', KEYS[1], f)
   if record then
@@ -276,6 +289,8 @@ pub enum TimeSource {
 #[derive(Default)]
 struct RedisClock {
     offset: AtomicI64,
+    /// Whether `offset` was measured yet.
+    measured: AtomicBool,
 }
 
 impl Clock for RedisClock {
@@ -524,7 +539,7 @@ impl RedisStore {
     async fn delete(&self, fields: Vec<String>) -> Result<(usize, usize), StoreError> {
         let shared = &self.shared;
         let (live, removed, id): (usize, usize, String) = if shared.wait.is_some() {
-            let mut args = vec![shared.now_arg(), STREAM_LENGTH.to_string()];
+            let mut args = vec![shared.now_arg(), STREAM_LENGTH.to_string(), shared.apply_by_arg()];
             args.extend(fields);
             let (mut replies, replicas) = shared.run(Operation::Delete, &DELETE, DELETE_LUA, &[args], false).await?;
             let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
@@ -538,7 +553,7 @@ impl RedisStore {
         } else {
             let mut invocation = DELETE.prepare_invoke();
             invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
-            invocation.arg(shared.now_arg()).arg(STREAM_LENGTH);
+            invocation.arg(shared.now_arg()).arg(STREAM_LENGTH).arg(shared.apply_by_arg());
             for field in fields {
                 invocation.arg(field);
             }
@@ -676,12 +691,30 @@ impl Shared {
         self.fixed_clock.as_ref().map(|clock| clock.now_millis().to_string()).unwrap_or_default()
     }
 
-    fn put_args(&self, field: String, payload: String, ttl: Option<Duration>) -> [String; 6] {
+    /// The scripts' last moment to apply a write sent now, by the mirror's estimate of Redis time (see
+    /// [`APPLY_WINDOW`]); empty, so no limit, until that estimate has been measured once.
+    fn apply_by_arg(&self) -> String {
+        if self.redis_clock.as_ref().is_some_and(|clock| !clock.measured.load(Ordering::Relaxed)) {
+            return String::new();
+        }
+        let window = i64::try_from(APPLY_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now_millis().saturating_add(window).to_string()
+    }
+
+    fn put_args(&self, field: String, payload: String, ttl: Option<Duration>) -> [String; 7] {
         let ttl = match ttl.map(|ttl| ttl.as_millis()) {
             Some(millis) if millis < MAX_EXACT_TTL_MILLIS => millis.to_string(),
             _ => "-1".to_string(),
         };
-        [self.now_arg(), field, ttl, payload, self.limits.max_series.to_string(), STREAM_LENGTH.to_string()]
+        [
+            self.now_arg(),
+            field,
+            ttl,
+            payload,
+            self.limits.max_series.to_string(),
+            STREAM_LENGTH.to_string(),
+            self.apply_by_arg(),
+        ]
     }
 
     fn put_outcome(&self, reply: Vec<Value>) -> Result<Position, StoreError> {
@@ -743,6 +776,7 @@ impl Shared {
         let after = SystemClock.now_millis();
         let redis_now = secs.saturating_mul(1000).saturating_add(micros / 1000);
         redis_clock.offset.store(redis_now - before / 2 - after / 2, Ordering::Relaxed);
+        redis_clock.measured.store(true, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! A server of ours on 127.0.0.1 in standalone mode, and clients that speak to it the way users do; [`cluster`]:
-//! the same in cluster mode, against the fake kube-apiserver.
+//! the same in cluster mode, against the fake kube-apiserver; [`processes`]: Redis and adapter binaries as processes
+//! to kill and restart.
 
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod processes;
 
 use std::net::SocketAddr;
 use std::time::Duration;
