@@ -30,6 +30,7 @@ use crate::store::{
 };
 
 pub mod batch;
+pub mod exposition;
 
 pub use batch::{BATCH_PATH, BatchItem, BatchLimits, parse_batch};
 
