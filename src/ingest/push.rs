@@ -378,13 +378,20 @@ impl PushGroups {
         &self.locks[(hasher.finish() % GROUP_LOCKS as u64) as usize]
     }
 
-    /// The group's series that `families` covers (every one when `None`), still alive at `now`.
-    fn members(&self, key: &GroupingKey, families: Option<&HashSet<&str>>, now: i64) -> Vec<OwnedSeries> {
+    /// The group's series that `families` covers (every one when `None`), still alive at `now`, but for those in
+    /// `except` (only these are copied).
+    fn members(
+        &self,
+        key: &GroupingKey,
+        families: Option<&HashSet<&str>>,
+        now: i64,
+        except: &HashSet<&OwnedSeries>,
+    ) -> Vec<OwnedSeries> {
         let state = self.lock();
         let Some(group) = state.groups.get(key) else { return Vec::new() };
         group
             .iter()
-            .filter(|(_, member)| member.deadline > now)
+            .filter(|(series, member)| member.deadline > now && !except.contains(series))
             .filter(|(_, member)| families.is_none_or(|families| families.contains(member.family.as_ref())))
             .map(|(series, _)| series.clone())
             .collect()
@@ -428,6 +435,13 @@ impl PushGroups {
             None => Arc::new(key.clone()),
         };
         for (series, member) in added {
+            // The common case, a group pushing its own series again: updated in place, nothing allocated.
+            if state.owners.get(&series).is_some_and(|current| Arc::ptr_eq(current, &owner))
+                && let Some(existing) = state.groups.get_mut(&owner).and_then(|group| group.get_mut(&series))
+            {
+                *existing = member;
+                continue;
+            }
             if let Some(previous) = state.owners.insert(series.clone(), Arc::clone(&owner))
                 && previous != owner
                 && let Some(group) = state.groups.get_mut(&previous)
@@ -563,7 +577,14 @@ impl Ingest {
     ) -> Result<(), RequestError> {
         let options = &self.push;
         let total = samples.len();
-        let mut names: Vec<String> = samples.iter().map(PushedSample::describe).collect();
+        // Samples are named only in refusals: `name{labels}` costs an allocation per sample.
+        let names = |replaced: &[OwnedSeries]| -> Vec<String> {
+            samples
+                .iter()
+                .map(PushedSample::describe)
+                .chain(replaced.iter().map(|series| format!("the group's {}", series.describe())))
+                .collect()
+        };
         let mut causes: Vec<(usize, BatchCause)> = Vec::new();
         let cause = |index: usize, error: RequestError| (index, BatchCause { field: String::new(), error });
         let mut mapped = Vec::with_capacity(total);
@@ -638,12 +659,12 @@ impl Ingest {
                 },
             };
             if let Some(&first) = first_of.get(&series) {
+                let first = samples[first].describe();
                 let reason = match &series {
                     SeriesKey::Custom { .. } => format!(
-                        "it is stored as the same value as {}: an object holds one value per metric, so samples of one object that differ only in other labels collide",
-                        names[first]
+                        "it is stored as the same value as {first}: an object holds one value per metric, so samples of one object that differ only in other labels collide"
                     ),
-                    SeriesKey::External { .. } => format!("duplicate series: {} is the same series", names[first]),
+                    SeriesKey::External { .. } => format!("duplicate series: {first} is the same series"),
                 };
                 causes.push(cause(*index, RequestError::PushSampleRefused(reason)));
                 continue;
@@ -653,35 +674,29 @@ impl Ingest {
             ready.push(Ready { index: *index, series, write });
         }
         if !causes.is_empty() {
-            return Err(push_refused(total, &names, causes));
+            return Err(push_refused(total, &names(&[]), causes));
         }
 
         let _group = options.groups.group_lock(key).lock().await;
         let now = SystemClock.now_millis();
         let families: HashSet<&str> = samples.iter().map(|s| s.family.as_str()).collect();
-        let pushed: HashSet<OwnedSeries> = ready.iter().map(|item| OwnedSeries::from_key(&item.series)).collect();
-        let replaced: Vec<OwnedSeries> = options
-            .groups
-            .members(key, if replace_all { None } else { Some(&families) }, now)
-            .into_iter()
-            .filter(|series| !pushed.contains(series))
-            .collect();
+        let pushed: Vec<OwnedSeries> = ready.iter().map(|item| OwnedSeries::from_key(&item.series)).collect();
+        let except: HashSet<&OwnedSeries> = pushed.iter().collect();
+        let replaced = options.groups.members(key, if replace_all { None } else { Some(&families) }, now, &except);
         let replaced_keys: Vec<(usize, SeriesKey<'_>)> =
             replaced.iter().enumerate().map(|(i, series)| (total + i, series.key())).collect();
-        names.extend(replaced.iter().map(|series| format!("the group's {}", series.describe())));
         causes.extend(authorize_series(ready.iter().map(|item| (item.index, &item.series)), false, gate).await?);
         causes.extend(authorize_series(replaced_keys.iter().map(|(i, key)| (*i, key)), true, gate).await?);
         if !causes.is_empty() {
-            return Err(push_refused(total, &names, causes));
+            return Err(push_refused(total, &names(&replaced), causes));
         }
-        let added: Vec<OwnedSeries> = pushed.into_iter().collect();
-        if !options.groups.has_room(&added, replaced.len(), now) {
+        if !options.groups.has_room(&pushed, replaced.len(), now) {
             return Err(RequestError::PushGroupsFull { limit: options.groups.max_series });
         }
         if !ready.is_empty() {
             let causes = self.store_all_or_none(&ready).await?;
             if !causes.is_empty() {
-                return Err(push_refused(total, &names, causes));
+                return Err(push_refused(total, &names(&replaced), causes));
             }
         }
         self.delete_series(&replaced).await?;
@@ -689,13 +704,10 @@ impl Ingest {
             Some(ttl) => now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
             None => i64::MAX,
         };
-        let family_of: HashMap<usize, &str> = mapped.iter().map(|(i, s)| (*i, s.family.as_str())).collect();
         let added = ready
             .iter()
-            .map(|item| {
-                let family = family_of.get(&item.index).copied().unwrap_or_default();
-                (OwnedSeries::from_key(&item.series), Member { family: family.into(), deadline })
-            })
+            .zip(pushed)
+            .map(|(item, series)| (series, Member { family: samples[item.index].family.as_str().into(), deadline }))
             .collect();
         options.groups.commit(key, &replaced, added);
         Ok(())
@@ -707,7 +719,7 @@ impl Ingest {
         let groups = &self.push.groups;
         let _group = groups.group_lock(key).lock().await;
         // Expired members too: deleting what the store already dropped is harmless.
-        let members = groups.members(key, None, i64::MIN);
+        let members = groups.members(key, None, i64::MIN, &HashSet::new());
         let keys: Vec<(usize, SeriesKey<'_>)> = members.iter().enumerate().map(|(i, s)| (i, s.key())).collect();
         let causes = authorize_series(keys.iter().map(|(i, key)| (*i, key)), true, gate).await?;
         if !causes.is_empty() {
