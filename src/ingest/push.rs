@@ -699,7 +699,7 @@ impl Ingest {
                 return Err(push_refused(total, &names(&replaced), causes));
             }
         }
-        self.delete_series(&replaced).await?;
+        let deleted = self.delete_series(&replaced).await;
         let deadline = match self.default_ttl {
             Some(ttl) => now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
             None => i64::MAX,
@@ -709,8 +709,11 @@ impl Ingest {
             .zip(pushed)
             .map(|(item, series)| (series, Member { family: samples[item.index].family.as_str().into(), deadline }))
             .collect();
-        options.groups.commit(key, &replaced, added);
-        Ok(())
+        // The samples are stored whatever the deletes did: they are the group's. Replaced series that could not be
+        // deleted stay the group's too, so that the next PUT deletes them.
+        let forgotten: &[OwnedSeries] = if deleted.is_ok() { &replaced } else { &[] };
+        options.groups.commit(key, forgotten, added);
+        deleted
     }
 
     /// `DELETE`: the group's series removed from the store and forgotten; 202, as Pushgateway answers, also when
@@ -954,5 +957,113 @@ mod tests {
         for bad in [&["br"][..], &["gzip, gzip"], &["gzip", "deflate"]] {
             assert!(matches!(gzip_encoded(&headers(bad)), Err(RequestError::UnsupportedPushEncoding(_))), "{bad:?}");
         }
+    }
+    /// The memory store, whose deletes fail while `fail` is set (a networked store that went away).
+    struct FailingDeletes {
+        inner: crate::store::MemoryStore,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl FailingDeletes {
+        fn check(&self) -> Result<(), crate::store::StoreError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::store::StoreError::Unavailable("deletes fail".into()));
+            }
+            Ok(())
+        }
+    }
+
+    use crate::store::{CustomMetricDescriptor, MetricStore, Sample, StoreError};
+
+    #[async_trait::async_trait]
+    impl MetricStore for FailingDeletes {
+        async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
+            self.inner.put_custom(id, write).await
+        }
+        async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
+            self.check()?;
+            self.inner.delete_custom(id).await
+        }
+        async fn get_custom(&self, id: CustomSeriesId<'_>) -> Result<Option<Sample>, StoreError> {
+            self.inner.get_custom(id).await
+        }
+        async fn list_custom_objects(&self, r: &str, n: &str, m: &str) -> Result<Vec<(String, Sample)>, StoreError> {
+            self.inner.list_custom_objects(r, n, m).await
+        }
+        async fn get_custom_objects(
+            &self,
+            r: &str,
+            n: &str,
+            m: &str,
+            names: &[String],
+        ) -> Result<Vec<(String, Sample)>, StoreError> {
+            self.inner.get_custom_objects(r, n, m, names).await
+        }
+        async fn list_object_metrics(&self, r: &str, n: &str, o: &str) -> Result<Vec<(String, Sample)>, StoreError> {
+            self.inner.list_object_metrics(r, n, o).await
+        }
+        async fn list_custom_metrics(&self) -> Result<Vec<CustomMetricDescriptor>, StoreError> {
+            self.inner.list_custom_metrics().await
+        }
+        async fn custom_objects(&self, resource: &str) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.custom_objects(resource).await
+        }
+        async fn delete_object(&self, r: &str, n: &str, o: &str) -> Result<usize, StoreError> {
+            self.check()?;
+            self.inner.delete_object(r, n, o).await
+        }
+        async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
+            self.inner.put_external(namespace, metric, write).await
+        }
+        async fn delete_external(&self, n: &str, m: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
+            self.check()?;
+            self.inner.delete_external(n, m, labels).await
+        }
+        async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
+            self.inner.list_external(namespace, metric).await
+        }
+        async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.list_external_metrics().await
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            self.inner.health().await
+        }
+        fn series_count(&self) -> usize {
+            self.inner.series_count()
+        }
+        fn bytes_used(&self) -> usize {
+            self.inner.bytes_used()
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_push_stored_stays_the_groups_when_deleting_what_it_replaced_failed() {
+        let store = Arc::new(FailingDeletes {
+            inner: crate::store::MemoryStore::new(crate::store::Limits::default()),
+            fail: std::sync::atomic::AtomicBool::new(false),
+        });
+        let ingest = Ingest::new(store.clone(), Arc::new(crate::cluster::BuiltinMapper::default()), None, 4096);
+        let put = |body: &'static str| {
+            http::Request::put("/metrics/job/j/namespace/shop")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                .unwrap()
+        };
+        let exists = |metric: &str| {
+            let labels = SeriesLabels::from_map(BTreeMap::from([("job".to_string(), "j".to_string())]));
+            let store = store.clone();
+            let metric = metric.to_string();
+            async move { store.inner.list_external("shop", &metric).await.unwrap().iter().any(|s| s.labels == labels) }
+        };
+        assert_eq!(ingest.handle(put("a 1\n"), &super::super::OpenGate).await.status(), StatusCode::OK);
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        // b is stored, a cannot be deleted: the answer says so, and both stay the group's.
+        let answer = ingest.handle(put("b 1\n"), &super::super::OpenGate).await;
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(exists("a").await && exists("b").await);
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(ingest.handle(put("c 1\n"), &super::super::OpenGate).await.status(), StatusCode::OK);
+        assert!(!exists("a").await, "a replaced series whose delete failed was forgotten");
+        assert!(!exists("b").await, "a series stored by a push whose deletes failed was not remembered");
+        assert!(exists("c").await);
     }
 }
