@@ -252,9 +252,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let write_addr = write.as_ref().map(|l| local_addr(l, config.secure_addr));
 
+    // One set of push groups for both listeners: a group is the same group on either port.
+    let push = Arc::new(ingest::PushOptions {
+        object_labels: config.object_labels.clone(),
+        groups: ingest::PushGroups::new(config.max_push_series),
+    });
     let ingest = || {
         Ingest::new(Arc::clone(&store), Arc::clone(&mapper), config.metric_ttl, config.max_request_body_bytes)
             .with_batch_limits(config.batch)
+            .with_push(Arc::clone(&push))
     };
     let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads)
         .with_freshness(metrics.freshness());
@@ -263,7 +269,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // authenticated and authorized.
     let mut secure_routes = Routes::new();
     if config.write_auth == WriteAuth::Token {
-        secure_routes = secure_routes.with(write_route(ingest()));
+        secure_routes = secure_routes.with(write_route(ingest())).with(push_route(ingest()));
     }
     let secure_routes = secure_routes.with(health_route(&health)).with(metrics_route(&metrics)).with(Route::new(
         &["/"],
@@ -287,7 +293,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let (Some(write), Some(write_addr)) = (write, write_addr) {
         // The plain write port: the write API and health, nothing else (docs/wire-contract.md §10 item 14). Only
         // with --write-auth=none: plain HTTP never carries tokens. Writes first: they are nearly all its traffic.
-        let write_routes = Routes::new().with(write_route(ingest())).with(health_route(&health));
+        let write_routes =
+            Routes::new().with(write_route(ingest())).with(push_route(ingest())).with(health_route(&health));
         let write_options = Options { echo_audit_id: false, drain_unread_bytes: None };
         let write_handler = Arc::new(
             Pipeline::new(write_routes, AccessControl::Open, write_options).with_metrics(Arc::clone(&metrics)),
@@ -308,6 +315,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 /// The write API's route: authorized as writes on what they resolve to.
 fn write_route(ingest: Ingest) -> Route {
     Route::new(&[ingest::WRITE_PATHS_PREFIX], ingest::is_write_path, Access::Write, Endpoint::Write(ingest))
+}
+
+/// Pushgateway-compatible pushes (`/metrics/job/...`), served by the write API wherever it is served and authorized
+/// as its writes. Registered before `/metrics`, whose predicate takes `/metrics` alone (docs/wire-contract.md §4.5).
+fn push_route(ingest: Ingest) -> Route {
+    Route::new(&[ingest::PUSH_PREFIX], ingest::is_push_path, Access::Write, Endpoint::Write(ingest))
 }
 
 /// The health endpoints' route: authorized as reads, which `--authorization-always-allow-paths` allows by default.

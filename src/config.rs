@@ -148,8 +148,12 @@ pub struct Config {
     pub discovery_max_metrics: usize,
     /// Largest write body.
     pub max_request_body_bytes: usize,
-    /// Bounds of a batch write.
+    /// Bounds of a batch write (and of a push's body and samples).
     pub batch: crate::ingest::BatchLimits,
+    /// Object labels of pushes (`--object-labels`).
+    pub object_labels: crate::ingest::ObjectLabels,
+    /// Series the push groups remember (`--max-push-series`).
+    pub max_push_series: usize,
     /// Bounds on what one read returns.
     pub reads: ReadLimits,
     /// Limits of both listeners.
@@ -183,6 +187,7 @@ impl Config {
             ("--max-request-body-bytes", serving.max_request_body_bytes),
             ("--max-batch-items", serving.max_batch_items),
             ("--max-batch-body-bytes", serving.max_batch_body_bytes),
+            ("--max-push-series", serving.max_push_series),
             ("--max-connections", connections.max_connections),
             ("--max-unauthenticated-connections", connections.max_unauthenticated_connections),
             ("--discovery-max-metrics", reads.discovery_max_metrics),
@@ -235,6 +240,8 @@ impl Config {
             discovery_max_metrics: reads.discovery_max_metrics,
             max_request_body_bytes: serving.max_request_body_bytes,
             batch: serving.batch_limits(),
+            object_labels: serving.object_labels.clone(),
+            max_push_series: serving.max_push_series,
             reads: (&reads).into(),
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
@@ -450,7 +457,7 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 65);
+        assert_eq!(flags, 67);
     }
 
     #[test]
@@ -486,6 +493,14 @@ mod tests {
         assert!(parse(&["--standalone", "--max-series=0"]).unwrap_err().contains("--max-series"));
         assert!(parse(&["--standalone", "--max-batch-items=0"]).unwrap_err().contains("--max-batch-items"));
         assert!(parse(&["--standalone", "--max-batch-body-bytes=0"]).unwrap_err().contains("--max-batch-body-bytes"));
+        assert!(parse(&["--standalone", "--max-push-series=0"]).unwrap_err().contains("--max-push-series"));
+        assert!(
+            parse(&["--standalone", "--object-labels=pod,namespace"])
+                .unwrap_err()
+                .contains("cannot be an object label")
+        );
+        let config = Config::from_args(["x", "--standalone", "--object-labels=app=deployments.apps"]).unwrap();
+        assert_eq!(config.object_labels.labels()[0].resource, "deployments.apps");
         assert!(parse(&["--standalone", "--metric-ttl=soon"]).is_err());
         assert!(parse(&["--standalone", "--log-format=xml"]).is_err());
         assert!(parse(&["--standalone", "--store=redis://h:1/x"]).unwrap_err().contains("database number"));

@@ -6,7 +6,8 @@
 //! - W2 `/write-metrics/{resource}/{name}/{metric}`: an object of a cluster-scoped resource (nodes, namespaces);
 //! - W3 `/write-metrics/{resource}/{name}/metrics/{metric}`: the same, as in `.../namespaces/{name}/metrics/{metric}`;
 //! - `/write-external-metrics/namespaces/{namespace}/{metric}?labels=k=v,...`: an external series;
-//! - `/write-metrics` alone: a batch of values, all stored or none ([`batch`], docs/wire-contract.md §4.4).
+//! - `/write-metrics` alone: a batch of values, all stored or none ([`batch`], docs/wire-contract.md §4.4);
+//! - `/metrics/job/{job}{/{label}/{value}}`: Pushgateway-compatible pushes ([`push`], docs/wire-contract.md §4.5).
 //!
 //! Bad input is refused with a 4xx `Status` that names what was wrong, and nothing is stored. Uses the store, the
 //! quantity and selector cores and the resource mapper; never the read API.
@@ -30,8 +31,11 @@ use crate::store::{
 };
 
 pub mod batch;
+pub mod exposition;
+pub mod push;
 
 pub use batch::{BATCH_PATH, BatchItem, BatchLimits, parse_batch};
+pub use push::{ObjectLabels, PUSH_PREFIX, PushGroups, PushOptions, is_push_path};
 
 /// Prefix of the custom-metric write routes.
 pub const WRITE_PREFIX: &str = "/write-metrics/";
@@ -335,6 +339,7 @@ pub struct Ingest {
     default_ttl: Option<Duration>,
     max_body_bytes: usize,
     batch: BatchLimits,
+    push: Arc<PushOptions>,
 }
 
 impl Ingest {
@@ -346,12 +351,26 @@ impl Ingest {
         default_ttl: Option<Duration>,
         max_body_bytes: usize,
     ) -> Self {
-        Ingest { store, mapper, default_ttl, max_body_bytes, batch: BatchLimits::default() }
+        Ingest {
+            store,
+            mapper,
+            default_ttl,
+            max_body_bytes,
+            batch: BatchLimits::default(),
+            push: Arc::new(PushOptions::default()),
+        }
     }
 
     /// The bounds of batch writes (`--max-batch-items`, `--max-batch-body-bytes`).
     pub fn with_batch_limits(mut self, batch: BatchLimits) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// How pushes are mapped (`--object-labels`) and their groups remembered (`--max-push-series`); one value
+    /// shared by the write endpoints of every listener, so that a group is one group whichever port it is pushed to.
+    pub fn with_push(mut self, push: Arc<PushOptions>) -> Self {
+        self.push = push;
         self
     }
 
@@ -384,6 +403,9 @@ impl Ingest {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if is_push_path(request.uri.path()) {
+            return self.apply_push(request, body, gate).await;
+        }
         if request.uri.path() == BATCH_PATH {
             return self.apply_batch(request, body, gate).await;
         }
@@ -471,6 +493,15 @@ impl Ingest {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         check_content_encoding(headers)?;
+        self.read_limited(headers, body, limit).await
+    }
+
+    /// A whole body of at most `limit` bytes, within `--request-body-timeout`, as sent (its encoding not checked).
+    async fn read_limited<B>(&self, headers: &http::HeaderMap, body: B, limit: usize) -> Result<Vec<u8>, RequestError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {

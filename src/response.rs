@@ -244,6 +244,52 @@ pub enum RequestError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A push path whose grouping key cannot be read (docs/wire-contract.md §4.5).
+    #[error("invalid grouping key in the push path: {0}")]
+    BadGroupingKey(String),
+    /// A push body that does not parse in the format it was sent as.
+    #[error("invalid push body: {0}")]
+    BadPushBody(String),
+    /// A push `Content-Encoding` other than gzip or identity.
+    #[error("Content-Encoding {0:?} is not supported; send the body uncompressed or gzip-compressed")]
+    UnsupportedPushEncoding(String),
+    /// A push with more samples to store than `--max-batch-items`.
+    #[error("the push holds more than {limit} samples to store, the most one push may hold (--max-batch-items)")]
+    TooManyPushSamples {
+        /// The limit.
+        limit: usize,
+    },
+    /// A compressed push body that inflates beyond `--max-batch-body-bytes`.
+    #[error("request body exceeds {limit} bytes once decompressed (--max-batch-body-bytes)")]
+    DecompressedBodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Why one pushed sample cannot be stored: the cause of a [`RequestError::PushRefused`].
+    #[error("{0}")]
+    PushSampleRefused(String),
+    /// The push groups remember `--max-push-series` series already.
+    #[error(
+        "the push groups already remember {limit} series (--max-push-series): delete groups (DELETE /metrics/job/...) or raise the limit"
+    )]
+    PushGroupsFull {
+        /// The limit.
+        limit: usize,
+    },
+    /// A push refused as a whole, nothing stored: each refused sample in `causes` (its `field` the sample as
+    /// pushed, `name{labels}`), in body order.
+    #[error(
+        "the push was refused and nothing was stored: {refused} of {total} samples cannot be stored; the first, {}",
+        first_cause(causes)
+    )]
+    PushRefused {
+        /// Samples in the push.
+        total: usize,
+        /// Causes refused (samples, and series of the group the push would replace).
+        refused: usize,
+        /// The causes (never empty).
+        causes: Vec<BatchCause>,
+    },
     /// A batch refused as a whole, nothing stored: each refused item in `causes`, in item order.
     #[error(
         "the batch was refused and nothing was stored: {refused} of {total} items cannot be written; the first, {}",
@@ -299,22 +345,43 @@ impl RequestError {
             | BadBatch(_)
             | BadBatchItem(_)
             | BatchFieldRequired(_)
+            | BadGroupingKey(_)
+            | BadPushBody(_)
+            | PushSampleRefused(_)
             | ConflictingBodyLength => (StatusCode::BAD_REQUEST, "BadRequest"),
             BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
             // Kubernetes has no reason for 501; the Status then has none.
             UnsupportedTransferEncoding(_) => (StatusCode::NOT_IMPLEMENTED, ""),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
-            BodyTooLarge { .. } | BatchBodyTooLarge { .. } | TooManyBatchItems { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
-            }
+            BodyTooLarge { .. }
+            | BatchBodyTooLarge { .. }
+            | TooManyBatchItems { .. }
+            | TooManyPushSamples { .. }
+            | DecompressedBodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             // The code of the first refused item, as its single write would have answered: a client can tell a
             // batch to fix (4xx) from one to retry (503) the same way.
             BatchRefused { causes, .. } => match causes.first() {
                 Some(cause) => cause.error.code_and_reason(),
                 None => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             },
-            UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            // Pushgateway answers 400 to every push it refuses; a client retries or fixes by the code, so a refusal
+            // that a retry can cure (authorization, a store that is down) keeps its own.
+            PushRefused { causes, .. } => match causes.first().map(|cause| cause.error.code_and_reason()) {
+                Some((code, reason))
+                    if code.is_server_error()
+                        || code == StatusCode::FORBIDDEN
+                        || code == StatusCode::UNAUTHORIZED
+                        || code == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    (code, reason)
+                }
+                _ => (StatusCode::BAD_REQUEST, "BadRequest"),
+            },
+            PushGroupsFull { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
+            UnsupportedEncoding(_) | UnsupportedPushEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             Store(
                 StoreError::TooManyLabels { .. } | StoreError::LabelBytes { .. } | StoreError::NameTooLong { .. },
@@ -372,17 +439,19 @@ impl RequestError {
                 let given = |s: &String| (!s.is_empty()).then(|| s.clone());
                 Some(StatusDetails { name: given(name), group: given(group), kind: given(kind), ..Default::default() })
             }
-            RequestError::BatchRefused { causes, .. } => Some(StatusDetails {
-                causes: causes
-                    .iter()
-                    .map(|c| StatusCause {
-                        reason: c.error.cause_type(),
-                        message: c.error.to_string(),
-                        field: c.field.clone(),
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
+            RequestError::BatchRefused { causes, .. } | RequestError::PushRefused { causes, .. } => {
+                Some(StatusDetails {
+                    causes: causes
+                        .iter()
+                        .map(|c| StatusCause {
+                            reason: c.error.cause_type(),
+                            message: c.error.to_string(),
+                            field: c.field.clone(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+            }
             _ => None,
         };
         let status = Status::failure(code, (!reason.is_empty()).then_some(reason), &message, details);

@@ -325,22 +325,22 @@ fn ttl_field(raw: &RawValue) -> Result<Duration, RequestError> {
     ttl.map_err(RequestError::BadBatchItem)
 }
 
-/// A batch item resolved to its series: what is authorized and stored.
-struct Ready<'a> {
-    index: usize,
-    series: SeriesKey<'a>,
-    write: SampleWrite,
+/// A batch item (or a pushed sample, [`super::push`]) resolved to its series: what is authorized and stored.
+pub(super) struct Ready<'a> {
+    pub(super) index: usize,
+    pub(super) series: SeriesKey<'a>,
+    pub(super) write: SampleWrite,
 }
 
 /// The identity of a series in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum SeriesKey<'a> {
+pub(super) enum SeriesKey<'a> {
     Custom { resource: Arc<str>, namespace: &'a str, name: &'a str, metric: &'a str },
     External { namespace: &'a str, metric: &'a str, labels: SeriesLabels },
 }
 
 impl SeriesKey<'_> {
-    fn put(&self, write: SampleWrite) -> Put<'_> {
+    pub(super) fn put(&self, write: SampleWrite) -> Put<'_> {
         match self {
             SeriesKey::Custom { resource, namespace, name, metric } => {
                 Put::Custom(CustomSeriesId { resource: resource.as_ref(), namespace, name, metric }, write)
@@ -383,7 +383,7 @@ impl CheckKey<'_> {
 }
 
 /// The batch's refusal: every cause, in item order.
-fn refused(total: usize, mut causes: Vec<(usize, BatchCause)>) -> RequestError {
+pub(super) fn refused(total: usize, mut causes: Vec<(usize, BatchCause)>) -> RequestError {
     // Stable: the causes of one item stay in field order.
     causes.sort_by_key(|(index, _)| *index);
     let mut refused = causes.iter().map(|(index, _)| *index).collect::<Vec<_>>();
@@ -526,60 +526,83 @@ impl Ingest {
         ready: &[Ready<'_>],
         gate: &dyn WriteGate,
     ) -> Result<Vec<(usize, BatchCause)>, RequestError> {
-        let mut checks: Vec<(CheckKey<'_>, Vec<usize>)> = Vec::new();
-        let mut positions = FastMap::default();
-        // Items of one check usually come together (one metric of many objects): the previous item's check is
-        // compared before the map is asked.
-        let mut last: Option<(CheckKey<'_>, usize)> = None;
-        for item in ready {
-            let key = item.series.check();
-            let position = match last {
-                Some((last_key, position)) if last_key == key => position,
-                _ => *positions.entry(key).or_insert_with(|| {
-                    checks.push((key, Vec::new()));
-                    checks.len() - 1
-                }),
-            };
-            last = Some((key, position));
-            checks[position].1.push(item.index);
-        }
-        let mut answers = Vec::with_capacity(checks.len());
-        for chunk in checks.chunks(CONCURRENT_CHECKS) {
-            let series: Vec<Series<'_>> = chunk.iter().map(|(key, _)| key.series()).collect();
-            answers.extend(join_all(series.iter().map(|series| gate.admit(series, false))).await);
-        }
-        let mut causes = Vec::new();
-        for ((_, indexes), answer) in checks.iter().zip(answers) {
-            match answer {
-                Ok(()) => {}
-                Err(RequestError::Auth(auth::Error::Forbidden { message, name, group, kind })) => {
-                    for &index in indexes {
-                        let forbidden = auth::Error::Forbidden {
-                            message: message.clone(),
-                            name: name.clone(),
-                            group: group.clone(),
-                            kind: kind.clone(),
-                        };
-                        causes.push(item_cause(index, RequestError::Auth(forbidden)));
-                    }
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(causes)
+        authorize_series(ready.iter().map(|item| (item.index, &item.series)), false, gate).await
     }
 
     /// Stores the batch in one `put_many`; if the store refused any write, puts the batch's series back as they
-    /// were before it (the store gives the sample each write replaced) and refuses the batch with the store's
-    /// errors.
+    /// were before it and refuses the batch with the store's errors.
     async fn store_all(&self, total: usize, ready: Vec<Ready<'_>>) -> Result<(), RequestError> {
+        let causes = self.store_all_or_none(&ready).await?;
+        if causes.is_empty() { Ok(()) } else { Err(refused(total, causes)) }
+    }
+}
+
+/// Asks `gate` once per distinct check of `series` (`delete` for removals), a few at a time. A denied check refuses
+/// each of its items (by index); any other failure of the gate (a review that could not be made, a rate limit) is
+/// the request's answer. Shared by batches and pushes ([`super::push`]).
+pub(super) async fn authorize_series<'s, 'k: 's>(
+    series: impl Iterator<Item = (usize, &'s SeriesKey<'k>)>,
+    delete: bool,
+    gate: &dyn WriteGate,
+) -> Result<Vec<(usize, BatchCause)>, RequestError> {
+    let mut checks: Vec<(CheckKey<'_>, Vec<usize>)> = Vec::new();
+    let mut positions = FastMap::default();
+    // Items of one check usually come together (one metric of many objects): the previous item's check is compared
+    // before the map is asked.
+    let mut last: Option<(CheckKey<'_>, usize)> = None;
+    for (index, series) in series {
+        let key = series.check();
+        let position = match last {
+            Some((last_key, position)) if last_key == key => position,
+            _ => *positions.entry(key).or_insert_with(|| {
+                checks.push((key, Vec::new()));
+                checks.len() - 1
+            }),
+        };
+        last = Some((key, position));
+        checks[position].1.push(index);
+    }
+    let mut answers = Vec::with_capacity(checks.len());
+    for chunk in checks.chunks(CONCURRENT_CHECKS) {
+        let series: Vec<Series<'_>> = chunk.iter().map(|(key, _)| key.series()).collect();
+        answers.extend(join_all(series.iter().map(|series| gate.admit(series, delete))).await);
+    }
+    let mut causes = Vec::new();
+    for ((_, indexes), answer) in checks.iter().zip(answers) {
+        match answer {
+            Ok(()) => {}
+            Err(RequestError::Auth(auth::Error::Forbidden { message, name, group, kind })) => {
+                for &index in indexes {
+                    let forbidden = auth::Error::Forbidden {
+                        message: message.clone(),
+                        name: name.clone(),
+                        group: group.clone(),
+                        kind: kind.clone(),
+                    };
+                    causes.push(item_cause(index, RequestError::Auth(forbidden)));
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(causes)
+}
+
+impl Ingest {
+    /// Stores `ready` in one `put_many`; if the store refused any write, puts the series back as they were before
+    /// (the store gives the sample each write replaced) and answers the store's errors, by item (empty when
+    /// everything was stored).
+    pub(super) async fn store_all_or_none(
+        &self,
+        ready: &[Ready<'_>],
+    ) -> Result<Vec<(usize, BatchCause)>, RequestError> {
         let puts = ready.iter().map(|item| item.series.put(item.write.clone())).collect();
         let results = self.store.put_many(puts).await;
         if results.iter().all(Result::is_ok) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut causes = Vec::new();
-        // Per series written, the live sample before the batch's first write to it.
+        // Per series written, the live sample before the first write to it.
         let mut previous: HashMap<&SeriesKey<'_>, Option<Sample>> = HashMap::new();
         for (item, result) in ready.iter().zip(results) {
             match result {
@@ -590,12 +613,12 @@ impl Ingest {
             }
         }
         self.undo(previous).await;
-        Err(refused(total, causes))
+        Ok(causes)
     }
 
-    /// Puts the series the batch wrote back as `previous` says: deleted where the batch created them, rewritten
-    /// with their value, labels and remaining lifetime where it replaced one. A write made to one of them by
-    /// someone else between the batch and the undo is lost; a failure to undo is logged.
+    /// Puts the series written back as `previous` says: deleted where the write created them, rewritten with their
+    /// value, labels and remaining lifetime where it replaced one. A write made to one of them by someone else
+    /// between the writes and the undo is lost; a failure to undo is logged.
     async fn undo(&self, previous: HashMap<&SeriesKey<'_>, Option<Sample>>) {
         let now = SystemClock.now_millis();
         let mut restores = Vec::new();

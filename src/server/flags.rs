@@ -12,6 +12,7 @@ use super::listener::ConnectionLimits;
 use super::tls::CertSource;
 use crate::duration::parse_duration;
 use crate::ingest::BatchLimits;
+use crate::ingest::push::{DEFAULT_MAX_PUSH_SERIES, DEFAULT_OBJECT_LABELS, ObjectLabels};
 
 /// How writes are authenticated and authorized (docs/wire-contract.md §10 item 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +71,18 @@ pub struct ServingFlags {
     /// writes are bounded by --max-request-body-bytes.
     #[arg(long, env = "CUSTOM_METRICS_MAX_BATCH_BODY_BYTES", default_value_t = BatchLimits::default().max_body_bytes)]
     pub max_batch_body_bytes: usize,
+
+    /// Pushgateway-compatible pushes (/metrics/job/...): the sample labels whose value names an object, tried in
+    /// this order, as `label` (the resource of the same name) or `label=resource`. A sample with a namespace label
+    /// and one of them is stored on that object; with a namespace and none of them, as an external metric.
+    #[arg(long, env = "CUSTOM_METRICS_OBJECT_LABELS", default_value = DEFAULT_OBJECT_LABELS, value_parser = str::parse::<ObjectLabels>)]
+    pub object_labels: ObjectLabels,
+
+    /// Series the push groups remember, all groups together (so that a PUT replaces what its group pushed before);
+    /// a push that would add more is refused with 403. Pushes are also bounded by --max-batch-items (samples) and
+    /// --max-batch-body-bytes (body, after gzip decompression too).
+    #[arg(long, env = "CUSTOM_METRICS_MAX_PUSH_SERIES", default_value_t = DEFAULT_MAX_PUSH_SERIES)]
+    pub max_push_series: usize,
 
     /// After SIGTERM, time given to open connections to finish before they are closed.
     #[arg(long, env = "CUSTOM_METRICS_SHUTDOWN_GRACE_PERIOD", default_value = "15s", value_parser = parse_duration)]
