@@ -29,14 +29,15 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use requests::{AtomicHistogram, InFlight, RequestCounts, RequestKind};
+use requests::{InFlight, RequestCounts, RequestKind};
 
 use crate::api::group_versions::{CUSTOM_GROUP, EXTERNAL_GROUP, GroupVersion, SERVED};
 use crate::auth::{AccessReviewer, Attributes, CacheCounters, Decision, ReviewError, TokenReviewer, UserInfo};
 use crate::cluster::label_index::WatchLabelIndex;
+use crate::histogram::{AtomicHistogram, HistogramSnapshot};
 use crate::ingest::WRITE_EXTERNAL_PREFIX;
 use crate::response::{self, HttpResponse};
-use crate::store::{HistogramSnapshot, MetricStore, ReplicationStats};
+use crate::store::{MetricStore, ReplicationStats};
 
 /// The path of the endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -520,9 +521,8 @@ impl Collector for RequestCollector {
 struct FreshnessMetric(Arc<AtomicHistogram>);
 
 impl EncodeMetric for FreshnessMetric {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let (sum, count, buckets) = self.0.read();
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        ConstHistogram(&self.0.snapshot()).encode(encoder)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -536,7 +536,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Arc::new(RequestCounts::new(&REQUEST_DURATION_BUCKETS));
         registry.register_collector(Box::new(RequestCollector(Arc::clone(&requests))));
-        let freshness = AtomicHistogram::new(&FRESHNESS_BUCKETS);
+        let freshness = Arc::new(AtomicHistogram::new(&FRESHNESS_BUCKETS));
         registry.register(
             "metrics_apiserver_metric_freshness_seconds",
             "Age in seconds of the values returned to readers (read time minus the value's timestamp)",

@@ -6,8 +6,8 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// The counts of one kind of request (one key) in one shard, or summed over the shards.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,53 +170,10 @@ pub(super) struct InFlight {
     kind: RequestKind,
 }
 
-/// A histogram without labels that many threads observe into without a lock (the freshness of read values: several
-/// observations per read).
-#[derive(Debug)]
-pub(super) struct AtomicHistogram {
-    bounds: &'static [f64],
-    /// Per bucket, not cumulative; the last is +Inf.
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    /// The sum's f64 bits.
-    sum_bits: AtomicU64,
-}
-
-impl AtomicHistogram {
-    pub fn new(bounds: &'static [f64]) -> Arc<Self> {
-        Arc::new(AtomicHistogram {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_bits: AtomicU64::new(0f64.to_bits()),
-        })
-    }
-
-    pub fn observe(&self, value: f64) {
-        let bucket = self.bounds.iter().position(|bound| value <= *bound).unwrap_or(self.bounds.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        // The closure always returns Some: the update cannot fail.
-        let _ = self
-            .sum_bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some((f64::from_bits(bits) + value).to_bits()));
-    }
-
-    /// (sum, count, (upper bound, observations) per bucket with +Inf last), read at scrape time.
-    pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let buckets = self
-            .bounds
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::INFINITY))
-            .zip(self.buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)))
-            .collect();
-        (f64::from_bits(self.sum_bits.load(Ordering::Relaxed)), self.count.load(Ordering::Relaxed), buckets)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const BOUNDS: &[f64] = &[0.1, 1.0];
@@ -266,23 +223,5 @@ mod tests {
         std::thread::spawn(move || other.ended(&token)).join().unwrap();
         counts.ended(&read);
         assert_eq!((counts.in_flight(RequestKind::ReadOnly), counts.in_flight(RequestKind::Mutating)), (0, 0));
-    }
-
-    #[test]
-    fn the_atomic_histogram_counts_every_observation() {
-        let histogram = AtomicHistogram::new(BOUNDS);
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let histogram = Arc::clone(&histogram);
-                std::thread::spawn(move || (0..1000).for_each(|_| histogram.observe(0.5)))
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let (sum, count, buckets) = histogram.read();
-        assert_eq!(count, 4000);
-        assert!((sum - 2000.0).abs() < 1e-9);
-        assert_eq!(buckets, vec![(0.1, 0), (1.0, 4000), (f64::INFINITY, 0)]);
     }
 }

@@ -32,6 +32,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::quantity::Quantity;
 
+pub use crate::histogram::HistogramSnapshot;
 pub use memory::MemoryStore;
 
 /// Longest accepted namespace name (a DNS-1123 label).
@@ -372,17 +373,6 @@ pub struct ReplicationStats {
     pub round_trips: Vec<(&'static str, HistogramSnapshot)>,
     /// Seconds from a change entering the shared store to this copy applying it, by the shared store's clock.
     pub apply_delay: HistogramSnapshot,
-}
-
-/// A histogram read at scrape time: per-bucket counts (not cumulative) by upper bound, the last `f64::INFINITY`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HistogramSnapshot {
-    /// (upper bound, observations in this bucket only).
-    pub buckets: Vec<(f64, u64)>,
-    /// Sum of the observations.
-    pub sum: f64,
-    /// Number of observations.
-    pub count: u64,
 }
 
 /// Which implementation holds the values (`--store`).

@@ -30,10 +30,11 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::memory::PURGE_INTERVAL;
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, HistogramSnapshot, Limits, MemoryStore, MetricStore, Put, ReplicationStats,
-    Sample, SampleWrite, SeriesLabels, StoreError, StoreStats, check_custom_id, check_external_id, check_labels,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MemoryStore, MetricStore, Put, ReplicationStats, Sample,
+    SampleWrite, SeriesLabels, StoreError, StoreStats, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::histogram::AtomicHistogram;
 use crate::quantity::Quantity;
 
 /// The prefix of the store's keys; a hash tag, so that a Redis Cluster would keep them in one slot.
@@ -70,42 +71,6 @@ const RETRY: Duration = Duration::from_millis(200);
 /// timeout.
 const LATENCY_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-/// A histogram of seconds kept with atomics: the store counts, `/metrics` reads it at scrape time.
-struct Latency {
-    /// Per bucket of [`LATENCY_BUCKETS`], then +Inf.
-    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
-    }
-}
-
-impl Latency {
-    fn observe(&self, seconds: f64) {
-        let seconds = seconds.max(0.0);
-        let bucket = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        // Saturating float-to-int cast: a sum of centuries is not a concern.
-        self.sum_nanos.fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
-    }
-
-    fn since(&self, started: Instant) {
-        self.observe(started.elapsed().as_secs_f64());
-    }
-
-    fn snapshot(&self) -> HistogramSnapshot {
-        let counts: Vec<u64> = self.counts.iter().map(|count| count.load(Ordering::Relaxed)).collect();
-        HistogramSnapshot {
-            buckets: LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]).zip(counts.iter().copied()).collect(),
-            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            count: counts.iter().sum(),
-        }
-    }
-}
-
 /// The operations whose round trips are timed, as `/metrics` labels them.
 #[derive(Clone, Copy)]
 enum Operation {
@@ -137,14 +102,26 @@ enum Resync {
 const RESYNCS: [&str; 3] = ["start", "trimmed", "server_changed"];
 
 /// The store's own figures for `/metrics`.
-#[derive(Default)]
 struct Figures {
-    round_trips: [Latency; OPERATIONS.len()],
-    apply_delay: Latency,
+    /// Seconds, by [`Operation`].
+    round_trips: [AtomicHistogram; OPERATIONS.len()],
+    /// Seconds from a change's `XADD` to the copy applying it, never below 0 (clock estimates).
+    apply_delay: AtomicHistogram,
     resyncs: [AtomicU64; RESYNCS.len()],
     /// Series the replaced copies had expired: a full load starts a new copy, the counter goes on. Locked while
     /// a copy is swapped in and while the figures are read, so that a scrape never sees the counter go back.
     expired_before: Mutex<u64>,
+}
+
+impl Default for Figures {
+    fn default() -> Self {
+        Figures {
+            round_trips: std::array::from_fn(|_| AtomicHistogram::new(&LATENCY_BUCKETS)),
+            apply_delay: AtomicHistogram::new(&LATENCY_BUCKETS),
+            resyncs: std::array::from_fn(|_| AtomicU64::new(0)),
+            expired_before: Mutex::new(0),
+        }
+    }
 }
 
 /// The largest ttl, in milliseconds, that a deadline in Lua's doubles keeps exactly (2^52); longer ones never expire.
@@ -659,7 +636,7 @@ impl Shared {
     }
 
     fn round_trip(&self, operation: Operation, started: Instant) {
-        self.figures.round_trips[operation as usize].since(started);
+        self.figures.round_trips[operation as usize].observe(started.elapsed().as_secs_f64());
     }
 
     /// The figures of the copy and of its following, for `/metrics`.
@@ -851,7 +828,7 @@ impl Shared {
             if let Some(id) = Position::parse(&entry.id) {
                 // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
                 let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
-                self.figures.apply_delay.observe(delay_millis as f64 / 1000.0);
+                self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
                 last = last.max(id);
             }
         }
@@ -1219,20 +1196,6 @@ mod tests {
         assert_eq!(parse("1700000000000-3").to_string(), "1700000000000-3");
         assert_eq!(Position::parse("5"), None);
         assert_eq!(Position::parse("a-1"), None);
-    }
-
-    #[test]
-    fn latencies_fall_into_their_buckets_and_beyond_the_last_into_inf() {
-        let latency = Latency::default();
-        for seconds in [0.0004, 0.0005, 0.003, 7.0, -1.0] {
-            latency.observe(seconds);
-        }
-        let snapshot = latency.snapshot();
-        assert_eq!(snapshot.count, 5);
-        assert!((snapshot.sum - 7.0039).abs() < 1e-6, "{}", snapshot.sum);
-        let nonzero: Vec<(f64, u64)> = snapshot.buckets.iter().copied().filter(|(_, n)| *n > 0).collect();
-        assert_eq!(nonzero, vec![(0.0005, 3), (0.005, 1), (f64::INFINITY, 1)], "a negative delay counts as 0");
-        assert_eq!(snapshot.buckets.len(), LATENCY_BUCKETS.len() + 1);
     }
 
     #[tokio::test]
