@@ -680,3 +680,46 @@ fn a_store_that_is_unknown_without_url_or_with_a_password_in_it_is_refused() {
     let error = refused("replicas: 2\nstore: {type: memory}\n");
     assert!(error.contains("or store.type: redis to share the values between replicas"), "{error}");
 }
+
+#[test]
+fn a_service_monitor_scrapes_metrics_over_verified_tls_with_the_scraper_role_bound() {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    assert!(render("").of_kind("ServiceMonitor").is_empty(), "off by default");
+    let values = "metrics:\n  serviceMonitor:\n    enabled: true\n    additionalLabels: {release: kube-prometheus}\n    \
+                  scraperServiceAccount: {name: prometheus-k8s, namespace: monitoring}\n";
+    let chart = render(values);
+    let monitor = chart.get("ServiceMonitor", RELEASE);
+    assert_eq!(monitor["metadata"]["labels"]["release"].as_str(), Some("kube-prometheus"));
+    // It selects the chart's Service and names a port that Service has.
+    let service: Service = chart.typed("Service", RELEASE);
+    let service_labels = service.metadata.labels.unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap();
+    for (key, value) in selector {
+        assert_eq!(service_labels.get(key.as_str().unwrap()).map(String::as_str), value.as_str(), "{key:?}");
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    let port = endpoint["port"].as_str().unwrap();
+    assert!(service.spec.unwrap().ports.unwrap().iter().any(|p| p.name.as_deref() == Some(port)), "{port}");
+    assert_eq!((endpoint["scheme"].as_str(), endpoint["path"].as_str()), (Some("https"), Some("/metrics")));
+    // Verified: the name the managed certificate carries, against the CA of the Secret the adapter keeps it in.
+    let tls = &endpoint["tlsConfig"];
+    assert!(tls["insecureSkipVerify"].is_null(), "{tls:?}");
+    assert_eq!(tls["serverName"].as_str(), Some(format!("{RELEASE}.{NS}.svc").as_str()));
+    let secret = chart.args().iter().find_map(|a| a.strip_prefix("--certificate-secret-name=").map(str::to_owned));
+    assert_eq!(tls["ca"]["secret"]["name"].as_str(), secret.as_deref());
+    assert_eq!(tls["ca"]["secret"]["key"].as_str(), Some("ca.crt"));
+    // The scraper's ServiceAccount may get /metrics, and nothing more comes with it.
+    let binding: ClusterRoleBinding = chart.typed("ClusterRoleBinding", &format!("{RELEASE}-metrics-scraper"));
+    let role: ClusterRole = chart.typed("ClusterRole", &binding.role_ref.name);
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].non_resource_urls.as_deref(), Some(&["/metrics".to_owned()][..]));
+    assert_eq!(rules[0].verbs, ["get"]);
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), ("prometheus-k8s", Some("monitoring")));
+    // Without a scraper ServiceAccount, no binding; a half-given one is refused.
+    let unbound = render("metrics: {serviceMonitor: {enabled: true}}\n");
+    assert!(unbound.try_get("ClusterRoleBinding", &format!("{RELEASE}-metrics-scraper")).is_none());
+    let error = refused("metrics: {serviceMonitor: {enabled: true, scraperServiceAccount: {name: p}}}\n");
+    assert!(error.contains("scraperServiceAccount.namespace is required"), "{error}");
+}
