@@ -9,8 +9,9 @@
 
 mod common;
 
+use common::eventually;
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,19 +37,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// (metric, object name): one series of namespace `load`.
 type Series = (&'static str, String);
-
-/// Polls `condition` until it holds; panics with `what` after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !condition().await {
-        assert!(started.elapsed() < PATIENCE, "never happened within {PATIENCE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A quantity as written by the writers (whole numbers).
 fn number(quantity: &str) -> u64 {

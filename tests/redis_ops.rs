@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::future::Future;
+use common::eventually;
+
 use std::time::{Duration, Instant};
 
 use custom_metrics_apiserver::quantity::Quantity;
@@ -13,19 +14,6 @@ use custom_metrics_apiserver::store::redis_testing::RedisServer;
 use custom_metrics_apiserver::store::{
     CustomSeriesId, Limits, MetricStore, Put, SampleWrite, SeriesLabels, StoreError,
 };
-
-/// Polls `condition` until it holds; panics after a minute (a hang, not a timing claim).
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !condition().await {
-        assert!(started.elapsed() < Duration::from_secs(60), "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn replica(options: &RedisOptions) -> RedisStore {
     let since = Instant::now();

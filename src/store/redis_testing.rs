@@ -220,13 +220,14 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     listener.local_addr().expect("its address").port()
 }
 
-/// Whether a server on `port` answers PING (and has finished loading).
-fn ping(port: u16) -> bool {
+/// Whether a server on `port` answers PING (and has finished loading: it answers -LOADING while it reads its AOF).
+pub fn ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -7,8 +7,9 @@
 pub mod cluster;
 pub mod processes;
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use custom_metrics_apiserver::app::{self, Running};
 use custom_metrics_apiserver::config::Config;
@@ -121,4 +122,17 @@ pub fn is_whole_second_utc(ts: &str) -> bool {
         && b[16] == b':'
         && b[19] == b'Z'
         && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+/// Polls `condition` until it holds; panics with `what` after a minute (a hang, not a timing claim).
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < Duration::from_secs(60), "never happened within a minute: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -7,8 +7,7 @@
 //! write and fsync a command to its AOF before it answers in every case (`everysec` may answer before writing while
 //! a slow fsync is in progress).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,9 +16,8 @@ use std::time::{Duration, Instant};
 /// How long a process may take to become ready: generous, for a debug build on a busy machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use custom_metrics_apiserver::store::redis_testing::free_port;
+use custom_metrics_apiserver::store::redis_testing::ping;
 
 /// A `redis-server` with AOF (`appendfsync always`) on a free loopback port, in a directory of its own.
 pub struct Redis {
@@ -90,19 +88,6 @@ impl Drop for Redis {
             let _ = child.wait();
         }
     }
-}
-
-/// Whether a server on `port` answers PING (it answers -LOADING while it reads its AOF).
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut answer = [0u8; 7];
-    matches!(stream.read(&mut answer), Ok(n) if answer[..n].starts_with(b"+PONG"))
 }
 
 /// The adapter binary, held for the whole test: `ADAPTER_BIN` if set, else a hard link (or copy) of the one cargo

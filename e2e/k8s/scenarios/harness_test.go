@@ -490,7 +490,12 @@ func (a answer) status() (metav1.Status, error) {
 
 // adapterDo sends METHOD PATH (BODY) to the adapter with CLIENT and the given headers.
 func adapterDo(client *http.Client, method, path, body string, headers ...string) (answer, error) {
-	req, err := http.NewRequest(method, adapterURL+path, strings.NewReader(body))
+	return send(client, method, adapterURL+path, body, headers...)
+}
+
+// send sends METHOD URL (BODY) with CLIENT and the given headers (name, value, name, value, ...).
+func send(client *http.Client, method, url, body string, headers ...string) (answer, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		return answer{}, err
 	}

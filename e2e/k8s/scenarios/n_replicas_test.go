@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -94,23 +93,7 @@ func (r replica) do(method, path, body string, proxied bool, headers ...string) 
 	if err != nil {
 		return answer{}, err
 	}
-	req, err := http.NewRequest(method, r.url(path), strings.NewReader(body))
-	if err != nil {
-		return answer{}, err
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return answer{}, err
-	}
-	return answer{resp.StatusCode, resp.Header, string(b)}, nil
+	return send(client, method, r.url(path), body, headers...)
 }
 
 // write POSTs VALUE at PATH to this replica as the e2e writer; anything but 200 is an error.
