@@ -127,12 +127,12 @@ impl Default for Figures {
 /// The largest ttl, in milliseconds, that a deadline in Lua's doubles keeps exactly (2^52); longer ones never expire.
 const MAX_EXACT_TTL_MILLIS: u128 = 1 << 52;
 
-/// The write of one value (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, field, ttl in ms or -1,
-/// payload, max series, stream length, the time after which it must do nothing or '' (see [`APPLY_WINDOW`])).
-/// Removes up to 64 expired series first, so that they do not count against the limit. Every stream entry names the
-/// entry before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns
-/// {1, stream id}, or {0} when the series is new and the limit is reached.
-const PUT_LUA: &str = r"
+/// The opening of both scripts: `now` from ARGV[1] (the caller's clock, in tests) or, when it is empty, Redis `TIME`;
+/// then nothing is done when `now` is past the time in ARGV[n], if given (see [`APPLY_WINDOW`]).
+macro_rules! script_opening {
+    ($apply_by:literal) => {
+        concat!(
+            "
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -140,9 +140,26 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-if ARGV[7] ~= '' and now > tonumber(ARGV[7]) then
+if ARGV[",
+            $apply_by,
+            "] ~= '' and now > tonumber(ARGV[",
+            $apply_by,
+            "]) then
   return redis.error_reply('LATE this write reached Redis after the adapter had given up on it; nothing was changed')
 end
+"
+        )
+    };
+}
+
+/// The write of one value (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, field, ttl in ms or -1,
+/// payload, max series, stream length, the time after which it must do nothing or '' (see [`APPLY_WINDOW`])).
+/// Removes up to 64 expired series first, so that they do not count against the limit. Every stream entry names the
+/// entry before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns
+/// {1, stream id}, or {0} when the series is new and the limit is reached.
+const PUT_LUA: &str = concat!(
+    script_opening!(7),
+    r"
 for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)) do
   redis.call('HDEL', KEYS[1], f)
   redis.call('ZREM', KEYS[2], f)
@@ -165,21 +182,14 @@ local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
 if #last > 0 then before = last[1][1] end
 return {1, redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'b', before, 'p', field, 'r', record)}
-";
+"
+);
 
 /// The removal of series (KEYS as [`PUT_LUA`]; ARGV: now or '', stream length, the time after which it must do
 /// nothing or '', fields). Returns {live removed, removed, last stream id or ''}.
-const DELETE_LUA: &str = r"
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
-end
-if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then
-  return redis.error_reply('LATE this write reached Redis after the adapter had given up on it; nothing was changed')
-end
+const DELETE_LUA: &str = concat!(
+    script_opening!(3),
+    r"
 local live, removed, id = 0, 0, ''
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
@@ -198,7 +208,8 @@ for i = 4, #ARGV do
   end
 end
 return {live, removed, id}
-";
+"
+);
 
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
