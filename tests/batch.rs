@@ -21,18 +21,6 @@ fn items_body(items: &[Value]) -> String {
     json!({ "items": items }).to_string()
 }
 
-/// The value read at `path`, or the status when there is none.
-async fn value_at(server: &TestServer, path: &str) -> Result<String, u16> {
-    let (status, list) = server.get(path).await;
-    if status != 200 {
-        return Err(status);
-    }
-    match list["items"].as_array().and_then(|items| items.first()) {
-        Some(item) => Ok(item["value"].as_str().unwrap().to_string()),
-        None => Err(404),
-    }
-}
-
 #[tokio::test]
 async fn a_mixed_batch_is_stored_and_read_back_through_the_apis() {
     let server = start(&[]).await;
@@ -53,11 +41,11 @@ async fn a_mixed_batch_is_stored_and_read_back_through_the_apis() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(items(&list)[0]["value"], "42");
     assert_eq!(
-        value_at(&server, &format!("{V2}/namespaces/default/deployments.apps/web/rps")).await,
+        server.first_value(&format!("{V2}/namespaces/default/deployments.apps/web/rps")).await,
         Ok("1500m".into())
     );
-    assert_eq!(value_at(&server, &format!("{V2}/nodes/n1/temp")).await, Ok("300m".into()));
-    assert_eq!(value_at(&server, &format!("{V2}/namespaces/default/metrics/work")).await, Ok("9".into()));
+    assert_eq!(server.first_value(&format!("{V2}/nodes/n1/temp")).await, Ok("300m".into()));
+    assert_eq!(server.first_value(&format!("{V2}/namespaces/default/metrics/work")).await, Ok("9".into()));
     let (status, list) = server.get(&format!("{EXT}/namespaces/default/queue_depth")).await;
     assert_eq!(status, 200, "{list}");
     let external: Vec<(Value, Value)> =
@@ -69,7 +57,7 @@ async fn a_mixed_batch_is_stored_and_read_back_through_the_apis() {
         json!({"resource": "nodes", "name": "n1", "metric": "temp", "value": 2}),
     ]);
     assert_eq!(batch(&server, body).await.0, 200);
-    assert_eq!(value_at(&server, &format!("{V2}/nodes/n1/temp")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&format!("{V2}/nodes/n1/temp")).await, Ok("2".into()));
     // An empty batch stores nothing and is not an error.
     assert_eq!(batch(&server, r#"{"items": []}"#).await.0, 200);
     server.stop().await;
@@ -206,7 +194,7 @@ async fn each_kind_of_bad_item_refuses_the_batch_with_its_index_and_stores_nothi
             ),
             "{summary}"
         );
-        assert_eq!(value_at(&server, GOOD_READ).await, Err(404), "{bad}: the good item was stored");
+        assert_eq!(server.first_value(GOOD_READ).await, Err(404), "{bad}: the good item was stored");
     }
     // Several bad items: every one is named, in order, and the code is the first one's.
     let body = items_body(&[
@@ -221,7 +209,7 @@ async fn each_kind_of_bad_item_refuses_the_batch_with_its_index_and_stores_nothi
         answer["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["items[0].value", "items[2].resource", "items[3].namespace", "items[3].value"]);
     assert!(answer["message"].as_str().unwrap().contains("3 of 4 items cannot be written"), "{answer}");
-    assert_eq!(value_at(&server, GOOD_READ).await, Err(404));
+    assert_eq!(server.first_value(GOOD_READ).await, Err(404));
     let (_, discovery) = server.get(V2).await;
     assert!(!discovery.to_string().contains("pods/q"), "{discovery}");
     server.stop().await;
@@ -262,7 +250,7 @@ async fn a_body_that_is_not_a_batch_is_a_400_and_the_route_takes_only_post() {
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
-    assert_eq!(value_at(&server, GOOD_READ).await, Err(404));
+    assert_eq!(server.first_value(GOOD_READ).await, Err(404));
     server.stop().await;
 }
 
@@ -274,7 +262,7 @@ fn numbered(n: usize) -> Vec<Value> {
 async fn too_many_items_or_too_large_a_body_is_a_413_and_stores_nothing() {
     let server = start(&["--max-batch-items=3", "--max-batch-body-bytes=1024"]).await;
     assert_eq!(batch(&server, items_body(&numbered(3))).await.0, 200);
-    assert_eq!(value_at(&server, &format!("{V2}/namespaces/default/pods/p-2/m")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&format!("{V2}/namespaces/default/pods/p-2/m")).await, Ok("2".into()));
     let mut four = numbered(4);
     for item in &mut four {
         item["metric"] = json!("other");
@@ -283,7 +271,7 @@ async fn too_many_items_or_too_large_a_body_is_a_413_and_stores_nothing() {
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["reason"], "RequestEntityTooLarge");
     assert_eq!(answer["message"], "the batch holds more than 3 items, the most one batch may hold (--max-batch-items)");
-    assert_eq!(value_at(&server, &format!("{V2}/namespaces/default/pods/p-0/other")).await, Err(404));
+    assert_eq!(server.first_value(&format!("{V2}/namespaces/default/pods/p-0/other")).await, Err(404));
     let padded = format!("{}{}", items_body(&numbered(1)), " ".repeat(1024));
     let (status, answer) = batch(&server, padded).await;
     assert_eq!(status, 413, "{answer}");
@@ -297,7 +285,7 @@ async fn a_batch_may_be_larger_than_a_single_writes_body_limit() {
     let body = items_body(&numbered(1000));
     assert!(body.len() > 64 * 100);
     assert_eq!(batch(&server, body).await.0, 200);
-    assert_eq!(value_at(&server, &format!("{V2}/namespaces/default/pods/p-999/m")).await, Ok("999".into()));
+    assert_eq!(server.first_value(&format!("{V2}/namespaces/default/pods/p-999/m")).await, Ok("999".into()));
     let (_, list) = server.get(&format!("{V2}/namespaces/default/pods/*/m")).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1000);
     server.stop().await;
@@ -329,7 +317,7 @@ async fn a_store_that_fills_up_mid_batch_is_undone_and_the_batch_refused() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(items(&list)[0]["value"], "1");
     for pod in ["b", "c"] {
-        assert_eq!(value_at(&server, &format!("{V2}/namespaces/default/pods/{pod}/m")).await, Err(404), "{pod}");
+        assert_eq!(server.first_value(&format!("{V2}/namespaces/default/pods/{pod}/m")).await, Err(404), "{pod}");
     }
     let (_, list) = server.get(&format!("{EXT}/namespaces/default/e")).await;
     let labels: Vec<Value> = items(&list).into_iter().map(|item| item["metricLabels"].clone()).collect();

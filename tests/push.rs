@@ -35,18 +35,6 @@ async fn push(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// The value read at `path`, or the status when there is none.
-async fn value_at(server: &TestServer, path: &str) -> Result<String, u16> {
-    let (status, list) = server.get(path).await;
-    if status != 200 {
-        return Err(status);
-    }
-    match list["items"].as_array().and_then(|items| items.first()) {
-        Some(item) => Ok(item["value"].as_str().unwrap().to_string()),
-        None => Err(404),
-    }
-}
-
 /// The external series of `metric` in `shop`: (labels, value), sorted.
 async fn external(server: &TestServer, metric: &str) -> Vec<(Value, Value)> {
     let (status, list) = server.get(&format!("{EXT}/namespaces/shop/{metric}")).await;
@@ -68,25 +56,25 @@ async fn put_post_and_delete_follow_pushgateways_semantics_per_grouping_key() {
     let server = start(&[]).await;
     let group = "/metrics/job/app/namespace/shop";
     assert_eq!(push(&server, "PUT", group, FIRST_PUSH, &[]).await, (200, Value::String(String::new())));
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("10".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_count")).await, Ok("4".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_sum")).await, Ok("750m".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("10".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_count")).await, Ok("4".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_sum")).await, Ok("750m".into()));
     // Buckets are not stored.
-    assert_eq!(value_at(&server, &pod("latency_seconds_bucket")).await, Err(404));
+    assert_eq!(server.first_value(&pod("latency_seconds_bucket")).await, Err(404));
     // The grouping key's labels are the sample's: job on the external series' identity, and on the custom value.
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "app", "queue": "orders"}), json!("7"))]);
     let by_job = |job: &str| format!("{}?metricLabelSelector=job%3D{job}", pod("requests_total"));
-    assert_eq!(value_at(&server, &by_job("app")).await, Ok("10".into()));
-    assert_eq!(value_at(&server, &by_job("other")).await, Err(404));
+    assert_eq!(server.first_value(&by_job("app")).await, Ok("10".into()));
+    assert_eq!(server.first_value(&by_job("other")).await, Err(404));
 
     // POST replaces the families it pushes, and only those.
     assert_eq!(push(&server, "POST", group, "queue_depth{queue=\"billing\"} 1\n", &[]).await.0, 200);
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "app", "queue": "billing"}), json!("1"))]);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("10".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_count")).await, Ok("4".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("10".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_count")).await, Ok("4".into()));
     // An empty POST changes nothing.
     assert_eq!(push(&server, "POST", group, "", &[]).await.0, 200);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("10".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("10".into()));
 
     // Another group, with the same job and another label, is another group.
     let other = "/metrics/job/app/namespace/shop/instance/b";
@@ -94,15 +82,15 @@ async fn put_post_and_delete_follow_pushgateways_semantics_per_grouping_key() {
 
     // PUT replaces the whole group.
     assert_eq!(push(&server, "PUT", group, "requests_total{pod=\"web-1\"} 11\n", &[]).await.0, 200);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("11".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_count")).await, Err(404));
-    assert_eq!(value_at(&server, &pod("latency_seconds_sum")).await, Err(404));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("11".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_count")).await, Err(404));
+    assert_eq!(server.first_value(&pod("latency_seconds_sum")).await, Err(404));
     assert_eq!(external(&server, "queue_depth").await, []);
     assert_eq!(external(&server, "other_metric").await.len(), 1);
 
     // DELETE removes the group's series and answers 202, as Pushgateway does; the other group stays.
     assert_eq!(push(&server, "DELETE", group, "", &[]).await, (202, Value::String(String::new())));
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Err(404));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Err(404));
     assert_eq!(external(&server, "other_metric").await, [(json!({"instance": "b", "job": "app"}), json!("5"))]);
     // Deleting a group that holds nothing is no error.
     assert_eq!(push(&server, "DELETE", "/metrics/job/never/namespace/shop", "", &[]).await.0, 202);
@@ -120,13 +108,13 @@ async fn a_series_pushed_by_another_group_is_that_groups() {
     // The same object and metric from job b: one custom value per object, now b's.
     let body = "requests_total{namespace=\"shop\",pod=\"web-1\"} 2\n";
     assert_eq!(push(&server, "PUT", "/metrics/job/b", body, &[]).await.0, 200);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("2".into()));
     // Neither a PUT nor a DELETE of group a removes what b pushed last.
     assert_eq!(push(&server, "PUT", "/metrics/job/a", "", &[]).await.0, 200);
     assert_eq!(push(&server, "DELETE", "/metrics/job/a", "", &[]).await.0, 202);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("2".into()));
     assert_eq!(push(&server, "DELETE", "/metrics/job/b", "", &[]).await.0, 202);
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Err(404));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Err(404));
     server.stop().await;
 }
 
@@ -177,9 +165,9 @@ async fn delimited_protobuf_and_gzip_bodies_as_client_golang_sends_them() {
     ]);
     let group = "/metrics/job/worker/namespace/shop";
     assert_eq!(push(&server, "PUT", group, body.clone(), &[("content-type", PROTOBUF)]).await.0, 200);
-    assert_eq!(value_at(&server, &pod("jobs_total")).await, Ok("3".into()));
-    assert_eq!(value_at(&server, &pod("duration_seconds_count")).await, Ok("6".into()));
-    assert_eq!(value_at(&server, &pod("duration_seconds_sum")).await, Ok("1500m".into()));
+    assert_eq!(server.first_value(&pod("jobs_total")).await, Ok("3".into()));
+    assert_eq!(server.first_value(&pod("duration_seconds_count")).await, Ok("6".into()));
+    assert_eq!(server.first_value(&pod("duration_seconds_sum")).await, Ok("1500m".into()));
     // The same bytes without the protobuf content type are read as text, and refused as such.
     let (status, answer) = push(&server, "PUT", group, body.clone(), &[]).await;
     assert_eq!(status, 400, "{answer}");
@@ -188,12 +176,12 @@ async fn delimited_protobuf_and_gzip_bodies_as_client_golang_sends_them() {
     // gzip, text and protobuf.
     let text = gzip(b"jobs_total{pod=\"web-1\"} 4\n");
     assert_eq!(push(&server, "PUT", group, text, &[("content-encoding", "gzip")]).await.0, 200);
-    assert_eq!(value_at(&server, &pod("jobs_total")).await, Ok("4".into()));
-    assert_eq!(value_at(&server, &pod("duration_seconds_count")).await, Err(404));
+    assert_eq!(server.first_value(&pod("jobs_total")).await, Ok("4".into()));
+    assert_eq!(server.first_value(&pod("duration_seconds_count")).await, Err(404));
     let compressed = gzip(&body);
     let headers = [("content-type", PROTOBUF), ("content-encoding", "gzip")];
     assert_eq!(push(&server, "POST", group, compressed, &headers).await.0, 200);
-    assert_eq!(value_at(&server, &pod("duration_seconds_count")).await, Ok("6".into()));
+    assert_eq!(server.first_value(&pod("duration_seconds_count")).await, Ok("6".into()));
     // Another encoding is refused.
     let (status, answer) = push(&server, "PUT", group, "x 1", &[("content-encoding", "br")]).await;
     assert_eq!((status, answer["reason"].as_str()), (415, Some("UnsupportedMediaType")), "{answer}");
@@ -237,7 +225,7 @@ async fn a_push_with_a_bad_sample_is_refused_whole_with_each_sample_named() {
     assert!(causes[2].1.contains("same value as q{pod=\"web-1\",code=\"200\"}"), "{causes:?}");
     assert!(causes[3].1.contains("Kubernetes labels"), "{causes:?}");
     assert!(causes[4].1.contains("timestamp"), "{causes:?}");
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Err(404), "a refused push stored a value");
+    assert_eq!(server.first_value(&pod("requests_total")).await, Err(404), "a refused push stored a value");
 
     // A sample that maps to nothing says why.
     let (status, answer) = push(&server, "PUT", "/metrics/job/app", "lonely 1\n", &[]).await;
@@ -262,7 +250,7 @@ async fn bodies_and_paths_that_are_not_pushes_are_refused() {
         assert_eq!(status, 400, "{body}: {answer}");
         assert!(answer["message"].as_str().unwrap().contains(expected), "{body}: {answer}");
     }
-    assert_eq!(value_at(&server, &pod("ok")).await, Err(404));
+    assert_eq!(server.first_value(&pod("ok")).await, Err(404));
     let (status, answer) = push(&server, "PUT", "/metrics/job/app/first//x/y", "m 1", &[]).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("first@base64/="), "{answer}");

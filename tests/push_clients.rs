@@ -41,18 +41,6 @@ async fn run(program: &std::path::Path, args: &[&str]) {
     );
 }
 
-/// The value read at `path`, or the status when there is none.
-async fn value_at(server: &TestServer, path: &str) -> Result<String, u16> {
-    let (status, list) = server.get(path).await;
-    if status != 200 {
-        return Err(status);
-    }
-    match list["items"].as_array().and_then(|items| items.first()) {
-        Some(item) => Ok(item["value"].as_str().unwrap().to_string()),
-        None => Err(404),
-    }
-}
-
 async fn external(server: &TestServer, metric: &str) -> Vec<(Value, Value)> {
     let (status, list) = server.get(&format!("{EXT}/namespaces/shop/{metric}")).await;
     assert_eq!(status, 200, "{list}");
@@ -89,20 +77,20 @@ async fn client_golang_pushes_counters_gauges_and_histograms_in_protobuf_and_tex
 
     // Push() in the package's default format, delimited protobuf.
     push("protobuf", "put", "3").await;
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("3".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_count")).await, Ok("2".into()));
-    assert_eq!(value_at(&server, &pod("latency_seconds_sum")).await, Ok("750m".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("3".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_count")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&pod("latency_seconds_sum")).await, Ok("750m".into()));
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "orders"}), json!("6"))]);
 
     // Add() in the text format.
     push("text", "post", "4.5").await;
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Ok("4500m".into()));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Ok("4500m".into()));
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "orders"}), json!("9"))]);
 
     // Delete() removes the group.
     push("protobuf", "delete", "0").await;
-    assert_eq!(value_at(&server, &pod("requests_total")).await, Err(404));
-    assert_eq!(value_at(&server, &pod("latency_seconds_sum")).await, Err(404));
+    assert_eq!(server.first_value(&pod("requests_total")).await, Err(404));
+    assert_eq!(server.first_value(&pod("latency_seconds_sum")).await, Err(404));
     assert_eq!(external(&server, "queue_depth").await, []);
     server.stop().await;
 }
@@ -148,13 +136,13 @@ async fn python_prometheus_client_push_to_gateway() {
     run(python, &["-c", PYTHON, &gateway, "put"]).await;
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "orders"}), json!("17"))]);
     let jobs = format!("{V2}/namespaces/shop/pods/worker-1/jobs_total");
-    assert_eq!(value_at(&server, &jobs).await, Ok("3".into()));
+    assert_eq!(server.first_value(&jobs).await, Ok("3".into()));
     // pushadd_to_gateway replaces the family queue_depth only.
     run(python, &["-c", PYTHON, &gateway, "post"]).await;
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "billing"}), json!("2"))]);
-    assert_eq!(value_at(&server, &jobs).await, Ok("3".into()));
+    assert_eq!(server.first_value(&jobs).await, Ok("3".into()));
     run(python, &["-c", PYTHON, &gateway, "delete"]).await;
-    assert_eq!(value_at(&server, &jobs).await, Err(404));
+    assert_eq!(server.first_value(&jobs).await, Err(404));
     assert_eq!(external(&server, "queue_depth").await, []);
     server.stop().await;
 }

@@ -79,6 +79,19 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
+    /// The value of the first item a metrics read of `path` lists; Err(status) when the read fails, Err(404) when it
+    /// lists nothing.
+    pub async fn first_value(&self, path: &str) -> Result<String, u16> {
+        let (status, list) = self.get(path).await;
+        if status != 200 {
+            return Err(status);
+        }
+        match list["items"].as_array().and_then(|items| items.first()) {
+            Some(item) => Ok(item["value"].as_str().unwrap().to_string()),
+            None => Err(404),
+        }
+    }
+
     /// POST `body` to a write path: (status, body text).
     pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
         let response = self.writer.post(self.write_url(path)).body(body.to_string()).send().await.unwrap();
