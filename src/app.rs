@@ -56,6 +56,9 @@ pub enum StartError {
     /// The metric store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The neighbours' client could not be built (docs/architecture.md §13).
+    #[error(transparent)]
+    Forward(#[from] crate::forward::SetupError),
     /// The managed serving certificate could not be read or created.
     #[error("managing the serving certificate (--manage-certificates): {0}")]
     Certificates(#[from] CertificateError),
@@ -262,8 +265,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             .with_batch_limits(config.batch)
             .with_push(Arc::clone(&push))
     };
-    let api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads)
+    let mut api = Api::new(Arc::clone(&store), Arc::clone(&mapper), labels, config.discovery_max_metrics, config.reads)
         .with_freshness(metrics.freshness());
+    if let Some(forward) = &config.forward {
+        let forwarder = Arc::new(crate::forward::Forwarder::new(forward, config.reads.max_response_bytes)?);
+        tracing::info!(custom = ?forward.custom, external = ?forward.external, "forwarding reads of metrics not held here");
+        metrics.watch_forwarder(Arc::clone(&forwarder));
+        forwarder.prefetch();
+        api = api.with_forwarder(forwarder);
+    }
     // The secure port: the write API with --write-auth=token, health, and the Kubernetes APIs, which answer every
     // other path (their 404s included), and /metrics (docs/wire-contract.md §11); in cluster mode every route is
     // authenticated and authorized.

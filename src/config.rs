@@ -63,6 +63,10 @@ pub struct Flags {
     /// Cluster mode: client, discovery, label index, authentication, authorization.
     #[command(flatten)]
     pub cluster: ClusterFlags,
+
+    /// Forwarding to another adapter.
+    #[command(flatten)]
+    pub forward: crate::forward::ForwardFlags,
 }
 
 /// The plain write listener's port when --write-auth=none and none is given.
@@ -88,6 +92,9 @@ pub enum ConfigError {
     /// A limit of zero would refuse everything.
     #[error("{0} must be greater than zero")]
     ZeroLimit(&'static str),
+    /// The forwarding flags do not describe a neighbour.
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardConfigError),
     /// The store flags do not describe a store.
     #[error(transparent)]
     Store(#[from] crate::store::flags::StoreConfigError),
@@ -160,12 +167,15 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Drain time after SIGTERM.
     pub shutdown_grace_period: Duration,
+    /// Where reads of metrics we do not hold go (docs/architecture.md §13); `None`: nowhere.
+    pub forward: Option<crate::forward::ForwardConfig>,
 }
 
 impl Config {
     /// Validates flags into a configuration.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        let Flags { standalone, serving, store, logging, reads, connections, cluster } = flags;
+        let Flags { standalone, serving, store, logging, reads, connections, cluster, forward } = flags;
+        let forward = forward.config()?;
         let write_auth = serving.write_auth.unwrap_or(if standalone { WriteAuth::None } else { WriteAuth::Token });
         if standalone && write_auth == WriteAuth::Token {
             return Err(ConfigError::TokensWithoutCluster);
@@ -245,6 +255,7 @@ impl Config {
             reads: (&reads).into(),
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
+            forward,
         })
     }
 
@@ -457,7 +468,7 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 67);
+        assert_eq!(flags, 79);
     }
 
     #[test]

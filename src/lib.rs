@@ -31,6 +31,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 mod duration;
+pub mod forward;
 pub mod histogram;
 pub mod ingest;
 pub mod logging;

@@ -218,6 +218,7 @@ pub struct Metrics {
     authz: ReviewMetrics,
     label_index: Arc<OnceLock<Arc<WatchLabelIndex>>>,
     review_caches: Arc<OnceLock<ReviewCaches>>,
+    forwarder: Arc<OnceLock<Arc<crate::forward::Forwarder>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -342,6 +343,7 @@ struct ComponentCollector {
     store: Arc<dyn MetricStore>,
     label_index: Arc<OnceLock<Arc<WatchLabelIndex>>>,
     review_caches: Arc<OnceLock<ReviewCaches>>,
+    forwarder: Arc<OnceLock<Arc<crate::forward::Forwarder>>>,
 }
 
 /// The TokenReview cache's counters and the SubjectAccessReview cache's.
@@ -430,6 +432,9 @@ impl Collector for ComponentCollector {
                 "SubjectAccessReview cache lookups by result (hit, miss: a review was made)",
                 &[([("result", "hit")], hits), ([("result", "miss")], misses)],
             )?;
+        }
+        if let Some(forwarder) = self.forwarder.get() {
+            forwarder.encode_metrics(e)?;
         }
         Ok(())
     }
@@ -548,12 +553,14 @@ impl Metrics {
         authz.register(&mut registry, "apiserver_delegated_authz", "SubjectAccessReview");
         let label_index = Arc::new(OnceLock::new());
         let review_caches = Arc::new(OnceLock::new());
+        let forwarder = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(ComponentCollector {
             store,
             label_index: Arc::clone(&label_index),
             review_caches: Arc::clone(&review_caches),
+            forwarder: Arc::clone(&forwarder),
         }));
-        Metrics { registry, requests, freshness, authn, authz, label_index, review_caches }
+        Metrics { registry, requests, freshness, authn, authz, label_index, review_caches, forwarder }
     }
 
     /// Shows the label index's figures (cluster mode); the first index given stays.
@@ -565,6 +572,11 @@ impl Metrics {
     /// stay.
     pub fn watch_review_caches(&self, tokens: Arc<CacheCounters>, decisions: Arc<CacheCounters>) {
         let _ = self.review_caches.set((tokens, decisions));
+    }
+
+    /// Shows the neighbour adapters' figures (docs/architecture.md §13); the first forwarder given stays.
+    pub fn watch_forwarder(&self, forwarder: Arc<crate::forward::Forwarder>) {
+        let _ = self.forwarder.set(forwarder);
     }
 
     /// Starts counting a request: it is in flight until the returned guard is finished or dropped.

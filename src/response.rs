@@ -223,6 +223,9 @@ pub enum RequestError {
     /// Authentication or authorization refused the request.
     #[error(transparent)]
     Auth(#[from] auth::Error),
+    /// A forwarded read got no answer from the neighbour adapter (docs/architecture.md §13).
+    #[error(transparent)]
+    Neighbour(#[from] crate::forward::ForwardError),
     /// A batch write body that is not a batch (docs/wire-contract.md §4.4).
     #[error("invalid batch: {0}; send {{\"items\": [...]}}")]
     BadBatch(String),
@@ -395,6 +398,8 @@ impl RequestError {
             // through, and the HPA shows its message in its FailedGet...Metric event.
             TooManyItems { .. } | ResponseTooLarge { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            // As kube-apiserver's aggregator answers for a backend it cannot reach.
+            Neighbour(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             // The index may recover (RBAC granted, list finished): the client is told to retry, as for an
             // unavailable store.
             LabelIndex(LabelIndexError::WatchFailed { .. } | LabelIndexError::SyncTimeout { .. }) => {

@@ -256,6 +256,18 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--certificate-secret-name",
         "--service-name",
         "--service-namespace",
+        "--forward-custom-metrics",
+        "--forward-external-metrics",
+        "--forward-ca-file",
+        "--forward-token-file",
+        "--forward-client-cert-file",
+        "--forward-client-key-file",
+        "--forward-connect-timeout",
+        "--forward-timeout",
+        "--forward-max-connections",
+        "--forward-failure-threshold",
+        "--forward-cool-down",
+        "--forward-discovery-ttl",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

@@ -723,3 +723,53 @@ fn a_service_monitor_scrapes_metrics_over_verified_tls_with_the_scraper_role_bou
     let error = refused("metrics: {serviceMonitor: {enabled: true, scraperServiceAccount: {name: p}}}\n");
     assert!(error.contains("scraperServiceAccount.namespace is required"), "{error}");
 }
+
+#[test]
+fn forwarding_renders_flags_the_program_accepts_with_the_neighbours_ca_mounted_and_its_group_readable() {
+    let chart = render(
+        "forward:\n  externalMetrics:\n    url: https://keda-operator-metrics-apiserver.keda.svc\n  caConfigMap:\n    name: keda-ca\n",
+    );
+    let config = chart.config().unwrap();
+    let forward = config.forward.expect("no forwarding configured");
+    assert_eq!(forward.external.as_deref(), Some("https://keda-operator-metrics-apiserver.keda.svc"));
+    assert_eq!(forward.custom, None);
+    assert_eq!(forward.token_file.as_deref(), Some(Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token")));
+    // The CA file is the ConfigMap's key, mounted read-only.
+    let ca_file = forward.ca_file.unwrap();
+    let pod = chart.pod();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.config_map.as_ref().map(|c| c.name.as_str()) == Some("keda-ca"))
+        .expect("no volume of the ConfigMap keda-ca");
+    let mount = chart.container().volume_mounts.unwrap().into_iter().find(|m| m.name == volume.name).unwrap();
+    assert_eq!(mount.read_only, Some(true));
+    assert_eq!(ca_file, Path::new(&mount.mount_path).join("ca.crt"));
+    // The neighbour may let this adapter's ServiceAccount read exactly the forwarded group.
+    let role = chart.get("ClusterRole", &format!("{RELEASE}-forwarder"));
+    let strings = |value: &Value| -> Vec<String> {
+        value.as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(strings(&role["rules"][0]["apiGroups"]), ["external.metrics.k8s.io"]);
+    assert_eq!(strings(&role["rules"][0]["verbs"]), ["get", "list"]);
+    let binding = chart.get("ClusterRoleBinding", &format!("{RELEASE}-forwarder"));
+    assert_eq!(binding["subjects"][0]["name"], RELEASE);
+    // Without forwarding: no flag, no role.
+    let plain = render("{}\n");
+    assert_eq!(plain.config().unwrap().forward, None);
+    assert!(plain.try_get("ClusterRole", &format!("{RELEASE}-forwarder")).is_none());
+}
+
+#[test]
+fn forwarding_without_a_ca_for_https_or_with_a_token_over_http_is_refused() {
+    let error = refused("forward:\n  customMetrics:\n    url: https://prometheus-adapter.monitoring.svc\n");
+    assert!(error.contains("forward.caConfigMap.name"), "{error}");
+    let error = refused("forward:\n  customMetrics:\n    url: http://prometheus-adapter.monitoring.svc\n");
+    assert!(error.contains("forward.serviceAccountToken=false"), "{error}");
+    let error = refused("forward:\n  customMetrics:\n    url: prometheus-adapter:443\n");
+    assert!(error.contains("is not an https://"), "{error}");
+    let plain = "forward:\n  customMetrics:\n    url: http://adapter.monitoring.svc\n  serviceAccountToken: false\n";
+    let config = render(plain).config().unwrap().forward.unwrap();
+    assert_eq!((config.custom.as_deref(), config.token_file), (Some("http://adapter.monitoring.svc"), None));
+}

@@ -65,3 +65,18 @@ build_adapter() {
   [ -x "$ADAPTER_BIN" ] || { log "cargo built no $ADAPTER_BIN"; return 1; }
   log "ADAPTER_BIN=$ADAPTER_BIN"
 }
+
+# build_reference: the Go reference adapter (bench/reference/build, cached outside the repository), the neighbour of
+# the forwarding checks (e2e/lib/forward.sh); a preset REFERENCE_BIN skips it. Sets REFERENCE_BIN.
+build_reference() {
+  if [ -n "${REFERENCE_BIN:-}" ] && [ -x "$REFERENCE_BIN" ]; then
+    log "REFERENCE_BIN=$REFERENCE_BIN preset; not running bench/reference/build"
+    return 0
+  fi
+  log "bench/reference/build (output: $W/logs/reference-build.log)"
+  "$REPO/bench/reference/build" >"$W/logs/reference-build.out" 2>"$W/logs/reference-build.log" || return 1
+  REFERENCE_BIN=$(tail -n 1 "$W/logs/reference-build.out" | sed -n 's/^REFERENCE_BIN=//p')
+  export REFERENCE_BIN
+  [ -x "$REFERENCE_BIN" ] || { log "bench/reference/build gave no binary"; return 1; }
+  log "REFERENCE_BIN=$REFERENCE_BIN"
+}

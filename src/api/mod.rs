@@ -131,6 +131,7 @@ pub struct Api {
     limits: ReadLimits,
     openapi: Result<OpenApiDocs, String>,
     freshness: Option<crate::metrics::Freshness>,
+    forwarder: Option<Arc<crate::forward::Forwarder>>,
 }
 
 impl Api {
@@ -143,13 +144,30 @@ impl Api {
         discovery_limit: usize,
         limits: ReadLimits,
     ) -> Self {
-        Api { store, mapper, labels, discovery_limit, limits, openapi: OpenApiDocs::build(), freshness: None }
+        Api {
+            store,
+            mapper,
+            labels,
+            discovery_limit,
+            limits,
+            openapi: OpenApiDocs::build(),
+            freshness: None,
+            forwarder: None,
+        }
     }
 
     /// The same API, observing the age of the values its metric reads return in `freshness`.
     #[must_use]
     pub fn with_freshness(mut self, freshness: crate::metrics::Freshness) -> Self {
         self.freshness = Some(freshness);
+        self
+    }
+
+    /// The same API, forwarding reads of metrics it does not hold to `forwarder`'s neighbours and listing their
+    /// discovery entries after its own (docs/architecture.md §13).
+    #[must_use]
+    pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
         self
     }
 
@@ -183,16 +201,28 @@ impl Api {
         match route {
             ApiRoute::GroupList => Ok(json_ok(&discovery::group_list(), pretty)),
             ApiRoute::Group(group) => Ok(json_ok(&discovery::group(group), pretty)),
-            ApiRoute::CustomResources(version) => Ok(json_ok(
-                &discovery::custom_resources(self.store.as_ref(), version, self.discovery_limit).await?,
-                pretty,
-            )),
+            ApiRoute::CustomResources(version) => {
+                let ours = discovery::custom_resources(self.store.as_ref(), version, self.discovery_limit).await?;
+                let api_version = version.group_version().api_version;
+                let neighbour = self.custom_neighbour();
+                Ok(self.with_neighbours(neighbour, ours, api_version, discovery::CUSTOM_PLACEHOLDER, pretty))
+            }
             ApiRoute::ExternalResources => {
-                Ok(json_ok(&discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?, pretty))
+                let ours = discovery::external_resources(self.store.as_ref(), self.discovery_limit).await?;
+                let api_version = group_versions::EXTERNAL_V1BETA1.api_version;
+                let neighbour = self.external_neighbour();
+                Ok(self.with_neighbours(neighbour, ours, api_version, discovery::EXTERNAL_PLACEHOLDER, pretty))
             }
             ApiRoute::Custom(version, target) => {
                 query.check_selector_sizes(self.limits.max_selector_bytes)?;
                 let (store, mapper, labels) = (self.store.as_ref(), self.mapper.as_ref(), self.labels.as_ref());
+                // A metric we do not hold is the neighbour's, decided before our read, which could only find
+                // nothing (docs/architecture.md §13).
+                if let Some(neighbour) = self.custom_neighbour()
+                    && !crate::forward::holds_custom(store, mapper, &target).await?
+                {
+                    return Ok(neighbour.forward(request).await?);
+                }
                 let items = custom::read(store, mapper, labels, &target, query, self.limits.max_list_items).await?;
                 if let Some(freshness) = &self.freshness {
                     freshness.observe(items.timestamps());
@@ -205,12 +235,42 @@ impl Api {
                 let samples =
                     external::read(self.store.as_ref(), &namespace, &metric, &selector, self.limits.max_list_items)
                         .await?;
+                if samples.is_empty()
+                    && let Some(neighbour) = self.external_neighbour()
+                    && !crate::forward::holds_external(self.store.as_ref(), &namespace, &metric).await?
+                {
+                    return Ok(neighbour.forward(request).await?);
+                }
                 if let Some(freshness) = &self.freshness {
                     freshness.observe(external::timestamps(&samples));
                 }
                 external::render(&metric, samples, pretty, self.limits.max_response_bytes)
             }
         }
+    }
+
+    fn custom_neighbour(&self) -> Option<&Arc<crate::forward::Neighbour>> {
+        self.forwarder.as_ref().and_then(|forwarder| forwarder.custom())
+    }
+
+    fn external_neighbour(&self) -> Option<&Arc<crate::forward::Neighbour>> {
+        self.forwarder.as_ref().and_then(|forwarder| forwarder.external())
+    }
+
+    /// Our discovery document, with `neighbour`'s entries after ours when there is one (docs/architecture.md §13).
+    fn with_neighbours(
+        &self,
+        neighbour: Option<&Arc<crate::forward::Neighbour>>,
+        ours: types::ApiResourceList,
+        api_version: &'static str,
+        placeholder: &str,
+        pretty: bool,
+    ) -> HttpResponse {
+        let Some(neighbour) = neighbour else {
+            return json_ok(&ours, pretty);
+        };
+        let theirs = neighbour.resources(api_version);
+        json_ok(&crate::forward::union(&ours, &theirs, placeholder, self.discovery_limit), pretty)
     }
 
     /// `/version` and `/openapi/*`.

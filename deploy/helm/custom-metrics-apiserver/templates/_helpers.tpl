@@ -93,6 +93,19 @@ both stop on them.
 {{- fail "tls.mode=existingSecret needs tls.existingSecret.caBundle: the PEM of the CA that signed the Secret's certificate (--set-file tls.existingSecret.caBundle=ca.crt)" }}
 {{- end }}
 {{- end }}
+{{- with .Values.forward }}
+{{- range $flag, $url := dict "forward.customMetrics.url" .customMetrics.url "forward.externalMetrics.url" .externalMetrics.url }}
+{{- if and $url (not (regexMatch "^https?://[^/?#@]+(/[^?#]*)?$" $url)) }}
+{{- fail (printf "%s: %q is not an https:// (or http://) URL of the neighbour adapter's Service" $flag $url) }}
+{{- end }}
+{{- if and (hasPrefix "https://" (toString $url)) (not $.Values.forward.caConfigMap.name) }}
+{{- fail (printf "%s is https: name the ConfigMap holding the neighbour's CA in forward.caConfigMap.name" $flag) }}
+{{- end }}
+{{- if and (hasPrefix "http://" (toString $url)) $.Values.forward.serviceAccountToken }}
+{{- fail (printf "%s is plain http, which must not carry the ServiceAccount token: use https, or set forward.serviceAccountToken=false" $flag) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.podDisruptionBudget }}
 {{- if and .enabled (eq (empty .minAvailable) (empty .maxUnavailable)) }}
 {{- fail "podDisruptionBudget.enabled needs one of minAvailable and maxUnavailable (not both)" }}
@@ -129,4 +142,18 @@ both stop on them.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+Whether the adapter forwards to a neighbour adapter (README, "Coexisting with another adapter").
+*/}}
+{{- define "cma.forwarding" -}}
+{{- if or .Values.forward.customMetrics.url .Values.forward.externalMetrics.url }}true{{ end }}
+{{- end }}
+
+{{/*
+Where the neighbour's CA ConfigMap is mounted.
+*/}}
+{{- define "cma.forwardCaDir" -}}
+/var/run/forward-ca
 {{- end }}
