@@ -34,6 +34,13 @@ pub mod batch;
 pub mod exposition;
 pub mod push;
 
+/// Ingest's per-request lookup tables (batch items, push samples, exposition families), asked once per item:
+/// foldhash, randomly seeded per table as std's SipHash is but several times faster on short keys; a table lives for
+/// one request and holds at most --max-batch-items keys.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set twin of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub use batch::{BATCH_PATH, BatchItem, BatchLimits, parse_batch};
 pub use push::{ObjectLabels, PUSH_PREFIX, PushGroups, PushOptions, is_push_path};
 

@@ -21,7 +21,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
-    Ingest, ResolvedCustom, Series, WriteGate, WriteTarget, parse_body, parse_ttl, validate_metric_name,
+    FastMap, Ingest, ResolvedCustom, Series, WriteGate, WriteTarget, parse_body, parse_ttl, validate_metric_name,
     validate_namespace, validate_object_name,
 };
 use crate::auth;
@@ -31,10 +31,6 @@ use crate::quantity::Quantity;
 use crate::response::{self, BatchCause, HttpResponse, RequestError};
 use crate::selector::{parse_labels_map, validate_label_key, validate_label_value_for_key};
 use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesLabels};
-
-/// The batch's own lookup tables, asked once per item: foldhash, randomly seeded per table as std's SipHash is but
-/// several times faster on short keys; a table lives for one request and holds at most --max-batch-items keys.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The path of batch writes: the custom write prefix without anything after it.
 pub const BATCH_PATH: &str = "/write-metrics";

@@ -13,7 +13,9 @@
 //! `\"` and `\n` in label values, a family's samples found by name (with `_count`, `_sum` and `_bucket` for the
 //! summary and histogram families declared by `# TYPE`).
 
-use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::FastMap;
 
 use prost::Message;
 
@@ -48,12 +50,12 @@ impl Kind {
 /// One value to store: a counter, gauge or untyped sample, or the `_count` or `_sum` of a summary or histogram.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushedSample {
-    /// The family's name (what a POST replaces), e.g. `latency_seconds`.
-    pub family: String,
+    /// The family's name (what a POST replaces), e.g. `latency_seconds`; shared by the family's samples.
+    pub family: Arc<str>,
     /// The family's type.
     pub kind: Kind,
     /// The sample's name, e.g. `latency_seconds_count`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Labels in the order given; names are unique.
     pub labels: Vec<(String, String)>,
     /// The value.
@@ -119,6 +121,7 @@ enum Role {
 }
 
 struct TextFamily {
+    name: Arc<str>,
     kind: Kind,
     typed: bool,
     help: bool,
@@ -133,7 +136,7 @@ pub fn parse_text(body: &[u8], max_samples: usize) -> Result<Vec<PushedSample>, 
             e.valid_up_to()
         ))
     })?;
-    let mut families: HashMap<String, TextFamily> = HashMap::new();
+    let mut families = TextFamilies::default();
     let mut samples = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
         let error =
@@ -148,12 +151,7 @@ pub fn parse_text(body: &[u8], max_samples: usize) -> Result<Vec<PushedSample>, 
         }
         let line = parse_sample_line(line).map_err(error)?;
         let (family_name, role) = family_of(&families, line.name);
-        let family = families.entry(family_name.to_string()).or_insert(TextFamily {
-            kind: Kind::Untyped,
-            typed: false,
-            help: false,
-            has_samples: false,
-        });
+        let family = families.entry(family_name);
         family.has_samples = true;
         let kind = family.kind;
         let role = match (kind, role) {
@@ -186,9 +184,10 @@ pub fn parse_text(body: &[u8], max_samples: usize) -> Result<Vec<PushedSample>, 
             return Err(ParseError::TooManySamples { limit: max_samples });
         }
         samples.push(PushedSample {
-            family: family_name.to_string(),
+            family: Arc::clone(&family.name),
             kind,
-            name: line.name.to_string(),
+            // A family's own samples share its name; `_count` and `_sum` have theirs.
+            name: if role == Role::Value { Arc::clone(&family.name) } else { line.name.into() },
             labels: line.labels,
             value: line.value,
             timestamp_ms: line.timestamp_ms,
@@ -201,9 +200,42 @@ fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
+/// The families of a text body, in order of appearance, found by name.
+#[derive(Default)]
+struct TextFamilies {
+    index: FastMap<String, usize>,
+    list: Vec<TextFamily>,
+}
+
+impl TextFamilies {
+    fn get(&self, name: &str) -> Option<&TextFamily> {
+        self.index.get(name).map(|&at| &self.list[at])
+    }
+
+    /// The family called `name`, a new untyped one if it has not been seen yet (its name allocated only then).
+    fn entry(&mut self, name: &str) -> &mut TextFamily {
+        let at = match self.index.get(name) {
+            Some(&at) => at,
+            None => {
+                let family = TextFamily {
+                    name: name.into(),
+                    kind: Kind::Untyped,
+                    typed: false,
+                    help: false,
+                    has_samples: false,
+                };
+                self.list.push(family);
+                self.index.insert(name.to_string(), self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[at]
+    }
+}
+
 /// The family a sample name belongs to: the summary or histogram whose `_count`, `_sum` (or `_bucket`) it is, else
 /// the family of that exact name (new ones are untyped).
-fn family_of<'n>(families: &HashMap<String, TextFamily>, name: &'n str) -> (&'n str, Role) {
+fn family_of<'n>(families: &TextFamilies, name: &'n str) -> (&'n str, Role) {
     let typed = |base: &str, kinds: &[Kind]| families.get(base).is_some_and(|f| kinds.contains(&f.kind));
     for (suffix, role, kinds) in [
         ("_count", Role::Count, &[Kind::Summary, Kind::Histogram][..]),
@@ -220,7 +252,7 @@ fn family_of<'n>(families: &HashMap<String, TextFamily>, name: &'n str) -> (&'n 
 }
 
 /// `# HELP name text`, `# TYPE name type`, or a comment.
-fn parse_comment(comment: &str, families: &mut HashMap<String, TextFamily>) -> Result<(), String> {
+fn parse_comment(comment: &str, families: &mut TextFamilies) -> Result<(), String> {
     let comment = comment.trim_start_matches(is_blank);
     let (keyword, rest) = split_word(comment);
     if keyword != "HELP" && keyword != "TYPE" {
@@ -231,12 +263,7 @@ fn parse_comment(comment: &str, families: &mut HashMap<String, TextFamily>) -> R
         return Err(format!("{keyword} line without a metric name"));
     }
     check_metric_name(name)?;
-    let family = families.entry(name.to_string()).or_insert(TextFamily {
-        kind: Kind::Untyped,
-        typed: false,
-        help: false,
-        has_samples: false,
-    });
+    let family = families.entry(name);
     let rest = rest.trim_start_matches(is_blank);
     if keyword == "HELP" {
         if family.help {
@@ -541,6 +568,7 @@ pub fn parse_protobuf(body: &[u8], max_samples: usize) -> Result<Vec<PushedSampl
         })?;
         index += 1;
         let name = family.name.clone().unwrap_or_default();
+        let shared: Arc<str> = name.as_str().into();
         let error = |message: String| ParseError::Syntax(format!("MetricFamily {name:?}: {message}"));
         check_metric_name(&name).map_err(error)?;
         if !seen.insert(name.clone()) {
@@ -565,23 +593,26 @@ pub fn parse_protobuf(body: &[u8], max_samples: usize) -> Result<Vec<PushedSampl
                 labels.push((key, pair.value.clone().unwrap_or_default()));
             }
             let missing = |what: &str| error(format!("a metric of type {kind:?} without its {what} value"));
-            let values: Vec<(String, f64)> = match kind {
+            let values: Vec<(Arc<str>, f64)> = match kind {
                 Kind::Counter => vec![(
-                    name.clone(),
+                    Arc::clone(&shared),
                     metric.counter.as_ref().and_then(|v| v.value).ok_or_else(|| missing("counter"))?,
                 )],
                 Kind::Gauge => {
-                    vec![(name.clone(), metric.gauge.as_ref().and_then(|v| v.value).ok_or_else(|| missing("gauge"))?)]
+                    vec![(
+                        Arc::clone(&shared),
+                        metric.gauge.as_ref().and_then(|v| v.value).ok_or_else(|| missing("gauge"))?,
+                    )]
                 }
                 Kind::Untyped => vec![(
-                    name.clone(),
+                    Arc::clone(&shared),
                     metric.untyped.as_ref().and_then(|v| v.value).ok_or_else(|| missing("untyped"))?,
                 )],
                 Kind::Summary => {
                     let summary = metric.summary.as_ref().ok_or_else(|| missing("summary"))?;
                     vec![
-                        (format!("{name}_count"), summary.sample_count.unwrap_or(0) as f64),
-                        (format!("{name}_sum"), summary.sample_sum.unwrap_or(0.0)),
+                        (format!("{name}_count").into(), summary.sample_count.unwrap_or(0) as f64),
+                        (format!("{name}_sum").into(), summary.sample_sum.unwrap_or(0.0)),
                     ]
                 }
                 Kind::Histogram => {
@@ -591,7 +622,10 @@ pub fn parse_protobuf(body: &[u8], max_samples: usize) -> Result<Vec<PushedSampl
                         (None, Some(count)) => count,
                         (None, None) => 0.0,
                     };
-                    vec![(format!("{name}_count"), count), (format!("{name}_sum"), histogram.sample_sum.unwrap_or(0.0))]
+                    vec![
+                        (format!("{name}_count").into(), count),
+                        (format!("{name}_sum").into(), histogram.sample_sum.unwrap_or(0.0)),
+                    ]
                 }
             };
             for (sample_name, value) in values {
@@ -599,7 +633,7 @@ pub fn parse_protobuf(body: &[u8], max_samples: usize) -> Result<Vec<PushedSampl
                     return Err(ParseError::TooManySamples { limit: max_samples });
                 }
                 samples.push(PushedSample {
-                    family: name.clone(),
+                    family: Arc::clone(&shared),
                     kind,
                     name: sample_name,
                     labels: labels.clone(),
@@ -628,7 +662,7 @@ mod tests {
     }
 
     fn names(samples: &[PushedSample]) -> Vec<(&str, &str, f64)> {
-        samples.iter().map(|s| (s.family.as_str(), s.name.as_str(), s.value)).collect()
+        samples.iter().map(|s| (s.family.as_ref(), s.name.as_ref(), s.value)).collect()
     }
 
     #[test]

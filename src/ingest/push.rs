@@ -9,8 +9,8 @@
 //! gate admits each distinct `create` (and `delete` for the replaced series) once, the samples are stored all or
 //! none with the batch machinery ([`super::batch`]), the replaced series are deleted and the group remembered.
 
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use http::{Method, StatusCode, header};
 
 use super::batch::{Ready, SeriesKey, authorize_series};
 use super::exposition::{self, ParseError, PushedSample};
-use super::{Ingest, WriteGate, validate_metric_name, validate_namespace, validate_object_name};
+use super::{FastMap, FastSet, Ingest, WriteGate, validate_metric_name, validate_namespace, validate_object_name};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::MapperError;
 use crate::path::decode_segments;
@@ -182,20 +182,21 @@ fn decode_base64(text: &str) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "the decoded value is not UTF-8".to_string())
 }
 
-/// A sample mapped onto what it will be stored as; the object's resource not yet resolved.
+/// A sample mapped onto what it will be stored as, borrowing the sample and the grouping key; the object's resource
+/// not yet resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedSample {
+pub struct MappedSample<'a> {
     /// The family the sample belongs to (what a POST replaces).
-    pub family: String,
+    pub family: &'a Arc<str>,
     /// The namespace label, if any.
-    pub namespace: Option<String>,
+    pub namespace: Option<&'a str>,
     /// The object: index into the object labels and the object's name.
-    pub object: Option<(usize, String)>,
+    pub object: Option<(usize, &'a str)>,
     /// The metric name.
-    pub metric: String,
-    /// Labels: the sample's and the grouping key's, without `namespace` and the object label (which `namespace`
-    /// goes back into for a cluster-scoped object).
-    pub labels: BTreeMap<String, String>,
+    pub metric: &'a str,
+    /// Labels, sorted by name: the sample's and the grouping key's, without `namespace` and the object label (which
+    /// `namespace` goes back into for a cluster-scoped object).
+    pub labels: Vec<(&'a str, &'a str)>,
     /// The value.
     pub value: Quantity,
 }
@@ -203,7 +204,11 @@ pub struct MappedSample {
 /// Maps one sample (docs/wire-contract.md §4.5): its labels and the grouping key's together, empty values dropped;
 /// a `namespace` and the first object label present make a custom value on that object, a `namespace` alone an
 /// external series. The error says why the sample cannot be stored.
-pub fn map_sample(sample: &PushedSample, key: &GroupingKey, objects: &ObjectLabels) -> Result<MappedSample, String> {
+pub fn map_sample<'a>(
+    sample: &'a PushedSample,
+    key: &'a GroupingKey,
+    objects: &ObjectLabels,
+) -> Result<MappedSample<'a>, String> {
     if sample.timestamp_ms.is_some() {
         return Err("a pushed sample may not carry a timestamp (Pushgateway refuses them too): the adapter stamps each value when it stores it".into());
     }
@@ -217,28 +222,26 @@ pub fn map_sample(sample: &PushedSample, key: &GroupingKey, objects: &ObjectLabe
             }
         ));
     }
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut labels: Vec<(&'a str, &'a str)> = Vec::with_capacity(sample.labels.len() + key.labels().len());
     for (name, value) in &sample.labels {
-        if let Some(grouped) = key.get(name)
-            && grouped != value
-        {
-            return Err(format!(
-                "label {name} is {value:?} in the sample but {grouped:?} in the grouping key (the push path): a sample may repeat a grouping label only with the same value"
-            ));
+        match key.get(name) {
+            Some(grouped) if grouped != value => {
+                return Err(format!(
+                    "label {name} is {value:?} in the sample but {grouped:?} in the grouping key (the push path): a sample may repeat a grouping label only with the same value"
+                ));
+            }
+            // The grouping key's copy is added below.
+            Some(_) => {}
+            None => labels.push((name, value)),
         }
-        labels.insert(name.clone(), value.clone());
     }
-    for (name, value) in key.labels() {
-        labels.insert(name.clone(), value.clone());
-    }
+    labels.extend(key.labels().iter().map(|(name, value)| (name.as_str(), value.as_str())));
     // An empty label value is no label, as in Prometheus.
-    labels.retain(|_, value| !value.is_empty());
-    let namespace = labels.remove("namespace");
-    let object = objects.labels().iter().enumerate().find_map(|(index, o)| labels.get(&o.label).map(|_| index));
-    let object = match object {
-        Some(index) => labels.remove(&objects.labels()[index].label).map(|name| (index, name)),
-        None => None,
-    };
+    labels.retain(|(_, value)| !value.is_empty());
+    let mut take = |name: &str| labels.iter().position(|(k, _)| *k == name).map(|at| labels.swap_remove(at).1);
+    let namespace = take("namespace");
+    let object = objects.labels().iter().enumerate().find_map(|(index, o)| take(&o.label).map(|name| (index, name)));
+    labels.sort_unstable_by_key(|(name, _)| *name);
     if namespace.is_none() && object.is_none() {
         return Err(format!(
             "the sample maps to nothing: without a namespace label it is neither a value on an object (namespace and one of the object labels {}) nor an external metric (namespace); add a namespace label to the sample or to the grouping key (/metrics/job/<job>/namespace/<namespace>)",
@@ -246,12 +249,12 @@ pub fn map_sample(sample: &PushedSample, key: &GroupingKey, objects: &ObjectLabe
         ));
     }
     let invalid = |what: &str, value: &str, e: RequestError| format!("the {what} {value:?} cannot be stored: {e}");
-    if let Some(namespace) = &namespace {
+    if let Some(namespace) = namespace {
         validate_namespace(namespace).map_err(|e| invalid("namespace label", namespace, e))?;
     }
-    if let Some((index, name)) = &object {
+    if let Some((index, name)) = object {
         validate_object_name(name)
-            .map_err(|e| invalid(&format!("{} label", objects.labels()[*index].label), name, e))?;
+            .map_err(|e| invalid(&format!("{} label", objects.labels()[index].label), name, e))?;
     }
     validate_metric_name(&sample.name).map_err(|e| invalid("metric name", &sample.name, e))?;
     for (name, value) in &labels {
@@ -260,59 +263,118 @@ pub fn map_sample(sample: &PushedSample, key: &GroupingKey, objects: &ObjectLabe
             .map_err(|e| format!("label {name}={value:?} cannot be stored: metric labels must be Kubernetes labels, which the read API selects on: {e}"))?;
     }
     let value = to_quantity(sample.value)?;
-    Ok(MappedSample { family: sample.family.clone(), namespace, object, metric: sample.name.clone(), labels, value })
+    Ok(MappedSample { family: &sample.family, namespace, object, metric: &sample.name, labels, value })
 }
 
 /// A finite float as an exact quantity: its shortest decimal form, which reads back as the same float.
 fn to_quantity(value: f64) -> Result<Quantity, String> {
-    let text = format!("{value}");
+    use std::io::Write;
+    // Whole numbers (most counters and gauges) exactly, without formatting and parsing them: every integer below
+    // 2^53 is a float exactly, and its shortest decimal is its digits.
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        return Ok(Quantity::from_i64(value as i64, crate::quantity::Format::DecimalSI));
+    }
+    // The shortest decimal of any f64 (no exponent: up to 309 integer digits, or 324 fraction digits) fits.
+    let mut buffer = [0u8; 400];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let text = match write!(cursor, "{value}") {
+        Ok(()) => {
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            std::str::from_utf8(&buffer[..len]).map(Cow::Borrowed).unwrap_or_else(|_| Cow::Owned(format!("{value}")))
+        }
+        Err(_) => Cow::Owned(format!("{value}")),
+    };
     Quantity::parse(&text).map_err(|e| format!("the value {value} cannot be stored as a quantity: {e}"))
 }
 
-/// A series remembered by [`PushGroups`]: an owned [`SeriesKey`].
+/// The labels of a push's series, built once per distinct label set: the samples of one group mostly carry the same
+/// labels (the grouping key's), so consecutive equal sets share one [`SeriesLabels`].
+#[derive(Default)]
+struct SharedLabels {
+    last: SeriesLabels,
+}
+
+impl SharedLabels {
+    /// `labels` (sorted by name) with `namespace` added when given.
+    fn get(&mut self, labels: &[(&str, &str)], namespace: Option<&str>) -> SeriesLabels {
+        let at = namespace.map(|_| labels.partition_point(|(name, _)| *name < "namespace"));
+        let wanted = || {
+            let (before, after) = labels.split_at(at.unwrap_or(labels.len()));
+            before
+                .iter()
+                .copied()
+                .chain(namespace.map(|namespace| ("namespace", namespace)))
+                .chain(after.iter().copied())
+        };
+        let same = self.last.len() == labels.len() + usize::from(namespace.is_some())
+            && self.last.iter().zip(wanted()).all(|((k, v), (name, value))| k.as_ref() == name && v.as_ref() == value);
+        if !same {
+            self.last = SeriesLabels::from_sorted(wanted().map(|(name, value)| (name.into(), value.into())).collect());
+        }
+        self.last.clone()
+    }
+}
+
+/// A series remembered by [`PushGroups`]: an owned [`SeriesKey`], its names packed into one string (separated by
+/// NUL, which no validated name contains) so that remembering a series is one allocation and comparing two is one
+/// comparison: a push of 1,000 samples makes thousands of these.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum OwnedSeries {
-    Custom { resource: Arc<str>, namespace: Box<str>, name: Box<str>, metric: Box<str> },
-    External { namespace: Box<str>, metric: Box<str>, labels: SeriesLabels },
+    /// `resource NUL namespace NUL name NUL metric`.
+    Custom(Box<str>),
+    /// `namespace NUL metric`, and the labels.
+    External(Box<str>, SeriesLabels),
 }
+
+/// Separates the names packed into an [`OwnedSeries`].
+const SEPARATOR: char = '\0';
 
 impl OwnedSeries {
     fn from_key(key: &SeriesKey<'_>) -> Self {
+        let pack = |parts: &[&str]| {
+            let mut packed = String::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+            for (at, part) in parts.iter().enumerate() {
+                if at > 0 {
+                    packed.push(SEPARATOR);
+                }
+                packed.push_str(part);
+            }
+            packed.into_boxed_str()
+        };
         match key {
-            SeriesKey::Custom { resource, namespace, name, metric } => OwnedSeries::Custom {
-                resource: Arc::clone(resource),
-                namespace: (*namespace).into(),
-                name: (*name).into(),
-                metric: (*metric).into(),
-            },
-            SeriesKey::External { namespace, metric, labels } => OwnedSeries::External {
-                namespace: (*namespace).into(),
-                metric: (*metric).into(),
-                labels: labels.clone(),
-            },
+            SeriesKey::Custom { resource, namespace, name, metric } => {
+                OwnedSeries::Custom(pack(&[resource, namespace, name, metric]))
+            }
+            SeriesKey::External { namespace, metric, labels } => {
+                OwnedSeries::External(pack(&[namespace, metric]), labels.clone())
+            }
         }
     }
 
     fn key(&self) -> SeriesKey<'_> {
         match self {
-            OwnedSeries::Custom { resource, namespace, name, metric } => {
-                SeriesKey::Custom { resource: Arc::clone(resource), namespace, name, metric }
+            OwnedSeries::Custom(packed) => {
+                let mut parts = packed.splitn(4, SEPARATOR);
+                let mut next = || parts.next().unwrap_or_default();
+                let (resource, namespace, name, metric) = (next(), next(), next(), next());
+                SeriesKey::Custom { resource: resource.into(), namespace, name, metric }
             }
-            OwnedSeries::External { namespace, metric, labels } => {
+            OwnedSeries::External(packed, labels) => {
+                let (namespace, metric) = packed.split_once(SEPARATOR).unwrap_or((packed, ""));
                 SeriesKey::External { namespace, metric, labels: labels.clone() }
             }
         }
     }
 
     fn describe(&self) -> String {
-        match self {
-            OwnedSeries::Custom { resource, namespace, name, metric } if namespace.is_empty() => {
+        match self.key() {
+            SeriesKey::Custom { resource, namespace: "", name, metric } => {
                 format!("{metric} of {resource} {name}")
             }
-            OwnedSeries::Custom { resource, namespace, name, metric } => {
+            SeriesKey::Custom { resource, namespace, name, metric } => {
                 format!("{metric} of {resource} {namespace}/{name}")
             }
-            OwnedSeries::External { namespace, metric, labels } => {
+            SeriesKey::External { namespace, metric, labels } => {
                 format!(
                     "external {}",
                     exposition::describe(metric, labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
@@ -325,17 +387,17 @@ impl OwnedSeries {
 /// What a group remembers of one of its series.
 #[derive(Debug, Clone)]
 struct Member {
-    /// The family the series was pushed in (what a POST replaces).
-    family: Box<str>,
+    /// The family the series was pushed in (what a POST replaces), shared with the push's other samples of it.
+    family: Arc<str>,
     /// When the store drops it (ms of the system clock; `i64::MAX` for never): then it is no longer remembered.
     deadline: i64,
 }
 
 #[derive(Default)]
 struct GroupState {
-    groups: HashMap<Arc<GroupingKey>, HashMap<OwnedSeries, Member>>,
+    groups: FastMap<Arc<GroupingKey>, FastMap<OwnedSeries, Member>>,
     /// The group that last pushed each series: only it may replace or delete it.
-    owners: HashMap<OwnedSeries, Arc<GroupingKey>>,
+    owners: FastMap<OwnedSeries, Arc<GroupingKey>>,
 }
 
 /// Locks serializing the pushes of one group (a group hashes to one of them): a PUT reads the group's series,
@@ -379,16 +441,23 @@ impl PushGroups {
     }
 
     /// The group's series that `families` covers (every one when `None`), still alive at `now`, but for those in
-    /// `except` (only these are copied).
+    /// `pushed` (only these are copied).
     fn members(
         &self,
         key: &GroupingKey,
-        families: Option<&HashSet<&str>>,
+        families: Option<&FastSet<&str>>,
         now: i64,
-        except: &HashSet<&OwnedSeries>,
+        pushed: &[OwnedSeries],
     ) -> Vec<OwnedSeries> {
         let state = self.lock();
         let Some(group) = state.groups.get(key) else { return Vec::new() };
+        // The common case, a push of the same series as before, replaces nothing: told by counting, without a set.
+        if pushed.len() >= group.len()
+            && pushed.iter().filter(|series| group.contains_key(*series)).count() == group.len()
+        {
+            return Vec::new();
+        }
+        let except: FastSet<&OwnedSeries> = pushed.iter().collect();
         group
             .iter()
             .filter(|(series, member)| member.deadline > now && !except.contains(series))
@@ -427,6 +496,21 @@ impl PushGroups {
                 forget(&mut state, series);
             }
         }
+        // The common case, a group pushing its own series again: updated in place, nothing allocated and no owner
+        // looked up (a series is in a group's map exactly when the owners name that group).
+        let added = match state.groups.get_mut(key) {
+            Some(group) => {
+                let mut others = Vec::new();
+                for (series, member) in added {
+                    match group.get_mut(&series) {
+                        Some(existing) => *existing = member,
+                        None => others.push((series, member)),
+                    }
+                }
+                others
+            }
+            None => added,
+        };
         if added.is_empty() {
             return;
         }
@@ -435,13 +519,6 @@ impl PushGroups {
             None => Arc::new(key.clone()),
         };
         for (series, member) in added {
-            // The common case, a group pushing its own series again: updated in place, nothing allocated.
-            if state.owners.get(&series).is_some_and(|current| Arc::ptr_eq(current, &owner))
-                && let Some(existing) = state.groups.get_mut(&owner).and_then(|group| group.get_mut(&series))
-            {
-                *existing = member;
-                continue;
-            }
             if let Some(previous) = state.owners.insert(series.clone(), Arc::clone(&owner))
                 && previous != owner
                 && let Some(group) = state.groups.get_mut(&previous)
@@ -595,7 +672,7 @@ impl Ingest {
             }
         }
         // Each object label's resource resolved once.
-        let mut resources: HashMap<usize, Result<(Arc<str>, bool), MapperError>> = HashMap::new();
+        let mut resources: FastMap<usize, Result<(Arc<str>, bool), MapperError>> = FastMap::default();
         for (_, sample) in &mapped {
             if let Some((label, _)) = &sample.object
                 && !resources.contains_key(label)
@@ -609,20 +686,19 @@ impl Ingest {
                 resources.insert(*label, resolved);
             }
         }
-        let mut owned_labels: Vec<(usize, SeriesLabels)> = Vec::with_capacity(mapped.len());
-        for (index, sample) in &mapped {
-            let mut labels = sample.labels.clone();
-            if let (Some((label, _)), Some(namespace)) = (&sample.object, &sample.namespace)
-                && matches!(resources.get(label), Some(Ok((_, false))))
-            {
-                // A cluster-scoped object has no namespace: the label stays an attribute of the value.
-                labels.insert("namespace".to_string(), namespace.clone());
-            }
-            owned_labels.push((*index, SeriesLabels::from_map(labels)));
-        }
         let mut ready: Vec<Ready<'_>> = Vec::with_capacity(mapped.len());
-        let mut first_of: HashMap<SeriesKey<'_>, usize> = HashMap::new();
-        for ((index, sample), (_, labels)) in mapped.iter().zip(&owned_labels) {
+        let mut first_of: FastMap<SeriesKey<'_>, usize> =
+            FastMap::with_capacity_and_hasher(mapped.len(), Default::default());
+        let mut labels = SharedLabels::default();
+        for (index, sample) in &mapped {
+            // A cluster-scoped object has no namespace: the label stays an attribute of the value.
+            let cluster_scoped_namespace = match (&sample.object, sample.namespace) {
+                (Some((label, _)), Some(namespace)) if matches!(resources.get(label), Some(Ok((_, false)))) => {
+                    Some(namespace)
+                }
+                _ => None,
+            };
+            let labels = labels.get(&sample.labels, cluster_scoped_namespace);
             let series = match &sample.object {
                 Some((label, name)) => {
                     let object_label = &options.object_labels.labels()[*label];
@@ -638,8 +714,8 @@ impl Ingest {
                         }
                         None => continue,
                     };
-                    let namespace = match (namespaced, &sample.namespace) {
-                        (true, Some(namespace)) => namespace.as_str(),
+                    let namespace = match (namespaced, sample.namespace) {
+                        (true, Some(namespace)) => namespace,
                         (false, _) => "",
                         (true, None) => {
                             let reason = format!(
@@ -650,11 +726,11 @@ impl Ingest {
                             continue;
                         }
                     };
-                    SeriesKey::Custom { resource, namespace, name, metric: &sample.metric }
+                    SeriesKey::Custom { resource, namespace, name, metric: sample.metric }
                 }
                 None => SeriesKey::External {
-                    namespace: sample.namespace.as_deref().unwrap_or_default(),
-                    metric: &sample.metric,
+                    namespace: sample.namespace.unwrap_or_default(),
+                    metric: sample.metric,
                     labels: labels.clone(),
                 },
             };
@@ -679,10 +755,9 @@ impl Ingest {
 
         let _group = options.groups.group_lock(key).lock().await;
         let now = SystemClock.now_millis();
-        let families: HashSet<&str> = samples.iter().map(|s| s.family.as_str()).collect();
+        let families: FastSet<&str> = samples.iter().map(|s| s.family.as_ref()).collect();
         let pushed: Vec<OwnedSeries> = ready.iter().map(|item| OwnedSeries::from_key(&item.series)).collect();
-        let except: HashSet<&OwnedSeries> = pushed.iter().collect();
-        let replaced = options.groups.members(key, if replace_all { None } else { Some(&families) }, now, &except);
+        let replaced = options.groups.members(key, if replace_all { None } else { Some(&families) }, now, &pushed);
         let replaced_keys: Vec<(usize, SeriesKey<'_>)> =
             replaced.iter().enumerate().map(|(i, series)| (total + i, series.key())).collect();
         causes.extend(authorize_series(ready.iter().map(|item| (item.index, &item.series)), false, gate).await?);
@@ -707,7 +782,7 @@ impl Ingest {
         let added = ready
             .iter()
             .zip(pushed)
-            .map(|(item, series)| (series, Member { family: samples[item.index].family.as_str().into(), deadline }))
+            .map(|(item, series)| (series, Member { family: Arc::clone(&samples[item.index].family), deadline }))
             .collect();
         // The samples are stored whatever the deletes did: they are the group's. Replaced series that could not be
         // deleted stay the group's too, so that the next PUT deletes them.
@@ -722,7 +797,7 @@ impl Ingest {
         let groups = &self.push.groups;
         let _group = groups.group_lock(key).lock().await;
         // Expired members too: deleting what the store already dropped is harmless.
-        let members = groups.members(key, None, i64::MIN, &HashSet::new());
+        let members = groups.members(key, None, i64::MIN, &[]);
         let keys: Vec<(usize, SeriesKey<'_>)> = members.iter().enumerate().map(|(i, s)| (i, s.key())).collect();
         let causes = authorize_series(keys.iter().map(|(i, key)| (*i, key)), true, gate).await?;
         if !causes.is_empty() {
@@ -740,12 +815,13 @@ impl Ingest {
     /// Deletes `series` from the store; those already gone are no error.
     async fn delete_series(&self, series: &[OwnedSeries]) -> Result<(), RequestError> {
         for series in series {
-            match series {
-                OwnedSeries::Custom { resource, namespace, name, metric } => {
+            match series.key() {
+                SeriesKey::Custom { resource, namespace, name, metric } => {
+                    let resource = resource.as_ref();
                     self.store.delete_custom(CustomSeriesId { resource, namespace, name, metric }).await?;
                 }
-                OwnedSeries::External { namespace, metric, labels } => {
-                    self.store.delete_external(namespace, metric, labels).await?;
+                SeriesKey::External { namespace, metric, labels } => {
+                    self.store.delete_external(namespace, metric, &labels).await?;
                 }
             }
         }
@@ -861,36 +937,58 @@ mod tests {
         parse_text(text.as_bytes(), 10).unwrap().remove(0)
     }
 
-    fn map(text: &str, path: &str) -> Result<MappedSample, String> {
-        map_sample(&sample(text), &key(path), &ObjectLabels::default())
+    /// The sample and the grouping key live as long as the test, which the mapping borrows.
+    fn map(text: &str, path: &str) -> Result<MappedSample<'static>, String> {
+        map_sample(Box::leak(Box::new(sample(text))), Box::leak(Box::new(key(path))), &ObjectLabels::default())
     }
 
     #[test]
     fn a_namespace_and_an_object_label_make_a_custom_value_a_namespace_alone_an_external_one() {
         let custom = map("rps{namespace=\"shop\",pod=\"web-1\",code=\"200\"} 12.5", "/metrics/job/web").unwrap();
-        assert_eq!(custom.namespace.as_deref(), Some("shop"));
-        assert_eq!(custom.object, Some((0, "web-1".to_string())));
+        assert_eq!(custom.namespace, Some("shop"));
+        assert_eq!(custom.object, Some((0, "web-1")));
         assert_eq!(custom.metric, "rps");
         assert_eq!(custom.value.to_string(), "12500m");
         // Grouping-key labels are sample labels.
-        assert_eq!(custom.labels, BTreeMap::from([("code".into(), "200".into()), ("job".into(), "web".into())]));
+        assert_eq!(custom.labels, [("code", "200"), ("job", "web")]);
         // From the grouping key, and the first object label of the flag's order wins.
         let from_key = map("q 3", "/metrics/job/w/namespace/shop/deployment/web/pod/web-1").unwrap();
-        assert_eq!(from_key.object, Some((0, "web-1".to_string())));
-        assert!(from_key.labels.contains_key("deployment"));
+        assert_eq!(from_key.object, Some((0, "web-1")));
+        assert_eq!(from_key.labels, [("deployment", "web"), ("job", "w")]);
         let external = map("queue_depth{queue=\"orders\"} 7", "/metrics/job/w/namespace/shop").unwrap();
         assert_eq!(external.object, None);
-        assert_eq!(external.labels, BTreeMap::from([("job".into(), "w".into()), ("queue".into(), "orders".into())]));
+        assert_eq!(external.labels, [("job", "w"), ("queue", "orders")]);
         // Empty values are no labels.
         let empty = map("m{pod=\"\",namespace=\"shop\"} 1", "/metrics/job/w/x@base64/=").unwrap();
         assert_eq!(empty.object, None);
-        assert!(!empty.labels.contains_key("x"));
+        assert_eq!(empty.labels, [("job", "w")]);
         // A node needs no namespace.
         let node = map("temp{node=\"n1\"} 300", "/metrics/job/w").unwrap();
         assert_eq!(
             node.object.map(|(i, n)| (ObjectLabels::default().labels()[i].label.clone(), n)),
-            Some(("node".into(), "n1".into()))
+            Some(("node".to_string(), "n1"))
         );
+    }
+
+    #[test]
+    fn a_remembered_series_gives_back_the_key_it_was_made_of() {
+        let labels = SeriesLabels::from_sorted(vec![("job".into(), "w".into())]);
+        for key in [
+            SeriesKey::Custom { resource: "pods".into(), namespace: "shop", name: "web-1", metric: "rps" },
+            SeriesKey::Custom { resource: "nodes".into(), namespace: "", name: "n1", metric: "temp" },
+            SeriesKey::External { namespace: "shop", metric: "queue_depth", labels: labels.clone() },
+            SeriesKey::External { namespace: "shop", metric: "queue_depth", labels: SeriesLabels::empty() },
+        ] {
+            let owned = OwnedSeries::from_key(&key);
+            assert_eq!(owned.key(), key);
+            assert_eq!(OwnedSeries::from_key(&owned.key()), owned);
+        }
+        // Names are packed, not concatenated: moving a character between two names makes another series.
+        let a = SeriesKey::Custom { resource: "pods".into(), namespace: "ab", name: "c", metric: "m" };
+        let b = SeriesKey::Custom { resource: "pods".into(), namespace: "a", name: "bc", metric: "m" };
+        assert_ne!(OwnedSeries::from_key(&a), OwnedSeries::from_key(&b));
+        let node = SeriesKey::Custom { resource: "nodes".into(), namespace: "", name: "n1", metric: "temp" };
+        assert_eq!(OwnedSeries::from_key(&node).describe(), "temp of nodes n1");
     }
 
     #[test]
@@ -917,10 +1015,24 @@ mod tests {
 
     #[test]
     fn values_are_stored_exactly_as_their_shortest_decimal() {
-        for (value, expected) in
-            [(0.1, "100m"), (42.0, "42"), (-7.25, "-7250m"), (1e-12, "1n"), (1.5e10, "15G"), (0.0, "0")]
-        {
+        for (value, expected) in [
+            (0.1, "100m"),
+            (42.0, "42"),
+            (-7.25, "-7250m"),
+            (1e-12, "1n"),
+            (1.5e10, "15G"),
+            (0.0, "0"),
+            (-0.0, "0"),
+            (1e15, "1P"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
+            (-123_456_789.0, "-123456789"),
+            (1e300, "1e300"),
+        ] {
             assert_eq!(to_quantity(value).unwrap().to_string(), expected, "{value}");
+            // The same quantity as the shortest decimal, parsed.
+            let parsed = Quantity::parse(&format!("{value}")).unwrap();
+            assert_eq!(to_quantity(value).unwrap().cmp_value(&parsed), std::cmp::Ordering::Equal, "{value}");
         }
         assert!(to_quantity(f64::MAX).is_ok());
         let counter = sample("# TYPE c counter\nc{namespace=\"s\"} 3");
@@ -1049,7 +1161,8 @@ mod tests {
                 .unwrap()
         };
         let exists = |metric: &str| {
-            let labels = SeriesLabels::from_map(BTreeMap::from([("job".to_string(), "j".to_string())]));
+            let labels =
+                SeriesLabels::from_map(std::collections::BTreeMap::from([("job".to_string(), "j".to_string())]));
             let store = store.clone();
             let metric = metric.to_string();
             async move { store.inner.list_external("shop", &metric).await.unwrap().iter().any(|s| s.labels == labels) }

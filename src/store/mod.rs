@@ -151,6 +151,15 @@ impl SeriesLabels {
         SeriesLabels(Some(pairs.into()))
     }
 
+    /// Labels from pairs sorted by key, keys unique (already validated by the caller).
+    pub fn from_sorted(pairs: Vec<Label>) -> Self {
+        debug_assert!(pairs.windows(2).all(|pair| pair[0].0 < pair[1].0), "labels not sorted or not unique");
+        if pairs.is_empty() {
+            return SeriesLabels(None);
+        }
+        SeriesLabels(Some(pairs.into()))
+    }
+
     /// The labels as an ordered map.
     pub fn to_map(&self) -> BTreeMap<String, String> {
         self.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
