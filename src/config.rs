@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::admin::{AdminConfigError, AdminFlags, AdminOptions};
 use crate::api::ReadLimits;
 use crate::api::flags::ReadFlags;
 use crate::cluster::flags::ClusterFlags;
@@ -63,6 +64,10 @@ pub struct Flags {
     /// Cluster mode: client, discovery, label index, authentication, authorization.
     #[command(flatten)]
     pub cluster: ClusterFlags,
+
+    /// The admin listener (status page).
+    #[command(flatten)]
+    pub admin: AdminFlags,
 }
 
 /// The plain write listener's port when --write-auth=none and none is given.
@@ -88,6 +93,9 @@ pub enum ConfigError {
     /// A limit of zero would refuse everything.
     #[error("{0} must be greater than zero")]
     ZeroLimit(&'static str),
+    /// The admin listener's flags.
+    #[error(transparent)]
+    Admin(#[from] AdminConfigError),
     /// The store flags do not describe a store.
     #[error(transparent)]
     Store(#[from] crate::store::flags::StoreConfigError),
@@ -160,12 +168,14 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Drain time after SIGTERM.
     pub shutdown_grace_period: Duration,
+    /// The admin listener (status page); `None` when disabled (`--admin-address=`).
+    pub admin: Option<AdminOptions>,
 }
 
 impl Config {
     /// Validates flags into a configuration.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        let Flags { standalone, serving, store, logging, reads, connections, cluster } = flags;
+        let Flags { standalone, serving, store, logging, reads, connections, cluster, admin } = flags;
         let write_auth = serving.write_auth.unwrap_or(if standalone { WriteAuth::None } else { WriteAuth::Token });
         if standalone && write_auth == WriteAuth::Token {
             return Err(ConfigError::TokensWithoutCluster);
@@ -202,6 +212,7 @@ impl Config {
                 authenticator.authentication_token_webhook_cache_max_bytes,
             ),
             ("--token-review-rate", authenticator.token_review_rate),
+            ("--admin-max-page-size", admin.admin_max_page_size),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -245,6 +256,7 @@ impl Config {
             reads: (&reads).into(),
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
+            admin: admin.options()?,
         })
     }
 
@@ -457,7 +469,22 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 67);
+        assert_eq!(flags, 70);
+    }
+
+    #[test]
+    fn the_admin_listener_is_on_loopback_by_default_and_elsewhere_only_when_allowed() {
+        let config = parse(&["--standalone"]).unwrap();
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.address, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(admin.max_page_size, 1000);
+        assert_eq!(parse(&["--standalone", "--admin-address="]).unwrap().admin, None);
+        let error = parse(&["--admin-address=0.0.0.0:8081"]).unwrap_err();
+        assert!(error.contains("not a loopback address") && error.contains("--admin-allow-non-loopback"), "{error}");
+        let allowed = parse(&["--admin-address=0.0.0.0:9000", "--admin-allow-non-loopback"]).unwrap();
+        assert_eq!(allowed.admin.unwrap().address, "0.0.0.0:9000".parse().unwrap());
+        let error = parse(&["--admin-max-page-size=0"]).unwrap_err();
+        assert!(error.contains("--admin-max-page-size must be greater than zero"), "{error}");
     }
 
     #[test]
