@@ -273,3 +273,61 @@ async fn an_empty_admin_address_serves_no_page_and_a_taken_port_does_not_stop_th
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_redis_store_the_page_lists_the_copys_series_and_shows_the_replication_lag() {
+    let redis = custom_metrics_apiserver::store::redis_testing::RedisServer::start();
+    let (server, base) = server(&[&format!("--store={}", redis.address())]).await;
+    write(&server, "/write-metrics/namespaces/shop/pods/web-1/requests?labels=route%3Dpay", "42").await;
+    write(&server, "/write-external-metrics/namespaces/shop/queue_depth", "17").await;
+    let (_, view) = json_view(&base, "/").await;
+    assert_eq!(rows(&view), [("{}".to_string(), "17".to_string()), ("web-1".to_string(), "42".to_string())]);
+    let store = view["state"][0]["entries"].clone();
+    assert_eq!(store[0], json!({"name": "kind", "level": "info", "detail": format!("Redis {}", redis.address())}));
+    assert_eq!(store[1]["detail"], "healthy", "{store}");
+    let lag = store.as_array().unwrap().iter().find(|e| e["name"] == "replication lag").expect("a lag entry");
+    assert_eq!(lag["level"], "ok", "{lag}");
+    assert!(lag["detail"].as_str().unwrap().ends_with(" s"), "{lag}");
+    let loads = store.as_array().unwrap().iter().find(|e| e["name"] == "full loads").expect("a full-loads entry");
+    assert!(loads["detail"].as_str().unwrap().contains("start: 1"), "{loads}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn in_cluster_mode_the_state_shows_each_watch_and_the_apiservices_as_the_cluster_reports_them() {
+    const APISERVICES: &str = "/apis/apiregistration.k8s.io/v1/apiservices";
+    let server = common::cluster::ClusterServer::start(&["--admin-address=127.0.0.1:0"]).await;
+    server.fake.put_object(
+        APISERVICES,
+        json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1beta2.custom.metrics.k8s.io"}, "spec": {"groupPriorityMinimum": 100, "versionPriority": 100},
+            "status": {"conditions": [{"type": "Available", "status": "True", "reason": "Passed"}]}}),
+    );
+    server.fake.put_object(
+        APISERVICES,
+        json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1beta1.external.metrics.k8s.io"}, "spec": {"groupPriorityMinimum": 100, "versionPriority": 100},
+            "status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints",
+                "message": "endpoints for service/custom-metrics-apiserver have no addresses"}]}}),
+    );
+    let base = format!("http://{}", server.running.as_ref().unwrap().admin_addr.unwrap());
+    let section = async |title: &str| {
+        let (_, view) = json_view(&base, "/").await;
+        view["state"].as_array().unwrap().iter().find(|s| s["title"] == title).unwrap()["entries"].clone()
+    };
+    common::eventually("the pods watch listed", async || section("Label index").await[0]["level"] == "ok").await;
+    let index = section("Label index").await;
+    assert_eq!(index.as_array().unwrap().len(), 1, "{index}");
+    assert_eq!(index[0]["name"], "pods");
+    assert!(index[0]["detail"].as_str().unwrap().starts_with("synced, "), "{index}");
+    assert_eq!(
+        section("APIServices").await,
+        json!([
+            {"name": "v1beta2.custom.metrics.k8s.io", "level": "ok", "detail": "Available"},
+            {"name": "v1beta1.custom.metrics.k8s.io", "level": "warning", "detail": "not registered"},
+            {"name": "v1beta1.external.metrics.k8s.io", "level": "error",
+                "detail": "Available=False MissingEndpoints: endpoints for service/custom-metrics-apiserver have no addresses"}
+        ])
+    );
+    server.stop().await;
+}

@@ -362,10 +362,13 @@ impl Admin {
         max_page_size: usize,
     ) -> Self {
         let rates = Arc::new(rates::Ring::default());
+        // The first snapshot now, so that the minute under way counts every write from the start.
+        rates.record(clock.now_millis(), metrics.write_counts());
         let task = tokio::spawn({
             let (rates, metrics, clock) = (Arc::clone(&rates), Arc::clone(&metrics), Arc::clone(&clock));
             async move {
-                let mut ticker = tokio::time::interval(Duration::from_secs(60));
+                let minute = Duration::from_secs(60);
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + minute, minute);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
@@ -626,5 +629,30 @@ mod tests {
         let body = http_body_util::BodyExt::collect(admin.handle(&request).await.into_body()).await.unwrap().to_bytes();
         let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(page["series"]["rows"][0]["labels"]["evil"], hostile);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_write_counts_are_snapshotted_every_minute_and_the_task_stops_with_the_page() {
+        let store = Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default()));
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let admin = Admin::new(store, metrics, clock.clone(), 100);
+        let intervals =
+            |page: StatusPage| page.writes.iter().map(|w| (w.start_millis, w.end_millis)).collect::<Vec<_>>();
+        assert_eq!(intervals(admin.page(&View::default()).await.unwrap()), [(0, 0)], "the minute under way only");
+        for _ in 0..3 {
+            clock.advance(60_000);
+            // Just past the tick, so that the task has taken its snapshot before the clock moves on.
+            tokio::time::sleep(Duration::from_millis(60_001)).await;
+        }
+        clock.advance(1_000);
+        assert_eq!(
+            intervals(admin.page(&View::default()).await.unwrap()),
+            [(180_000, 181_000), (120_000, 180_000), (60_000, 120_000), (0, 60_000)]
+        );
+        let rates = Arc::clone(&admin.rates);
+        drop(admin);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(rates.intervals(0, &Vec::new()).len(), 4, "no snapshot after the page is gone");
     }
 }
