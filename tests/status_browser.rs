@@ -60,7 +60,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,1000", "--no-first-run", "--disable-extensions"]
+                    "--window-size=1280,1400", "--no-first-run", "--disable-extensions"]
             },
             // The console's messages, read back with the log endpoint.
             "goog:loggingPrefs": {"browser": "ALL"}
