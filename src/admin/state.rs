@@ -182,6 +182,12 @@ impl StateSource for ApiServiceState {
                     Level::Error,
                     format!("kube-apiserver did not answer within {SOURCE_TIMEOUT:?}"),
                 ),
+                // The manifest and the chart grant `get` on the APIServices with managed certificates only.
+                Ok(Err(kube::Error::Api(status))) if status.code == 403 => StateEntry::new(
+                    &name,
+                    Level::Info,
+                    "not readable by the adapter: its RBAC has no get on this APIService (granted with --manage-certificates); kubectl get apiservice shows it",
+                ),
                 Ok(Err(error)) => StateEntry::new(&name, Level::Error, format!("cannot read it: {error}")),
                 Ok(Ok(None)) => StateEntry::new(&name, Level::Warning, "not registered"),
                 Ok(Ok(Some(apiservice))) => availability(&name, &apiservice),
@@ -295,6 +301,12 @@ mod tests {
         assert_eq!(entries[1].level, Level::Error);
         assert_eq!(entries[1].detail, "Available=False FailedDiscoveryCheck: no response from https://10.0.0.1:443");
         assert_eq!(entries[2], StateEntry::new(&names[2], Level::Warning, "not registered"));
+        // Without RBAC to read it (a mounted certificate: no ClusterRole for the APIServices), the page says so.
+        server.forbid(&format!("{APISERVICES}/{}", names[0]));
+        let entries = ApiServiceState { client: server.client() }.entries().await;
+        assert_eq!(entries[0].level, Level::Info, "{entries:?}");
+        assert!(entries[0].detail.contains("no get on this APIService"), "{entries:?}");
+        assert_eq!(entries[1].level, Level::Error, "the others as before");
     }
 
     #[tokio::test]
