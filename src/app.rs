@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::{self, Admin, StateSource};
 use crate::api::Api;
 use crate::auth::{AuthConfigError, Authenticator, Authorizer};
 use crate::cluster::certificates::{CertificateError, CertificateManager, CertificateOptions};
@@ -73,6 +74,8 @@ struct ClusterParts {
     readiness: Vec<Check>,
     /// The certificate the adapter manages, with --manage-certificates.
     managed_certificate: Option<Arc<ServingCertificate>>,
+    /// What the status page shows of the label index and the cluster (docs/architecture.md §14).
+    admin_state: Vec<Arc<dyn StateSource>>,
     guards: Guards,
 }
 
@@ -127,7 +130,10 @@ async fn cluster_parts(
         sweep_interval: sweep_interval(cluster.deleted_object_grace_period),
         sync_timeout: cluster.label_index_sync_timeout,
     };
+    let apiservices = admin::state::ApiServiceState { client: client.clone() };
     let (index, index_guard) = WatchLabelIndex::start(client, Arc::clone(store), Arc::clone(&mapper), options);
+    let admin_state: Vec<Arc<dyn StateSource>> =
+        vec![Arc::new(admin::state::LabelIndexState::Watches(Arc::clone(&index))), Arc::new(apiservices)];
     metrics.watch_label_index(Arc::clone(&index));
     let synced = Arc::clone(&index);
     let readiness = Check::readiness("informer-sync", move || {
@@ -161,6 +167,7 @@ async fn cluster_parts(
         access: AccessControl::Delegated(Box::new(Delegated { authenticator, authorizer })),
         readiness: vec![readiness, discovery_check],
         managed_certificate,
+        admin_state,
         guards: guards
             .into_iter()
             .chain([Box::new(refresh) as _, Box::new(index_guard) as _, Box::new(auth_watch) as _])
@@ -180,6 +187,8 @@ pub struct Running {
     pub secure_addr: SocketAddr,
     /// Address of the write listener, if enabled.
     pub write_addr: Option<SocketAddr>,
+    /// Address of the admin listener (status page), if enabled and bound.
+    pub admin_addr: Option<SocketAddr>,
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Cluster-mode background tasks, stopped with the server.
@@ -225,16 +234,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 // Nothing to wait for.
                 readiness: vec![Check::readiness("informer-sync", || Ok(()))],
                 managed_certificate: None,
+                admin_state: vec![Arc::new(admin::state::LabelIndexState::Standalone)],
                 guards: Vec::new(),
             }
         }
     };
-    let ClusterParts { mapper, labels, access, readiness, managed_certificate, guards } = parts;
+    let ClusterParts { mapper, labels, access, readiness, managed_certificate, admin_state, guards } = parts;
 
     let serving = match managed_certificate {
         Some(managed) => managed,
         None => Arc::new(ServingCertificate::new(&tls::load_or_generate(&config.cert)?)?),
     };
+    let served_certificate = Arc::clone(&serving);
     let request_client_certs = !access.is_open();
     let acceptor = TlsAcceptor::from(tls::server_config_with(serving, request_client_certs)?);
 
@@ -315,11 +326,72 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             None,
             write_handler,
             config.connections,
-            shutdown,
+            shutdown.clone(),
             config.shutdown_grace_period,
         )));
     }
-    Ok(Running { secure_addr, write_addr, trigger, tasks, _guards: guards })
+    let mut admin_addr = None;
+    if let Some(options) = config.admin {
+        let kind = match &config.store {
+            store::Backend::Memory => "memory".to_string(),
+            store::Backend::Redis(redis) => format!("Redis {}", redis.address),
+        };
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let sources = [Arc::new(admin::state::StoreState { store: Arc::clone(&store), kind }) as Arc<dyn StateSource>]
+            .into_iter()
+            .chain(admin_state)
+            .chain([
+                Arc::new(admin::state::CertificateState { serving: served_certificate, clock: Arc::clone(&clock) })
+                    as Arc<dyn StateSource>,
+            ]);
+        let page = sources.fold(
+            Admin::new(Arc::clone(&store), Arc::clone(&metrics), clock, options.max_page_size),
+            Admin::with_state,
+        );
+        if let Some((task, addr)) = serve_admin(options, page, config, shutdown).await {
+            tasks.push(task);
+            admin_addr = Some(addr);
+        }
+    }
+    Ok(Running { secure_addr, write_addr, admin_addr, trigger, tasks, _guards: guards })
+}
+
+/// The admin listener (docs/architecture.md §14): plain HTTP, the status page alone, nobody checked (it is on
+/// loopback unless --admin-allow-non-loopback), the same connection limits as the other listeners. A port that
+/// cannot be bound is logged and the adapter serves without the page: it is a convenience, never a reason not to
+/// serve the metrics APIs.
+async fn serve_admin(
+    options: admin::AdminOptions,
+    page: Admin,
+    config: &Config,
+    shutdown: shutdown::Shutdown,
+) -> Option<(tokio::task::JoinHandle<()>, SocketAddr)> {
+    let listener = match bind(options.address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "admin listener not started: the status page is not served");
+            return None;
+        }
+    };
+    let addr = local_addr(&listener, options.address);
+    let routes = Routes::new().with(Route::new(
+        &[admin::PATH],
+        admin::is_admin_path,
+        Access::Always,
+        Endpoint::Admin(Box::new(page)),
+    ));
+    let options = Options { echo_audit_id: false, drain_unread_bytes: Some(config.max_request_body_bytes) };
+    let handler = Arc::new(Pipeline::new(routes, AccessControl::Open, options));
+    tracing::info!(listener = "admin", address = %addr, "listening");
+    let task = tokio::spawn(listener::serve(
+        listener,
+        None,
+        handler,
+        config.connections,
+        shutdown,
+        config.shutdown_grace_period,
+    ));
+    Some((task, addr))
 }
 
 /// The write API's route: authorized as writes on what they resolve to.

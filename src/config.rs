@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::admin::{AdminConfigError, AdminFlags, AdminOptions};
 use crate::api::ReadLimits;
 use crate::api::flags::ReadFlags;
 use crate::cluster::flags::ClusterFlags;
@@ -67,6 +68,9 @@ pub struct Flags {
     /// Forwarding to another adapter.
     #[command(flatten)]
     pub forward: crate::forward::ForwardFlags,
+    /// The admin listener (status page).
+    #[command(flatten)]
+    pub admin: AdminFlags,
 }
 
 /// The plain write listener's port when --write-auth=none and none is given.
@@ -95,6 +99,9 @@ pub enum ConfigError {
     /// The forwarding flags do not describe a neighbour.
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardConfigError),
+    /// The admin listener's flags.
+    #[error(transparent)]
+    Admin(#[from] AdminConfigError),
     /// The store flags do not describe a store.
     #[error(transparent)]
     Store(#[from] crate::store::flags::StoreConfigError),
@@ -169,12 +176,14 @@ pub struct Config {
     pub shutdown_grace_period: Duration,
     /// Where reads of metrics we do not hold go (docs/architecture.md §13); `None`: nowhere.
     pub forward: Option<crate::forward::ForwardConfig>,
+    /// The admin listener (status page); `None` when disabled (`--admin-address=`).
+    pub admin: Option<AdminOptions>,
 }
 
 impl Config {
     /// Validates flags into a configuration.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        let Flags { standalone, serving, store, logging, reads, connections, cluster, forward } = flags;
+        let Flags { standalone, serving, store, logging, reads, connections, cluster, forward, admin } = flags;
         let forward = forward.config()?;
         let write_auth = serving.write_auth.unwrap_or(if standalone { WriteAuth::None } else { WriteAuth::Token });
         if standalone && write_auth == WriteAuth::Token {
@@ -212,6 +221,7 @@ impl Config {
                 authenticator.authentication_token_webhook_cache_max_bytes,
             ),
             ("--token-review-rate", authenticator.token_review_rate),
+            ("--admin-max-page-size", admin.admin_max_page_size),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -256,6 +266,7 @@ impl Config {
             connections: (&connections).into(),
             shutdown_grace_period: serving.shutdown_grace_period,
             forward,
+            admin: admin.options()?,
         })
     }
 
@@ -468,7 +479,22 @@ mod tests {
             flags += 1;
         }
         // The groups together still declare every flag (the README's tables list them).
-        assert_eq!(flags, 79);
+        assert_eq!(flags, 82);
+    }
+
+    #[test]
+    fn the_admin_listener_is_on_loopback_by_default_and_elsewhere_only_when_allowed() {
+        let config = parse(&["--standalone"]).unwrap();
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.address, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(admin.max_page_size, 1000);
+        assert_eq!(parse(&["--standalone", "--admin-address="]).unwrap().admin, None);
+        let error = parse(&["--admin-address=0.0.0.0:8081"]).unwrap_err();
+        assert!(error.contains("not a loopback address") && error.contains("--admin-allow-non-loopback"), "{error}");
+        let allowed = parse(&["--admin-address=0.0.0.0:9000", "--admin-allow-non-loopback"]).unwrap();
+        assert_eq!(allowed.admin.unwrap().address, "0.0.0.0:9000".parse().unwrap());
+        let error = parse(&["--admin-max-page-size=0"]).unwrap_err();
+        assert!(error.contains("--admin-max-page-size must be greater than zero"), "{error}");
     }
 
     #[test]

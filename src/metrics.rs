@@ -563,6 +563,21 @@ impl Metrics {
         Metrics { registry, requests, freshness, authn, authz, label_index, review_caches, forwarder }
     }
 
+    /// Answered write requests since the start by metric group (`custom.metrics.k8s.io`, `external.metrics.k8s.io`)
+    /// and status code, sorted: what `metrics_apiserver_writes_total` shows, for the status page's write rates
+    /// (docs/architecture.md §14).
+    pub fn write_counts(&self) -> Vec<(&'static str, u16, u64)> {
+        let mut writes = std::collections::BTreeMap::<(&'static str, u16), u64>::new();
+        for (key, slot) in self.requests.snapshot() {
+            let (_, code, group) = RequestLabels::from_key(key);
+            if group != 0 {
+                let group = WRITE_GROUPS.get(usize::from(group)).copied().unwrap_or("");
+                *writes.entry((group, code)).or_default() += slot.count;
+            }
+        }
+        writes.into_iter().map(|((group, code), count)| (group, code, count)).collect()
+    }
+
     /// Shows the label index's figures (cluster mode); the first index given stays.
     pub fn watch_label_index(&self, index: Arc<WatchLabelIndex>) {
         let _ = self.label_index.set(index);

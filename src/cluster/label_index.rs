@@ -97,6 +97,21 @@ pub struct LabelIndexStats {
     pub sweeps: u64,
 }
 
+/// One watched resource type as the status page shows it ([`WatchLabelIndex::watch_states`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchState {
+    /// The group-qualified resource.
+    pub resource: String,
+    /// Whether an initial list completed.
+    pub synced: bool,
+    /// Whether the watch has delivered since its last failure (the sweep waits for it).
+    pub current: bool,
+    /// Why the initial list failed, while it does.
+    pub error: Option<String>,
+    /// Objects held.
+    pub objects: u64,
+}
+
 /// Stops every watch and the sweep when dropped.
 pub struct IndexGuard(Arc<Tasks>);
 
@@ -271,6 +286,31 @@ impl WatchLabelIndex {
             swept_series: self.counters.swept_series.load(Ordering::Relaxed),
             sweeps: self.counters.sweeps.load(Ordering::Relaxed),
         }
+    }
+
+    /// Where each watch stands, sorted by resource type, for the status page (docs/architecture.md §14).
+    pub fn watch_states(&self) -> Vec<WatchState> {
+        let watches: Vec<Arc<ResourceWatch>> =
+            self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        let mut states: Vec<WatchState> = watches
+            .iter()
+            .map(|watch| {
+                let (synced, error) = match &*watch.state.borrow() {
+                    SyncState::Pending => (false, None),
+                    SyncState::Failed(error) => (false, Some(error.clone())),
+                    SyncState::Synced => (true, None),
+                };
+                WatchState {
+                    resource: watch.info.group_resource(),
+                    synced,
+                    current: watch.current.load(Ordering::Acquire),
+                    error,
+                    objects: u64::try_from(watch.objects().len()).unwrap_or(u64::MAX),
+                }
+            })
+            .collect();
+        states.sort_unstable_by(|a, b| a.resource.cmp(&b.resource));
+        states
     }
 
     /// True once the pods watch has completed its initial list (for /readyz "informer-sync").

@@ -1137,6 +1137,14 @@ mod tests {
         async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
             self.inner.list_external_metrics().await
         }
+        async fn series_page(
+            &self,
+            filter: &crate::store::SeriesFilter,
+            after: Option<&crate::store::SeriesPosition>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::StoredSeries>, StoreError> {
+            self.inner.series_page(filter, after, limit).await
+        }
         async fn health(&self) -> Result<(), StoreError> {
             self.inner.health().await
         }

@@ -88,6 +88,7 @@ impl Pipeline {
             Endpoint::Health(health) => (health.handle(parts.uri.path(), parts.uri.query()), Some(body)),
             Endpoint::Api(api) => (api.handle(&Request::from_parts(parts, ())).await, Some(body)),
             Endpoint::Metrics(metrics) => (metrics.respond(), Some(body)),
+            Endpoint::Admin(admin) => (admin.handle(&Request::from_parts(parts, ())).await, Some(body)),
         };
         if let (Some(body), Some(limit)) = (unread, self.options.drain_unread_bytes) {
             body::drain(body, limit).await;

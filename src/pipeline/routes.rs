@@ -6,6 +6,7 @@
 //! costs no allocation: a new endpoint (`/metrics`, an admin page, a forwarder) is one more [`Endpoint`] variant
 //! and one more [`Route`] registered by the wiring.
 
+use crate::admin::Admin;
 use crate::api::Api;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -35,6 +36,8 @@ pub enum Endpoint {
     Write(Ingest),
     /// `/metrics` ([`Metrics`]).
     Metrics(std::sync::Arc<Metrics>),
+    /// The admin listener's status page ([`Admin`], docs/architecture.md §14).
+    Admin(Box<Admin>),
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Endpoint {
             Endpoint::Api(_) => "Api",
             Endpoint::Write(_) => "Write",
             Endpoint::Metrics(_) => "Metrics",
+            Endpoint::Admin(_) => "Admin",
         })
     }
 }

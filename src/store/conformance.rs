@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesLabels, StoreError,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesFilter, SeriesLabels,
+    SeriesPosition, StoreError,
 };
 use crate::clock::{Clock, ManualClock};
 use crate::quantity::Quantity;
@@ -59,6 +60,7 @@ macro_rules! store_conformance {
                 accounting_returns_to_zero_after_deletes_and_expiry,
                 put_many_applies_each_write_on_its_own_in_order,
                 a_healthy_store_says_so,
+                series_pages_list_every_live_series_once_in_order,
             );
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_writers_lose_nothing_and_count_exactly() {
@@ -576,4 +578,85 @@ pub async fn concurrent_writers_lose_nothing_and_count_exactly<S: Subject>() {
     assert_eq!(store.series_count(), 50 + 8 * 250 + 8);
     assert_eq!(store.list_custom_objects("pods", "default", "m").await.unwrap().len(), 50 + 8 * 250);
     assert_eq!(store.list_external("default", "e").await.unwrap().len(), 8);
+}
+
+/// `series_page` lists every live series once, in position order (namespace, external before custom, resource,
+/// metric, then name or labels), page after page, with the filters applied and the expired left out
+/// (docs/architecture.md §14).
+pub async fn series_pages_list_every_live_series_once_in_order<S: Subject>() {
+    let (store, clock) = subject::<S>(Limits::default()).await;
+    let custom = |namespace: &'static str, name: &'static str, metric: &'static str| CustomSeriesId {
+        resource: "pods",
+        namespace,
+        name,
+        metric,
+    };
+    store.put_custom(custom("b", "web-2", "qps"), labelled("2", &[("route", "pay")])).await.unwrap();
+    store.put_custom(custom("a", "web-1", "qps"), write("1", None)).await.unwrap();
+    store.put_custom(custom("b", "web-1", "qps"), write("3", secs(60))).await.unwrap();
+    store.put_custom(custom("b", "web-1", "lat"), write("4", None)).await.unwrap();
+    store
+        .put_custom(CustomSeriesId { resource: "nodes", namespace: "", name: "n1", metric: "t" }, write("0", None))
+        .await
+        .unwrap();
+    store.put_external("b", "queue", labelled("6", &[("q", "y")])).await.unwrap();
+    store.put_external("b", "queue", labelled("5", &[("q", "x")])).await.unwrap();
+    store.put_custom(custom("a", "gone", "qps"), write("7", secs(1))).await.unwrap();
+    clock.advance(2_000);
+    let mut seen = Vec::new();
+    let mut after: Option<SeriesPosition> = None;
+    loop {
+        let page = store.series_page(&SeriesFilter::default(), after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.position.clone());
+        for stored in page {
+            let p = stored.position;
+            let who = if p.resource.is_some() { p.name } else { format!("{:?}", p.labels.to_map()) };
+            seen.push(format!(
+                "{}/{}/{}/{who}={}",
+                p.namespace,
+                p.resource.unwrap_or_default(),
+                p.metric,
+                stored.sample.value
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "/nodes/t/n1=0",
+            "a/pods/qps/web-1=1",
+            r#"b//queue/{"q": "x"}=5"#,
+            r#"b//queue/{"q": "y"}=6"#,
+            "b/pods/lat/web-1=4",
+            "b/pods/qps/web-1=3",
+            "b/pods/qps/web-2=2",
+        ],
+        "every live series once, the expired one left out"
+    );
+    let all = store.series_page(&SeriesFilter::default(), None, 100).await.unwrap();
+    let web2 = all.iter().find(|s| s.position.name == "web-2").unwrap();
+    assert_eq!(web2.sample.labels, labels(&[("route", "pay")]), "a custom sample carries its labels");
+    let queue = all.iter().find(|s| s.position.resource.is_none()).unwrap();
+    assert_eq!(queue.sample.labels, queue.position.labels, "an external sample carries its identity's labels");
+    assert_eq!(
+        all.iter()
+            .find(|s| s.position.name == "web-1" && s.position.metric == "qps" && s.position.namespace == "b")
+            .unwrap()
+            .sample
+            .expires_at_millis,
+        START + 60_000
+    );
+    let filter = SeriesFilter { namespace: Some("b".into()), metric_contains: Some("q".into()) };
+    let filtered: Vec<String> = store
+        .series_page(&filter, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| format!("{}={}", s.position.metric, s.sample.value))
+        .collect();
+    assert_eq!(filtered, ["queue=5", "queue=6", "qps=3", "qps=2"]);
+    let nowhere = SeriesFilter { namespace: Some("c".into()), metric_contains: None };
+    assert!(store.series_page(&nowhere, None, 100).await.unwrap().is_empty());
 }

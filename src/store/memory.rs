@@ -37,8 +37,8 @@ use dashmap::mapref::entry::Entry;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesLabels, StoreError,
-    StoreStats, check_custom_id, check_external_id, check_labels,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesFilter, SeriesLabels,
+    SeriesPosition, StoreError, StoreStats, StoredSeries, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -926,6 +926,79 @@ impl MetricStore for MemoryStore {
         Ok(pairs.iter().filter(|(_, (pair, _))| pair.is_live(now)).map(|(name, _)| name.to_string()).collect())
     }
 
+    /// The group keys are collected and sorted on every call (the map is not ordered); then the groups from
+    /// `after`'s on are read one at a time under their own read lock, each sorted, until the page is full.
+    async fn series_page(
+        &self,
+        filter: &SeriesFilter,
+        after: Option<&SeriesPosition>,
+        limit: usize,
+    ) -> Result<Vec<StoredSeries>, StoreError> {
+        let now = self.inner.now();
+        let start = after.map(|a| (a.namespace.as_str(), a.resource.as_deref(), a.metric.as_str()));
+        let wanted =
+            |group: (&str, Option<&str>, &str)| filter.admits(group.0, group.2) && start.is_none_or(|s| group >= s);
+        // (namespace, resource, metric) of each group, with its key; `None` resource: external.
+        let mut groups: Vec<(String, Option<String>, String, Arc<str>)> = Vec::new();
+        for group in self.inner.custom.groups.iter() {
+            if let Some((resource, namespace, metric)) = split_custom_group_key(group.key())
+                && wanted((namespace, Some(resource), metric))
+            {
+                groups.push((namespace.into(), Some(resource.into()), metric.into(), Arc::clone(group.key())));
+            }
+        }
+        for group in self.inner.external.groups.iter() {
+            if let Some((namespace, metric)) = group.key().split_once(KEY_SEPARATOR)
+                && wanted((namespace, None, metric))
+            {
+                groups.push((namespace.into(), None, metric.into(), Arc::clone(group.key())));
+            }
+        }
+        groups.sort_unstable();
+        let mut page = Vec::new();
+        for (namespace, resource, metric, key) in groups {
+            if page.len() >= limit {
+                break;
+            }
+            let position = |name: &str, labels: SeriesLabels| SeriesPosition {
+                namespace: namespace.clone(),
+                resource: resource.clone(),
+                metric: metric.clone(),
+                name: name.to_string(),
+                labels,
+            };
+            let mut found: Vec<StoredSeries> = if resource.is_some() {
+                let Some(group) = self.inner.custom.groups.get(&key) else { continue };
+                let series = group.read();
+                series
+                    .iter()
+                    .filter(|(_, sample)| sample.is_live(now))
+                    .map(|(name, sample)| StoredSeries {
+                        position: position(name, SeriesLabels::empty()),
+                        sample: sample.clone(),
+                    })
+                    .filter(|stored| after.is_none_or(|a| &stored.position > a))
+                    .collect()
+            } else {
+                let Some(group) = self.inner.external.groups.get(&key) else { continue };
+                let series = group.read();
+                series
+                    .iter()
+                    .filter(|(_, sample)| sample.is_live(now))
+                    .map(|(labels, sample)| StoredSeries {
+                        position: position("", labels.clone()),
+                        sample: Sample { labels: labels.clone(), ..sample.clone() },
+                    })
+                    .filter(|stored| after.is_none_or(|a| &stored.position > a))
+                    .collect()
+            };
+            found.sort_unstable_by(|a, b| a.position.cmp(&b.position));
+            found.truncate(limit - page.len());
+            page.extend(found);
+        }
+        Ok(page)
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         // Nothing to reach: the store is this process's memory.
         Ok(())
@@ -1105,6 +1178,88 @@ mod tests {
 
     fn pod(name: &str) -> CustomSeriesId<'_> {
         CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" }
+    }
+
+    #[tokio::test]
+    async fn series_pages_list_every_live_series_in_order_with_filters_and_no_repeats() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = MemoryStore::with_clock(Limits::default(), clock.clone());
+        let write = |value: i64, ttl: Option<u64>| SampleWrite {
+            value: Quantity::from_i64(value, crate::quantity::Format::DecimalSI),
+            labels: SeriesLabels::from_map(BTreeMap::from([("k".to_string(), value.to_string())])),
+            ttl: ttl.map(Duration::from_secs),
+        };
+        for (namespace, name, metric, value) in
+            [("b", "web-2", "qps", 2), ("a", "web-1", "qps", 1), ("b", "web-1", "qps", 3), ("b", "web-1", "lat", 4)]
+        {
+            store
+                .put_custom(CustomSeriesId { resource: "pods", namespace, name, metric }, write(value, None))
+                .await
+                .unwrap();
+        }
+        store.put_external("b", "queue", write(5, None)).await.unwrap();
+        store.put_external("b", "queue", write(6, None)).await.unwrap();
+        store
+            .put_custom(
+                CustomSeriesId { resource: "pods", namespace: "a", name: "gone", metric: "qps" },
+                write(7, Some(1)),
+            )
+            .await
+            .unwrap();
+        clock.advance(2_000);
+        let all = SeriesFilter::default();
+        let mut seen = Vec::new();
+        let mut after: Option<SeriesPosition> = None;
+        loop {
+            let page = store.series_page(&all, after.as_ref(), 2).await.unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.position.clone());
+            seen.extend(page.iter().map(|s| {
+                (
+                    s.position.namespace.clone(),
+                    s.position.resource.clone(),
+                    s.position.metric.clone(),
+                    s.position.name.clone(),
+                    s.sample.value.to_string(),
+                )
+            }));
+        }
+        let pods = || Some("pods".to_string());
+        let row = |ns: &str, r: Option<String>, m: &str, n: &str, v: &str| {
+            (ns.to_string(), r, m.to_string(), n.to_string(), v.to_string())
+        };
+        assert_eq!(
+            seen,
+            vec![
+                row("a", pods(), "qps", "web-1", "1"),
+                // External series (no resource) first within a namespace, ordered by labels.
+                row("b", None, "queue", "", "5"),
+                row("b", None, "queue", "", "6"),
+                row("b", pods(), "lat", "web-1", "4"),
+                row("b", pods(), "qps", "web-1", "3"),
+                row("b", pods(), "qps", "web-2", "2"),
+            ],
+            "the expired series is left out"
+        );
+        let external = store.series_page(&all, None, 10).await.unwrap();
+        assert_eq!(external[1].sample.labels.to_map()["k"], "5", "an external sample carries its labels");
+        let filter = SeriesFilter { namespace: Some("b".into()), metric_contains: Some("q".into()) };
+        let names: Vec<String> = store
+            .series_page(&filter, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| format!("{}/{}", s.position.metric, s.sample.value))
+            .collect();
+        assert_eq!(names, ["queue/5", "queue/6", "qps/3", "qps/2"]);
+        assert!(
+            store
+                .series_page(&SeriesFilter { namespace: Some("c".into()), ..SeriesFilter::default() }, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -315,6 +315,17 @@ pub trait MetricStore: Send + Sync + 'static {
     /// The external metric names that have a live value in any namespace, sorted and de-duplicated.
     async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Live series in [`SeriesPosition`] order that `filter` admits, starting after `after`, at most `limit`: the
+    /// status page (docs/architecture.md §14) reads every series this way, one page at a time, so that no call holds
+    /// the store's locks for more than a page. Costs a walk of the group keys (one per (resource, namespace, metric)
+    /// or (namespace, metric)) per call plus the series of the groups the page covers, never a walk of every series.
+    async fn series_page(
+        &self,
+        filter: &SeriesFilter,
+        after: Option<&SeriesPosition>,
+        limit: usize,
+    ) -> Result<Vec<StoredSeries>, StoreError>;
+
     /// Stores a batch of writes. Each write is applied or refused on its own, in order, as if they were made one after
     /// the other: result `i` is the outcome of write `i`, a refused write changes nothing and the others still apply.
     /// An applied write gives the live sample it replaced (`None` where the series had none), so that a caller can
@@ -356,6 +367,49 @@ pub trait MetricStore: Send + Sync + 'static {
     fn stats(&self) -> Option<StoreStats> {
         None
     }
+}
+
+/// Where a series sits in the order [`MetricStore::series_page`] lists series: by namespace, then resource (external
+/// series, which have none, first), metric, and object name (custom) or labels (external).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesPosition {
+    /// The namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// The group-qualified resource of a custom series; `None` for an external series.
+    pub resource: Option<String>,
+    /// The metric name.
+    pub metric: String,
+    /// The object name of a custom series; empty for an external series.
+    pub name: String,
+    /// The labels of an external series (its identity); empty for a custom series, whose labels are the sample's.
+    pub labels: SeriesLabels,
+}
+
+/// Which series [`MetricStore::series_page`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesFilter {
+    /// Only this namespace (exactly).
+    pub namespace: Option<String>,
+    /// Only metrics whose name contains this.
+    pub metric_contains: Option<String>,
+}
+
+impl SeriesFilter {
+    /// Whether a group of `namespace` and `metric` is listed.
+    pub fn admits(&self, namespace: &str, metric: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|wanted| wanted == namespace)
+            && self.metric_contains.as_deref().is_none_or(|part| metric.contains(part))
+    }
+}
+
+/// One live series and its sample (an external series' sample carries its labels, as [`MetricStore::list_external`]
+/// gives them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSeries {
+    /// Which series.
+    pub position: SeriesPosition,
+    /// Its value.
+    pub sample: Sample,
 }
 
 /// A store's figures for `/metrics`, read at scrape time.

@@ -1051,6 +1051,16 @@ impl MetricStore for RedisStore {
         self.shared.mirror.load_full().list_external_metrics().await
     }
 
+    /// From this replica's copy, like every read.
+    async fn series_page(
+        &self,
+        filter: &super::SeriesFilter,
+        after: Option<&super::SeriesPosition>,
+        limit: usize,
+    ) -> Result<Vec<super::StoredSeries>, StoreError> {
+        self.shared.mirror.load_full().series_page(filter, after, limit).await
+    }
+
     /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order. The samples
     /// replaced are this replica's copy's when the batch is sent (another replica's write in flight is not seen).
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
