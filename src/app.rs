@@ -239,7 +239,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         }
     };
-    let ClusterParts { mapper, labels, access, readiness, managed_certificate, admin_state, guards } = parts;
+    let ClusterParts { mapper, labels, access, readiness, managed_certificate, mut admin_state, guards } = parts;
 
     let serving = match managed_certificate {
         Some(managed) => managed,
@@ -283,6 +283,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tracing::info!(custom = ?forward.custom, external = ?forward.external, "forwarding reads of metrics not held here");
         metrics.watch_forwarder(Arc::clone(&forwarder));
         forwarder.prefetch();
+        admin_state.push(Arc::new(admin::state::NeighbourState { forwarder: Arc::clone(&forwarder) }));
         api = api.with_forwarder(forwarder);
     }
     // The secure port: the write API with --write-auth=token, health, and the Kubernetes APIs, which answer every

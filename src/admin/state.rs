@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::cluster::certificates::apiservice_names;
 use crate::cluster::label_index::WatchLabelIndex;
+use crate::forward::{CircuitState, Forwarder, NeighbourHealth};
 use crate::server::tls::ServingCertificate;
 use crate::store::MetricStore;
 
@@ -67,6 +68,57 @@ pub trait StateSource: Send + Sync + 'static {
     fn title(&self) -> &'static str;
     /// The section's entries now; a source that makes a round trip bounds it by [`SOURCE_TIMEOUT`].
     async fn entries(&self) -> Vec<StateEntry>;
+}
+
+/// The neighbour adapters that reads of metrics not held here go to (docs/architecture.md §13): per group, its URL,
+/// circuit, requests and discovery documents.
+pub struct NeighbourState {
+    /// The forwarder whose neighbours are shown.
+    pub forwarder: Arc<Forwarder>,
+}
+
+#[async_trait]
+impl StateSource for NeighbourState {
+    fn title(&self) -> &'static str {
+        "Neighbour adapters"
+    }
+
+    async fn entries(&self) -> Vec<StateEntry> {
+        self.forwarder.health().iter().map(neighbour_entry).collect()
+    }
+}
+
+/// One neighbour as one line: an open circuit or a failing discovery read is an error, failures a warning.
+fn neighbour_entry(health: &NeighbourHealth) -> StateEntry {
+    let failing_discovery: Vec<String> = health
+        .discovery
+        .iter()
+        .filter_map(|(group_version, _, error)| error.as_ref().map(|error| format!("{group_version}: {error}")))
+        .collect();
+    let level = match health.circuit {
+        CircuitState::Open => Level::Error,
+        _ if !failing_discovery.is_empty() => Level::Error,
+        CircuitState::HalfOpen => Level::Warning,
+        CircuitState::Closed if health.consecutive_failures > 0 => Level::Warning,
+        CircuitState::Closed => Level::Ok,
+    };
+    let circuit = match health.circuit {
+        CircuitState::Closed => "circuit closed",
+        CircuitState::Open => "circuit open: reads refused until the cool-down ends",
+        CircuitState::HalfOpen => "circuit half-open: probing",
+    };
+    let entries: usize = health.discovery.iter().map(|(_, entries, _)| entries).sum();
+    let mut detail = format!(
+        "{} — {circuit}; {} answered, {} failed, {} refused, {} in flight; {entries} discovery entries",
+        health.url, health.answered, health.failed, health.refused, health.in_flight
+    );
+    if let Some(error) = &health.last_error {
+        detail.push_str(&format!("; last failure: {error}"));
+    }
+    if !failing_discovery.is_empty() {
+        detail.push_str(&format!("; discovery failing: {}", failing_discovery.join(", ")));
+    }
+    StateEntry::new(health.group, level, detail)
 }
 
 /// The store: kind, health, series and bytes, and for a replicated store how its copy follows.
@@ -273,6 +325,36 @@ mod tests {
     use crate::cluster::fake_apiserver::FakeApiServer;
 
     const APISERVICES: &str = "/apis/apiregistration.k8s.io/v1/apiservices";
+
+    #[test]
+    fn a_neighbour_is_ok_while_it_answers_and_an_error_when_its_circuit_opens_or_its_discovery_fails() {
+        let health = |circuit, consecutive_failures, discovery_error: Option<&str>| NeighbourHealth {
+            group: "external.metrics.k8s.io",
+            url: "https://keda-metrics:443/".to_string(),
+            circuit,
+            consecutive_failures,
+            last_error: (consecutive_failures > 0).then(|| "connection refused".to_string()),
+            answered: 7,
+            failed: consecutive_failures.into(),
+            refused: 0,
+            in_flight: 1,
+            discovery: vec![("external.metrics.k8s.io/v1beta1", 3, discovery_error.map(str::to_string))],
+        };
+        let healthy = neighbour_entry(&health(CircuitState::Closed, 0, None));
+        assert_eq!((healthy.name.as_str(), healthy.level), ("external.metrics.k8s.io", Level::Ok));
+        assert!(healthy.detail.contains("https://keda-metrics:443/") && healthy.detail.contains("7 answered"));
+        assert!(healthy.detail.contains("3 discovery entries"), "{}", healthy.detail);
+        let failing = neighbour_entry(&health(CircuitState::Closed, 2, None));
+        assert_eq!(failing.level, Level::Warning);
+        assert!(failing.detail.contains("last failure: connection refused"), "{}", failing.detail);
+        assert_eq!(neighbour_entry(&health(CircuitState::HalfOpen, 5, None)).level, Level::Warning);
+        let open = neighbour_entry(&health(CircuitState::Open, 5, None));
+        assert_eq!(open.level, Level::Error);
+        assert!(open.detail.contains("circuit open"), "{}", open.detail);
+        let discovery = neighbour_entry(&health(CircuitState::Closed, 0, Some("503 Service Unavailable")));
+        assert_eq!(discovery.level, Level::Error);
+        assert!(discovery.detail.contains("external.metrics.k8s.io/v1beta1: 503 Service Unavailable"));
+    }
 
     #[tokio::test]
     async fn apiservices_show_their_available_condition_as_kube_apiserver_reports_it() {
