@@ -45,6 +45,7 @@ async fn fill(shape: &str, n: usize) -> (usize, usize) {
         value,
         labels,
         ttl: ttl.then(|| std::time::Duration::from_millis(3_600_000 + i as u64)),
+        kind: Default::default(),
     };
     let before = rss_bytes();
     for i in 0..n {

@@ -25,7 +25,7 @@ fn pod(name: &str) -> CustomSeriesId<'_> {
 }
 
 fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
-    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl }
+    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl, kind: Default::default() }
 }
 
 fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
