@@ -127,7 +127,7 @@ fn series_bytes<K: SeriesKey>(key: &K, stored: &Stored) -> usize {
 }
 
 /// One series as its group's map keeps it: the latest [`Sample`]'s parts and the history before it (80 bytes,
-/// as the sample alone; docs/architecture.md §9, "History").
+/// 16 more than a sample without kind and history; docs/architecture.md §9, "History").
 struct Stored {
     value: Quantity,
     timestamp_millis: i64,
@@ -1239,6 +1239,12 @@ mod tests {
     }
 
     crate::store_conformance!(MemoryStore);
+
+    #[test]
+    fn a_series_entry_holds_its_history_in_80_bytes() {
+        // The figure docs/architecture.md §9 ("History") states; SERIES_BYTES is calibrated on it.
+        assert_eq!(std::mem::size_of::<Stored>(), 80);
+    }
 
     fn store(limits: Limits) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(1_000_000);
