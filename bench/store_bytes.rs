@@ -8,10 +8,15 @@
 
 use std::collections::BTreeMap;
 
-use custom_metrics_apiserver::quantity::Quantity;
-use custom_metrics_apiserver::store::{CustomSeriesId, Limits, MemoryStore, MetricStore, SampleWrite, SeriesLabels};
+use std::sync::Arc;
 
-const SHAPES: [(&str, &str); 9] = [
+use custom_metrics_apiserver::clock::ManualClock;
+use custom_metrics_apiserver::quantity::Quantity;
+use custom_metrics_apiserver::store::{
+    CustomSeriesId, Limits, MemoryStore, MetricStore, SampleWrite, SeriesKind, SeriesLabels,
+};
+
+const SHAPES: [(&str, &str); 12] = [
     ("custom-plain", "custom, no labels, 1 group (N pods, one metric, one namespace)"),
     ("custom-groups", "custom, no labels, 1 series per group (N namespaces)"),
     ("custom-4-metrics", "custom, no labels, 4 metrics per pod (N/4 pods)"),
@@ -21,7 +26,20 @@ const SHAPES: [(&str, &str); 9] = [
     ("custom-plain-ttl", "custom, no labels, 1 group, each with a ttl"),
     ("custom-groups-ttl", "custom, no labels, 1 series per group, each with a ttl"),
     ("external-plain-ttl", "external, 1 label (`id=N`), 1 group, each with a ttl"),
+    ("custom-plain-sparkline", "custom, no labels, 1 group, a gauge written 8 times (its sparkline full)"),
+    ("custom-plain-counter-15s", "custom, no labels, 1 group, a counter written every 15 s for 2 min (9 samples)"),
+    ("custom-plain-counter-full", "custom, no labels, 1 group, a counter written every 1 s, 64 times (64 samples)"),
 ];
+
+/// How a shape writes each series: rounds, milliseconds between rounds, kind (docs/architecture.md §9, "History").
+fn rounds(shape: &str) -> (usize, i64, SeriesKind) {
+    match shape {
+        "custom-plain-sparkline" => (8, 1_000, SeriesKind::Gauge),
+        "custom-plain-counter-15s" => (9, 15_000, SeriesKind::Counter),
+        "custom-plain-counter-full" => (64, 1_000, SeriesKind::Counter),
+        _ => (1, 0, SeriesKind::Gauge),
+    }
+}
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -37,7 +55,9 @@ fn labels(i: usize, count: usize) -> SeriesLabels {
 
 async fn fill(shape: &str, n: usize) -> (usize, usize) {
     let limits = Limits { max_series: usize::MAX, max_store_bytes: usize::MAX, ..Limits::default() };
-    let store = MemoryStore::new(limits);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store = MemoryStore::with_clock(limits, Arc::new(clock.clone()));
+    let (rounds, step, kind) = rounds(shape);
     let value = Quantity::parse("42").unwrap_or_default();
     // Distinct deadlines (a ttl growing by 1 ms per series), as writes spread over time give them.
     let ttl = shape.ends_with("-ttl");
@@ -45,14 +65,21 @@ async fn fill(shape: &str, n: usize) -> (usize, usize) {
         value,
         labels,
         ttl: ttl.then(|| std::time::Duration::from_millis(3_600_000 + i as u64)),
+        kind,
     };
     let before = rss_bytes();
-    for i in 0..n {
+    for i in (0..rounds).flat_map(|round| {
+        if round > 0 {
+            clock.advance(step);
+        }
+        0..n
+    }) {
         let name = format!("pod-{i}");
         let namespace = format!("ns-{i}");
         let id = CustomSeriesId { resource: "pods", namespace: "default", name: &name, metric: "m" };
         let write = |labels: SeriesLabels| write_at(labels, i);
-        let result = match shape.trim_end_matches("-ttl") {
+        let plain = if rounds > 1 { "custom-plain" } else { shape.trim_end_matches("-ttl") };
+        let result = match plain {
             "custom-plain" => store.put_custom(id, write(SeriesLabels::empty())).await,
             "custom-groups" => {
                 store.put_custom(CustomSeriesId { namespace: &namespace, ..id }, write(SeriesLabels::empty())).await

@@ -27,7 +27,8 @@ use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::parse_labels_map;
 use crate::server::body::{BodyTimedOut, drain};
 use crate::store::{
-    CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesLabels,
+    CustomSeriesId, MAX_METRIC_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OBJECT_NAME_LEN, MetricStore, SampleWrite, SeriesKind,
+    SeriesLabels,
 };
 
 pub mod batch;
@@ -133,6 +134,8 @@ pub struct WriteQuery {
     pub labels: SeriesLabels,
     /// `ttl=30s`.
     pub ttl: Option<Duration>,
+    /// `kind=counter` or `kind=gauge` (the default): only counters have a rate (docs/wire-contract.md §4.6).
+    pub kind: SeriesKind,
 }
 
 /// Parses the query of a write; unknown parameters are refused so that a typo never goes unnoticed.
@@ -146,12 +149,18 @@ pub fn parse_query(query: Option<&str>) -> Result<WriteQuery, RequestError> {
                 parsed.labels = SeriesLabels::from_map(map);
             }
             "ttl" => parsed.ttl = Some(parse_ttl(&value).map_err(bad)?),
+            "kind" => parsed.kind = parse_kind(&value).map_err(bad)?,
             _ => {
-                return Err(bad("unknown parameter; the write API accepts labels and ttl".to_string()));
+                return Err(bad("unknown parameter; the write API accepts labels, ttl and kind".to_string()));
             }
         }
     }
     Ok(parsed)
+}
+
+/// A series' kind: `gauge` or `counter`.
+fn parse_kind(text: &str) -> Result<SeriesKind, String> {
+    SeriesKind::parse(text).ok_or_else(|| format!("{text:?} is not a kind: give gauge (the default) or counter"))
 }
 
 /// The store keeps deadlines in milliseconds: a shorter TTL would be truncated to zero and the value never seen.
@@ -450,7 +459,7 @@ impl Ingest {
             Some(body) => self.read_value(&request.headers, body).await?,
             None => return Err(RequestError::EmptyBody),
         };
-        let write = SampleWrite { value, labels: query.labels, ttl: query.ttl.or(self.default_ttl) };
+        let write = SampleWrite { value, labels: query.labels, ttl: query.ttl.or(self.default_ttl), kind: query.kind };
         match &series {
             Series::Custom(custom) => self.store.put_custom(custom.id(), write).await?,
             Series::External { namespace, metric } => self.store.put_external(namespace, metric, write).await?,
@@ -658,7 +667,10 @@ mod tests {
         assert_eq!(q.ttl, Some(Duration::from_secs(90)));
         assert_eq!(parse_query(Some("ttl=1h30m")).unwrap().ttl, Some(Duration::from_secs(5400)));
         assert_eq!(parse_query(Some("ttl=15")).unwrap().ttl, Some(Duration::from_secs(15)));
-        for bad in ["ttl=0", "ttl=soon", "ttl=-5s", "foo=bar", "labels=a"] {
+        assert_eq!(q.kind, SeriesKind::Gauge, "gauge unless said");
+        assert_eq!(parse_query(Some("kind=counter")).unwrap().kind, SeriesKind::Counter);
+        assert_eq!(parse_query(Some("kind=gauge&ttl=5s")).unwrap().kind, SeriesKind::Gauge);
+        for bad in ["ttl=0", "ttl=soon", "ttl=-5s", "foo=bar", "labels=a", "kind=Counter", "kind=", "kind=histogram"] {
             assert!(matches!(parse_query(Some(bad)), Err(RequestError::BadQueryParameter { .. })), "{bad}");
         }
     }

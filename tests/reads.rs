@@ -426,7 +426,12 @@ async fn api_with_pods(count: usize) -> custom_metrics_apiserver::api::Api {
     for i in 0..count {
         let name = format!("pod-{i:05}");
         let id = CustomSeriesId { resource: "pods", namespace: "default", name: &name, metric: "m" };
-        let write = SampleWrite { value: Quantity::parse("42").unwrap(), labels: labels.clone(), ttl: None };
+        let write = SampleWrite {
+            value: Quantity::parse("42").unwrap(),
+            labels: labels.clone(),
+            ttl: None,
+            kind: Default::default(),
+        };
         store.put_custom(id, write).await.unwrap();
     }
     Api::new(

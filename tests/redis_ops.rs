@@ -27,7 +27,12 @@ fn pod(name: &str) -> CustomSeriesId<'_> {
 }
 
 fn write(value: &str) -> SampleWrite {
-    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl: None }
+    SampleWrite {
+        value: Quantity::parse(value).unwrap(),
+        labels: SeriesLabels::empty(),
+        ttl: None,
+        kind: Default::default(),
+    }
 }
 
 async fn value(store: &RedisStore, name: &str) -> Option<String> {

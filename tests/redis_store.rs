@@ -9,9 +9,12 @@ use common::eventually;
 use std::time::{Duration, Instant};
 
 use custom_metrics_apiserver::quantity::Quantity;
+use custom_metrics_apiserver::store::history::HISTORY_BYTES;
 use custom_metrics_apiserver::store::redis::{RedisStore, TimeSource};
 use custom_metrics_apiserver::store::redis_testing::RedisServer;
-use custom_metrics_apiserver::store::{CustomSeriesId, Limits, MetricStore, SampleWrite, SeriesLabels, StoreError};
+use custom_metrics_apiserver::store::{
+    CustomSeriesId, Limits, MetricStore, Recent, SampleWrite, SeriesLabels, StoreError,
+};
 
 async fn replica(server: &RedisServer, limits: Limits, max_staleness: Duration) -> RedisStore {
     let since = Instant::now();
@@ -25,7 +28,7 @@ fn pod(name: &str) -> CustomSeriesId<'_> {
 }
 
 fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
-    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl }
+    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl, kind: Default::default() }
 }
 
 fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
@@ -136,7 +139,13 @@ async fn a_replica_started_after_the_writes_loads_the_full_state() {
     );
     assert_eq!(late.list_external("ns", "e").await.unwrap(), a.list_external("ns", "e").await.unwrap());
     assert_eq!(late.list_custom_metrics().await.unwrap(), a.list_custom_metrics().await.unwrap());
-    assert_eq!(late.bytes_used(), a.bytes_used(), "the same copy, the same accounting");
+    // p20 was written twice: `a` applied both entries and keeps the first in p20's history; a full load reads only
+    // the latest record, so the late copy has no history for it (docs/architecture.md §9 "History", §10).
+    let p20 = ["p20".to_string()];
+    let history = |recent: Vec<(String, Recent)>| recent[0].1.samples.iter().map(|&(_, v)| v).collect::<Vec<f64>>();
+    assert_eq!(history(a.recent_custom("pods", "default", "m", &p20).await.unwrap()), [1.0, 9.0]);
+    assert_eq!(history(late.recent_custom("pods", "default", "m", &p20).await.unwrap()), [9.0]);
+    assert_eq!(late.bytes_used() + HISTORY_BYTES, a.bytes_used(), "the same copy, the same accounting but for it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,8 +63,17 @@ async fn write(server: &TestServer, path: &str, body: &str) {
 async fn written_series_appear_with_their_values_grouped_and_the_json_twin_says_the_same() {
     let (server, base) = server(&[]).await;
     write(&server, "/write-metrics/namespaces/shop/pods/web-1/requests?labels=route%3Dcheckout", "42").await;
-    write(&server, "/write-metrics/namespaces/shop/pods/web-2/requests?ttl=1h", "1500m").await;
-    write(&server, "/write-external-metrics/namespaces/shop/queue_depth?labels=queue%3Dorders", "17").await;
+    // web-2 and the queue are written more than once: their sparklines draw their recent values (a few
+    // milliseconds apart: the history keeps one value per millisecond, the last).
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    for value in ["500m", "1", "1500m"] {
+        write(&server, "/write-metrics/namespaces/shop/pods/web-2/requests?ttl=1h", value).await;
+        pause().await;
+    }
+    for value in ["16", "17"] {
+        write(&server, "/write-external-metrics/namespaces/shop/queue_depth?labels=queue%3Dorders", value).await;
+        pause().await;
+    }
     write(&server, "/write-metrics/nodes/node-1/temperature", "300").await;
 
     let (status, kind, page) = html(&base, "/").await;
@@ -91,11 +100,15 @@ async fn written_series_appear_with_their_values_grouped_and_the_json_twin_says_
     assert_eq!(web2["value"], "1500m");
     let expires = web2["expires_in_seconds"].as_f64().unwrap();
     assert!(expires > 3000.0 && expires <= 3600.0, "{web2}");
-    assert_eq!(web2["points"].as_array().unwrap().len(), 1, "the latest sample, until the store keeps a history");
+    let values = |row: &Value| -> Vec<f64> {
+        row["points"].as_array().unwrap().iter().map(|point| point[1].as_f64().unwrap()).collect()
+    };
+    assert_eq!(values(web2), [0.5, 1.0, 1.5], "the sparkline draws the series' recent values, oldest first");
     let external = view["series"]["rows"].as_array().unwrap().iter().find(|r| r["metric"] == "queue_depth").unwrap();
     assert_eq!((external["resource"].clone(), external["object"].clone()), (Value::Null, Value::Null));
     assert_eq!(external["labels"], json!({"queue": "orders"}));
     assert_eq!(external["expires_in_seconds"], Value::Null);
+    assert_eq!(values(external), [16.0, 17.0]);
     server.stop().await;
 }
 

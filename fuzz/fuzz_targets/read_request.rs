@@ -31,6 +31,7 @@ fn fixture() -> &'static Fixture {
             value: Quantity::from_i64(value, Format::DecimalSI),
             labels: labels.clone(),
             ttl: None,
+            kind: Default::default(),
         };
         runtime.block_on(async {
             let pod = CustomSeriesId { resource: "pods", namespace: "default", name: "web-1", metric: "q" };

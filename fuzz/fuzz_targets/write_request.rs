@@ -63,6 +63,7 @@ async fn check(request: http::Request<Full<Bytes>>, uri: http::Uri, method: http
         value: Quantity::from_i64(value, Format::DecimalSI),
         labels: labels.clone(),
         ttl: None,
+        kind: Default::default(),
     };
     store.put_custom(SEEDED, write(11, &SeriesLabels::empty())).await.expect("seed");
     store.put_external("default", "ext", write(13, &seeded_labels)).await.expect("seed");

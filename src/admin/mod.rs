@@ -472,11 +472,12 @@ impl Admin {
             kept.into_iter().skip(skip).take(view.limit).collect()
         };
         let now = self.clock.now_millis();
-        let mut out = Vec::with_capacity(rows.len());
-        for series in rows {
-            let points = self.points(&series).await;
-            out.push(row(series, points, now));
-        }
+        let mut points = self.points(&rows).await;
+        let out: Vec<SeriesRow> = rows
+            .into_iter()
+            .zip(points.iter_mut())
+            .map(|(series, points)| row(series, std::mem::take(points), now))
+            .collect();
         let pages = total.div_ceil(view.limit).max(1);
         Ok(SeriesView {
             namespace: view.namespace.clone(),
@@ -496,10 +497,44 @@ impl Admin {
         })
     }
 
-    /// The sparkline's points of one series, oldest first. Today the latest sample only: the store keeps no
-    /// history yet. Where the store offers a series' recent samples, they go here.
-    async fn points(&self, series: &StoredSeries) -> Vec<(i64, f64)> {
-        vec![(series.sample.timestamp_millis, as_f64(&series.sample))]
+    /// The sparkline's points of each row, oldest first: the store's recent values of the series (its history,
+    /// docs/architecture.md §9), asked once per metric on the page; a series the store no longer has (expired or
+    /// deleted since the walk) is drawn from the sample the walk saw.
+    async fn points(&self, rows: &[StoredSeries]) -> Vec<Vec<(i64, f64)>> {
+        let mut points: Vec<Vec<(i64, f64)>> =
+            rows.iter().map(|series| vec![(series.sample.timestamp_millis, as_f64(&series.sample))]).collect();
+        // Rows of one metric (one resource and namespace, or one external metric in a namespace) are asked together.
+        let mut groups: BTreeMap<(&str, Option<&str>, &str), Vec<usize>> = BTreeMap::new();
+        for (at, series) in rows.iter().enumerate() {
+            let p = &series.position;
+            groups.entry((p.namespace.as_str(), p.resource.as_deref(), p.metric.as_str())).or_default().push(at);
+        }
+        for ((namespace, resource, metric), at) in groups {
+            let recent = match resource {
+                Some(resource) => {
+                    let names: Vec<String> = at.iter().map(|&i| rows[i].position.name.clone()).collect();
+                    self.store.recent_custom(resource, namespace, metric, &names).await.map(|found| {
+                        let found: BTreeMap<String, Vec<(i64, f64)>> =
+                            found.into_iter().map(|(name, recent)| (name, recent.samples)).collect();
+                        at.iter().map(|&i| found.get(&rows[i].position.name).cloned()).collect::<Vec<_>>()
+                    })
+                }
+                None => self.store.recent_external(namespace, metric).await.map(|found| {
+                    let found: BTreeMap<_, _> =
+                        found.into_iter().map(|(labels, recent)| (labels, recent.samples)).collect();
+                    at.iter().map(|&i| found.get(&rows[i].position.labels).cloned()).collect::<Vec<_>>()
+                }),
+            };
+            // A failing store read leaves the rows their latest sample: the page still shows what the walk found.
+            if let Ok(recent) = recent {
+                for (&i, samples) in at.iter().zip(recent) {
+                    if let Some(samples) = samples.filter(|samples| !samples.is_empty()) {
+                        points[i] = samples;
+                    }
+                }
+            }
+        }
+        points
     }
 }
 
@@ -608,8 +643,12 @@ mod tests {
         let store = Arc::new(crate::store::MemoryStore::new(crate::store::Limits::default()));
         let hostile = r#"</td><script>alert("x")</script><img src=x onerror='y'>&"#;
         let labels = crate::store::SeriesLabels::from_map(BTreeMap::from([("evil".to_string(), hostile.to_string())]));
-        let write =
-            crate::store::SampleWrite { value: crate::quantity::Quantity::parse("7").unwrap(), labels, ttl: None };
+        let write = crate::store::SampleWrite {
+            value: crate::quantity::Quantity::parse("7").unwrap(),
+            labels,
+            ttl: None,
+            kind: crate::store::SeriesKind::Gauge,
+        };
         store.put_external("shop", "queue", write).await.unwrap();
         let metrics = Arc::new(Metrics::new(store.clone()));
         let admin = Admin::new(store, metrics, Arc::new(crate::clock::SystemClock), 100);

@@ -1,6 +1,7 @@
 //! custom.metrics.k8s.io reads: resolve the resource, select the objects, read the store, render the list in the
 //! requested version (docs/wire-contract.md §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -9,11 +10,11 @@ use super::group_versions::CustomVersion;
 use super::list::{self, ListFormat, ListItems};
 use super::route::CustomTarget;
 use super::types::{MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, Timestamp};
-use super::{ReadLimits, ReadQuery};
+use super::{ReadLimits, ReadQuery, rates};
 use crate::cluster::{LabelIndex, ResourceInfo, ResourceMapper};
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::LabelSelector;
-use crate::store::{CustomSeriesId, MetricStore, Sample};
+use crate::store::{CustomSeriesId, MetricStore, Sample, SeriesKind};
 
 /// The values a read found, independent of the API version. What all items share is kept once.
 #[derive(Debug)]
@@ -21,14 +22,14 @@ pub struct MetricItems {
     info: Arc<ResourceInfo>,
     namespace: String,
     selector: Option<LabelSelector>,
-    /// (object name, metric name, sample).
-    items: Vec<(String, String, Sample)>,
+    /// (object name, metric name, sample, `windowSeconds` of a rate).
+    items: Vec<(String, String, Sample, Option<i64>)>,
 }
 
 impl MetricItems {
     /// The timestamps (milliseconds) of the values found, for `metrics_apiserver_metric_freshness_seconds`.
     pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
-        self.items.iter().map(|(_, _, sample)| sample.timestamp_millis)
+        self.items.iter().map(|(_, _, sample, _)| sample.timestamp_millis)
     }
 }
 
@@ -64,21 +65,61 @@ pub async fn read(
                 name: name.clone(),
                 selector,
             };
-            let sample = store.get_custom(id).await?.ok_or_else(|| not_found(None))?;
+            let (sample, window) = match store.get_custom(id).await? {
+                Some(sample) => (sample, None),
+                None => {
+                    let (rate, window) = object_rate(store, id).await?.ok_or_else(|| not_found(None))?;
+                    (rate, Some(window))
+                }
+            };
             if !metric_selector.matches(&*sample.labels) {
                 return Err(not_found(Some(metric_selector.to_string())));
             }
-            vec![(name.clone(), metric.clone(), sample)]
+            vec![(name.clone(), metric.clone(), sample, window)]
         }
         CustomTarget::AllObjects { metric, .. } => {
-            let values = match labels.matching_objects(&info, namespace, &object_selector).await? {
-                None => store.list_custom_objects(&group_resource, namespace, metric).await?,
-                Some(names) => store.get_custom_objects(&group_resource, namespace, metric, &names).await?,
+            let names = labels.matching_objects(&info, namespace, &object_selector).await?;
+            let read = |metric: String| {
+                let names = names.as_deref();
+                let group_resource = &group_resource;
+                async move {
+                    match names {
+                        None => store.list_custom_objects(group_resource, namespace, &metric).await,
+                        Some(names) => store.get_custom_objects(group_resource, namespace, &metric, names).await,
+                    }
+                }
             };
+            let mut values: Vec<(String, Sample, Option<i64>)> =
+                read(metric.clone()).await?.into_iter().map(|(name, sample)| (name, sample, None)).collect();
+            // A stored series of the name wins: the rate is read only where none answers (docs/wire-contract.md §4.6).
+            if values.is_empty()
+                && let Some(counters) = rates::counters_of(metric)
+            {
+                for counter in counters {
+                    let found = read(counter.clone()).await?;
+                    let counters: Vec<(String, Sample)> =
+                        found.into_iter().filter(|(_, sample)| sample.kind == SeriesKind::Counter).collect();
+                    if counters.is_empty() {
+                        continue;
+                    }
+                    let objects: Vec<String> = counters.iter().map(|(name, _)| name.clone()).collect();
+                    let recent = store.recent_custom(&group_resource, namespace, &counter, &objects).await?;
+                    let labels: HashMap<&str, &Sample> = counters.iter().map(|(name, s)| (name.as_str(), s)).collect();
+                    values = recent
+                        .iter()
+                        .filter_map(|(name, recent)| {
+                            let counter = labels.get(name.as_str())?;
+                            let (sample, window) = rates::rate_value(&counter.labels, recent)?;
+                            Some((name.clone(), sample, Some(window)))
+                        })
+                        .collect();
+                    break;
+                }
+            }
             values
                 .into_iter()
-                .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
-                .map(|(name, sample)| (name, metric.clone(), sample))
+                .filter(|(_, sample, _)| metric_selector.matches(&*sample.labels))
+                .map(|(name, sample, window)| (name, metric.clone(), sample, window))
                 .collect()
         }
         CustomTarget::ObjectMetrics { name, .. } => {
@@ -86,7 +127,7 @@ pub async fn read(
             values
                 .into_iter()
                 .filter(|(_, sample)| metric_selector.matches(&*sample.labels))
-                .map(|(metric, sample)| (name.clone(), metric, sample))
+                .map(|(metric, sample)| (name.clone(), metric, sample, None))
                 .collect()
         }
     };
@@ -94,6 +135,26 @@ pub async fn read(
         return Err(RequestError::TooManyItems { count: items.len(), limit: max_items });
     }
     Ok(MetricItems { namespace: namespace.to_string(), selector: rendered_selector, info, items })
+}
+
+/// The rate served as `id.metric` when that names the rate of a counter of the object (`x_total`, then `x`):
+/// the rate and its `windowSeconds`, or `None` (no such counter, or fewer than two samples in the window).
+async fn object_rate(store: &dyn MetricStore, id: CustomSeriesId<'_>) -> Result<Option<(Sample, i64)>, RequestError> {
+    let Some(counters) = rates::counters_of(id.metric) else {
+        return Ok(None);
+    };
+    let names = [id.name.to_string()];
+    for counter in &counters {
+        let counter_id = CustomSeriesId { metric: counter, ..id };
+        let Some(sample) = store.get_custom(counter_id).await?.filter(|s| s.kind == SeriesKind::Counter) else {
+            continue;
+        };
+        let recent = store.recent_custom(id.resource, id.namespace, counter, &names).await?;
+        if let Some((_, recent)) = recent.first() {
+            return Ok(rates::rate_value(&sample.labels, recent));
+        }
+    }
+    Ok(None)
 }
 
 /// The namespace under which the store keeps the object's values: empty for cluster-scoped resources (HPA asks
@@ -135,11 +196,12 @@ impl ListItems for V1Beta1 {
     }
 
     fn item(&self, index: usize) -> MetricValueV1Beta1<'_> {
-        let (name, metric, sample) = &self.0.found.items[index];
+        let (name, metric, sample, window) = &self.0.found.items[index];
         MetricValueV1Beta1 {
             described_object: self.0.object(name),
             metric_name: metric,
             timestamp: Timestamp(sample.timestamp_millis),
+            window_seconds: *window,
             value: sample.value,
             selector: self.0.selector.as_deref(),
         }
@@ -154,11 +216,12 @@ impl ListItems for V1Beta2 {
     }
 
     fn item(&self, index: usize) -> MetricValueV1Beta2<'_> {
-        let (name, metric, sample) = &self.0.found.items[index];
+        let (name, metric, sample, window) = &self.0.found.items[index];
         MetricValueV1Beta2 {
             described_object: self.0.object(name),
             metric: MetricIdentifier { name: metric, selector: self.0.selector.as_deref() },
             timestamp: Timestamp(sample.timestamp_millis),
+            window_seconds: *window,
             value: sample.value,
         }
     }

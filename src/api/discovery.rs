@@ -1,7 +1,10 @@
 //! Discovery documents: `/apis`, the groups, and the group-versions' resource lists, built from what the store
 //! holds (docs/wire-contract.md §1.2, §10 items 2-4).
 
+use std::collections::BTreeSet;
+
 use super::group_versions::{self, CustomVersion, EXTERNAL_V1BETA1, GROUPS, GroupVersion};
+use super::rates;
 use super::types::{ApiGroup, ApiGroupList, ApiResource, ApiResourceList, GroupVersionForDiscovery};
 use crate::store::{MetricStore, StoreError};
 
@@ -53,12 +56,21 @@ pub async fn custom_resources(
     version: CustomVersion,
     limit: usize,
 ) -> Result<ApiResourceList, StoreError> {
-    let mut resources: Vec<ApiResource> = store
-        .list_custom_metrics()
-        .await?
+    // Each counter metric's rate is listed beside it (docs/wire-contract.md §4.6); a name both stored and a rate is
+    // listed once.
+    let mut listed: BTreeSet<(String, String, bool)> = BTreeSet::new();
+    for m in store.list_custom_metrics().await? {
+        if m.counter {
+            listed.insert((m.resource.clone(), rates::rate_name(&m.metric), m.namespaced));
+        }
+        listed.insert((m.resource, m.metric, m.namespaced));
+    }
+    let mut resources: Vec<ApiResource> = listed
         .into_iter()
         .take(limit)
-        .map(|m| resource(format!("{}/{}", m.resource, m.metric), m.namespaced, "MetricValueList"))
+        .map(|(resource_name, metric, namespaced)| {
+            resource(format!("{resource_name}/{metric}"), namespaced, "MetricValueList")
+        })
         .collect();
     if resources.is_empty() {
         resources.push(resource(CUSTOM_PLACEHOLDER.to_string(), false, "MetricValueList"));
@@ -73,13 +85,10 @@ pub async fn custom_resources(
 
 /// `GET /apis/external.metrics.k8s.io/v1beta1`: one entry per stored external metric name, at most `limit`.
 pub async fn external_resources(store: &dyn MetricStore, limit: usize) -> Result<ApiResourceList, StoreError> {
-    let mut resources: Vec<ApiResource> = store
-        .list_external_metrics()
-        .await?
-        .into_iter()
-        .take(limit)
-        .map(|name| resource(name, true, "ExternalMetricValueList"))
-        .collect();
+    let mut listed: BTreeSet<String> = store.list_external_metrics().await?.into_iter().collect();
+    listed.extend(store.list_external_counters().await?.iter().map(|metric| rates::rate_name(metric)));
+    let mut resources: Vec<ApiResource> =
+        listed.into_iter().take(limit).map(|name| resource(name, true, "ExternalMetricValueList")).collect();
     if resources.is_empty() {
         resources.push(resource(EXTERNAL_PLACEHOLDER.to_string(), true, "ExternalMetricValueList"));
     }

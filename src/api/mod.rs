@@ -10,6 +10,7 @@ pub mod flags;
 pub mod group_versions;
 pub mod list;
 pub mod openapi;
+pub mod rates;
 pub mod route;
 pub mod types;
 

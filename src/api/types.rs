@@ -50,6 +50,9 @@ pub struct MetricValueV1Beta1<'a> {
     #[serde(rename = "metricName")]
     pub metric_name: &'a str,
     pub timestamp: Timestamp,
+    /// The span a rate was computed over (docs/wire-contract.md §4.6); absent for stored values.
+    #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
     pub value: Quantity,
     /// Always present: `null` without a metric selector. The `LabelSelector`, serialized once for all items.
     pub selector: Option<&'a RawValue>,
@@ -70,6 +73,9 @@ pub struct MetricValueV1Beta2<'a> {
     pub described_object: ObjectReference<'a>,
     pub metric: MetricIdentifier<'a>,
     pub timestamp: Timestamp,
+    /// The span a rate was computed over (docs/wire-contract.md §4.6); absent for stored values.
+    #[serde(rename = "windowSeconds", skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
     pub value: Quantity,
 }
 
@@ -82,6 +88,9 @@ pub struct ExternalMetricValue<'a> {
     #[serde(rename = "metricLabels")]
     pub metric_labels: BTreeMap<&'a str, &'a str>,
     pub timestamp: Timestamp,
+    /// The span a rate was computed over (docs/wire-contract.md §4.6); absent for stored values.
+    #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
     pub value: Quantity,
 }
 

@@ -802,7 +802,12 @@ mod tests {
     }
 
     fn one() -> SampleWrite {
-        SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None }
+        SampleWrite {
+            value: Quantity::parse("1").unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl: None,
+            kind: Default::default(),
+        }
     }
 
     fn service<'a>(name: &'a str, metric: &'a str) -> CustomSeriesId<'a> {
@@ -942,7 +947,12 @@ mod tests {
         server.add_object(PODS, "default", "web-1", &[]);
         server.add_object(NAMESPACES, "", "default", &[]);
         let store = Arc::new(MemoryStore::new(Default::default()));
-        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let one = || SampleWrite {
+            value: Quantity::parse("1").unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl: None,
+            kind: Default::default(),
+        };
         let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
         let namespace = |name| CustomSeriesId { resource: "namespaces", namespace: "", name, metric: "m" };
         for id in [pod("web-1"), pod("ghost"), CustomSeriesId { metric: "n", ..pod("ghost") }] {
@@ -988,7 +998,12 @@ mod tests {
         let server = FakeApiServer::start().await;
         server.add_object(PODS, "default", "web-1", &[]);
         let store = Arc::new(MemoryStore::new(Default::default()));
-        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let one = || SampleWrite {
+            value: Quantity::parse("1").unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl: None,
+            kind: Default::default(),
+        };
         let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
         store.put_custom(pod("web-1"), one()).await.unwrap();
         let (index, _guard) = WatchLabelIndex::start(
@@ -1048,7 +1063,12 @@ mod tests {
             Arc::new(store)
         };
         let (a, b) = (replica().await, replica().await);
-        let one = || SampleWrite { value: Quantity::parse("1").unwrap(), labels: SeriesLabels::empty(), ttl: None };
+        let one = || SampleWrite {
+            value: Quantity::parse("1").unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl: None,
+            kind: Default::default(),
+        };
         let pod = |name| CustomSeriesId { resource: "pods", namespace: "default", name, metric: "m" };
         a.put_custom(pod("web-1"), one()).await.unwrap();
         a.put_custom(pod("ghost"), one()).await.unwrap();

@@ -21,8 +21,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
-    FastMap, Ingest, ResolvedCustom, Series, WriteGate, WriteTarget, parse_body, parse_ttl, validate_metric_name,
-    validate_namespace, validate_object_name,
+    FastMap, Ingest, ResolvedCustom, Series, WriteGate, WriteTarget, parse_body, parse_kind, parse_ttl,
+    validate_metric_name, validate_namespace, validate_object_name,
 };
 use crate::auth;
 use crate::clock::{Clock, SystemClock};
@@ -30,7 +30,7 @@ use crate::cluster::MapperError;
 use crate::quantity::Quantity;
 use crate::response::{self, BatchCause, HttpResponse, RequestError};
 use crate::selector::{parse_labels_map, validate_label_key, validate_label_value_for_key};
-use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesLabels};
+use crate::store::{CustomSeriesId, Put, Sample, SampleWrite, SeriesKind, SeriesLabels};
 
 /// The path of batch writes: the custom write prefix without anything after it.
 pub const BATCH_PATH: &str = "/write-metrics";
@@ -65,6 +65,8 @@ pub struct BatchItem<'a> {
     pub labels: SeriesLabels,
     /// The item's `ttl`, if any.
     pub ttl: Option<Duration>,
+    /// The item's `kind` (`gauge` unless given).
+    pub kind: SeriesKind,
 }
 
 /// Each item of a batch, or the causes that refuse it.
@@ -167,6 +169,8 @@ struct RawItem<'a> {
     labels: Option<&'a RawValue>,
     #[serde(borrow, default)]
     ttl: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    kind: Option<&'a RawValue>,
 }
 
 /// Collects the causes of one item.
@@ -249,6 +253,7 @@ fn parse_item(index: usize, raw: &RawValue) -> Result<BatchItem<'_>, Vec<BatchCa
     let value = causes.take("value", item.value, true, |raw| parse_body(raw.get().as_bytes()));
     let labels = causes.take("labels", item.labels, false, labels_field).unwrap_or_default();
     let ttl = causes.take("ttl", item.ttl, false, ttl_field);
+    let kind = causes.take("kind", item.kind, false, kind_field).unwrap_or_default();
     if !causes.causes.is_empty() {
         return Err(causes.causes);
     }
@@ -261,7 +266,7 @@ fn parse_item(index: usize, raw: &RawValue) -> Result<BatchItem<'_>, Vec<BatchCa
         _ => return Err(incomplete(causes)),
     };
     match value {
-        Some(value) => Ok(BatchItem { target, value, labels, ttl }),
+        Some(value) => Ok(BatchItem { target, value, labels, ttl, kind }),
         None => Err(incomplete(causes)),
     }
 }
@@ -306,6 +311,12 @@ fn labels_field(raw: &RawValue) -> Result<SeriesLabels, RequestError> {
         map
     };
     Ok(SeriesLabels::from_map(map))
+}
+
+/// `kind`: `"gauge"` or `"counter"`, as the single write's `kind` parameter.
+fn kind_field(raw: &RawValue) -> Result<SeriesKind, RequestError> {
+    let text = string_field(raw)?;
+    parse_kind(&text).map_err(RequestError::BadBatchItem)
 }
 
 /// `ttl`: a duration string (`"30s"`, `"1h30m"`) or a number of seconds, as the single write's `ttl`.
@@ -508,8 +519,12 @@ impl Ingest {
                     labels: item.labels.clone(),
                 },
             };
-            let write =
-                SampleWrite { value: item.value, labels: item.labels.clone(), ttl: item.ttl.or(self.default_ttl) };
+            let write = SampleWrite {
+                value: item.value,
+                labels: item.labels.clone(),
+                ttl: item.ttl.or(self.default_ttl),
+                kind: item.kind,
+            };
             ready.push(Ready { index, series, write });
         }
         ready
@@ -625,9 +640,12 @@ impl Ingest {
                 _ => Err(()),
             });
             match (before, ttl) {
-                (Some(sample), Some(Ok(ttl))) => {
-                    restores.push(series.put(SampleWrite { value: sample.value, labels: sample.labels, ttl }))
-                }
+                (Some(sample), Some(Ok(ttl))) => restores.push(series.put(SampleWrite {
+                    value: sample.value,
+                    labels: sample.labels,
+                    ttl,
+                    kind: sample.kind,
+                })),
                 // Created by the batch, or expired since: removed.
                 _ => {
                     let deleted = match series {

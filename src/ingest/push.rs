@@ -19,7 +19,7 @@ use base64::Engine;
 use http::{Method, StatusCode, header};
 
 use super::batch::{Ready, SeriesKey, authorize_series};
-use super::exposition::{self, ParseError, PushedSample};
+use super::exposition::{self, Kind, ParseError, PushedSample};
 use super::{FastMap, FastSet, Ingest, WriteGate, validate_metric_name, validate_namespace, validate_object_name};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::MapperError;
@@ -27,7 +27,7 @@ use crate::path::decode_segments;
 use crate::quantity::Quantity;
 use crate::response::{self, BatchCause, HttpResponse, RequestError};
 use crate::selector::{validate_label_key, validate_label_value_for_key};
-use crate::store::{CustomSeriesId, SampleWrite, SeriesLabels};
+use crate::store::{CustomSeriesId, SampleWrite, SeriesKind, SeriesLabels};
 
 /// What every push path starts with: the route table's prefix check. `/metrics` alone is the scrape endpoint.
 pub const PUSH_PREFIX: &str = "/metrics/job";
@@ -199,6 +199,9 @@ pub struct MappedSample<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
     /// The value.
     pub value: Quantity,
+    /// A counter family's samples are counters (their rate is served, docs/wire-contract.md §4.6); every other
+    /// type's are gauges.
+    pub kind: SeriesKind,
 }
 
 /// Maps one sample (docs/wire-contract.md §4.5): its labels and the grouping key's together, empty values dropped;
@@ -263,7 +266,8 @@ pub fn map_sample<'a>(
             .map_err(|e| format!("label {name}={value:?} cannot be stored: metric labels must be Kubernetes labels, which the read API selects on: {e}"))?;
     }
     let value = to_quantity(sample.value)?;
-    Ok(MappedSample { family: &sample.family, namespace, object, metric: &sample.name, labels, value })
+    let kind = if sample.kind == Kind::Counter { SeriesKind::Counter } else { SeriesKind::Gauge };
+    Ok(MappedSample { family: &sample.family, namespace, object, metric: &sample.name, labels, value, kind })
 }
 
 /// A finite float as an exact quantity: its shortest decimal form, which reads back as the same float.
@@ -746,7 +750,8 @@ impl Ingest {
                 continue;
             }
             first_of.insert(series.clone(), *index);
-            let write = SampleWrite { value: sample.value, labels: labels.clone(), ttl: self.default_ttl };
+            let write =
+                SampleWrite { value: sample.value, labels: labels.clone(), ttl: self.default_ttl, kind: sample.kind };
             ready.push(Ready { index: *index, series, write });
         }
         if !causes.is_empty() {
@@ -850,7 +855,7 @@ fn push_refused(total: usize, names: &[String], mut causes: Vec<(usize, BatchCau
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::exposition::{Kind, parse_text};
+    use crate::ingest::exposition::parse_text;
 
     fn key(path: &str) -> GroupingKey {
         parse_grouping_key(path).unwrap()
@@ -1085,7 +1090,7 @@ mod tests {
         }
     }
 
-    use crate::store::{CustomMetricDescriptor, MetricStore, Sample, StoreError};
+    use crate::store::{CustomMetricDescriptor, MetricStore, Recent, Sample, StoreError};
 
     #[async_trait::async_trait]
     impl MetricStore for FailingDeletes {
@@ -1144,6 +1149,24 @@ mod tests {
             limit: usize,
         ) -> Result<Vec<crate::store::StoredSeries>, StoreError> {
             self.inner.series_page(filter, after, limit).await
+        }
+
+        async fn list_external_counters(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.list_external_counters().await
+        }
+
+        async fn recent_custom(
+            &self,
+            r: &str,
+            n: &str,
+            m: &str,
+            names: &[String],
+        ) -> Result<Vec<(String, Recent)>, StoreError> {
+            self.inner.recent_custom(r, n, m, names).await
+        }
+
+        async fn recent_external(&self, n: &str, m: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError> {
+            self.inner.recent_external(n, m).await
         }
         async fn health(&self) -> Result<(), StoreError> {
             self.inner.health().await

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesFilter, SeriesLabels,
-    SeriesPosition, StoreError,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, RateLimits, Sample, SampleWrite, SeriesFilter,
+    SeriesKind, SeriesLabels, SeriesPosition, StoreError, history,
 };
 use crate::clock::{Clock, ManualClock};
 use crate::quantity::Quantity;
@@ -61,6 +61,10 @@ macro_rules! store_conformance {
                 put_many_applies_each_write_on_its_own_in_order,
                 a_healthy_store_says_so,
                 series_pages_list_every_live_series_once_in_order,
+                a_counter_keeps_its_samples_within_the_rate_window,
+                a_gauge_keeps_its_last_values_for_the_sparkline,
+                the_kind_is_replaced_by_a_later_write_and_discovery_knows_counters,
+                the_history_is_accounted_and_released,
             );
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_writers_lose_nothing_and_count_exactly() {
@@ -86,7 +90,7 @@ async fn subject<S: Subject>(limits: Limits) -> (S, ManualClock) {
 }
 
 fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
-    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl }
+    SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl, kind: SeriesKind::Gauge }
 }
 
 fn labelled(value: &str, pairs: &[(&str, &str)]) -> SampleWrite {
@@ -207,7 +211,7 @@ pub async fn an_expired_value_is_absent_from_every_read<S: Subject>() {
     assert!(store.custom_objects("namespaces").await.unwrap().is_empty());
     assert!(store.list_external("default", "e").await.unwrap().is_empty());
     assert!(store.list_external_metrics().await.unwrap().is_empty());
-    let pods = CustomMetricDescriptor { resource: "pods".into(), metric: "m".into(), namespaced: true };
+    let pods = CustomMetricDescriptor { resource: "pods".into(), metric: "m".into(), namespaced: true, counter: false };
     assert_eq!(store.list_custom_metrics().await.unwrap(), [pods]);
     assert!(!store.delete_custom(pod("a")).await.unwrap(), "deleting an expired value reports nothing deleted");
     assert!(!store.delete_external("default", "e", &SeriesLabels::empty()).await.unwrap());
@@ -306,6 +310,7 @@ pub async fn listings_and_discovery_are_sorted_and_live_only<S: Subject>() {
         resource: resource.into(),
         metric: metric.into(),
         namespaced,
+        counter: false,
     };
     assert_eq!(
         store.list_custom_metrics().await.unwrap(),
@@ -659,4 +664,169 @@ pub async fn series_pages_list_every_live_series_once_in_order<S: Subject>() {
     assert_eq!(filtered, ["queue=5", "queue=6", "qps=3", "qps=2"]);
     let nowhere = SeriesFilter { namespace: Some("c".into()), metric_contains: None };
     assert!(store.series_page(&nowhere, None, 100).await.unwrap().is_empty());
+}
+
+fn counter(value: &str) -> SampleWrite {
+    SampleWrite { kind: SeriesKind::Counter, ..write(value, None) }
+}
+
+/// The values of a series' recent samples.
+fn recent_values(recent: &super::Recent) -> Vec<f64> {
+    recent.samples.iter().map(|&(_, v)| v).collect()
+}
+
+/// A counter keeps the samples written within `--rate-window` (at most `--rate-max-samples`), each at the time the
+/// store stamped it, and a read gives those within the window before the read (docs/architecture.md §9, "History").
+pub async fn a_counter_keeps_its_samples_within_the_rate_window<S: Subject>() {
+    let rates = RateLimits { window: Duration::from_secs(60), max_samples: 6 };
+    let (store, clock) = subject::<S>(Limits { rates, ..Limits::default() }).await;
+    let names = ["a".to_string(), "b".to_string(), "gone".to_string()];
+    for i in 0..5 {
+        store.put_custom(pod("a"), counter(&(i * 30).to_string())).await.unwrap();
+        store
+            .put_external(
+                "default",
+                "e",
+                SampleWrite { labels: labels(&[("q", "x")]), ..counter(&(i * 3).to_string()) },
+            )
+            .await
+            .unwrap();
+        if i < 4 {
+            clock.advance(15_000);
+        }
+    }
+    store.put_custom(pod("b"), counter("7")).await.unwrap();
+    let recent = store.recent_custom("pods", "default", "m", &names).await.unwrap();
+    assert_eq!(recent.len(), 2, "absent series are skipped");
+    let (name, a) = &recent[0];
+    assert_eq!((name.as_str(), a.kind), ("a", SeriesKind::Counter));
+    assert_eq!(recent_values(a), [0.0, 30.0, 60.0, 90.0, 120.0]);
+    let times: Vec<i64> = a.samples.iter().map(|&(t, _)| t - START).collect();
+    assert_eq!(times, [0, 15_000, 30_000, 45_000, 60_000], "stamped by the store's clock");
+    let rate = history::rate(&a.samples).unwrap();
+    assert_eq!((rate.per_second, rate.span_millis), (2.0, 60_000));
+    assert_eq!(recent_values(&recent[1].1), [7.0], "one write: one sample, no rate");
+    assert_eq!(history::rate(&recent[1].1.samples), None);
+    let external = store.recent_external("default", "e").await.unwrap();
+    assert_eq!(external.len(), 1);
+    assert_eq!(external[0].0, labels(&[("q", "x")]));
+    assert_eq!(recent_values(&external[0].1), [0.0, 3.0, 6.0, 9.0, 12.0]);
+    // Half a window later, only the samples within the window before the read count.
+    clock.advance(30_000);
+    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
+    assert_eq!(recent_values(&recent[0].1), [60.0, 90.0, 120.0]);
+    // A reset: the counter restarted from 0. Past the window the older samples are gone for good.
+    store.put_custom(pod("a"), counter("10")).await.unwrap();
+    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
+    assert_eq!(recent_values(&recent[0].1), [60.0, 90.0, 120.0, 10.0]);
+    let rate = history::rate(&recent[0].1.samples).unwrap();
+    assert_eq!(rate.per_second * (rate.span_millis as f64 / 1000.0), 120.0 - 60.0 + 10.0);
+    // At most max_samples, the latest included.
+    for i in 0..10 {
+        clock.advance(1_000);
+        store.put_custom(pod("a"), counter(&(20 + i).to_string())).await.unwrap();
+    }
+    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
+    assert_eq!(recent_values(&recent[0].1), [24.0, 25.0, 26.0, 27.0, 28.0, 29.0]);
+    // A counter whose latest sample left the window has no recent samples.
+    clock.advance(61_000);
+    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
+    assert!(recent[0].1.samples.is_empty(), "{recent:?}");
+    assert!(store.get_custom(pod("a")).await.unwrap().is_some(), "the value itself is still served");
+}
+
+/// Every series keeps its last `SPARKLINE_VALUES` values for the status page, whatever their age.
+pub async fn a_gauge_keeps_its_last_values_for_the_sparkline<S: Subject>() {
+    let (store, clock) = subject::<S>(Limits::default()).await;
+    for i in 0..12 {
+        store.put_custom(pod("a"), write(&i.to_string(), None)).await.unwrap();
+        store.put_external("default", "e", write(&format!("{i}500m"), None)).await.unwrap();
+        clock.advance(3_600_000);
+    }
+    let recent = store.recent_custom("pods", "default", "m", &["a".to_string()]).await.unwrap();
+    assert_eq!(recent[0].1.kind, SeriesKind::Gauge);
+    assert_eq!(recent_values(&recent[0].1), [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
+    assert_eq!(recent[0].1.samples.len(), history::SPARKLINE_VALUES);
+    let times: Vec<i64> = recent[0].1.samples.iter().map(|&(t, _)| (t - START) / 3_600_000).collect();
+    assert_eq!(times, [4, 5, 6, 7, 8, 9, 10, 11]);
+    let external = store.recent_external("default", "e").await.unwrap();
+    assert_eq!(recent_values(&external[0].1), [4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5]);
+    assert!(store.recent_external("default", "nothing").await.unwrap().is_empty());
+    // Expired series have no recent values.
+    store.put_custom(pod("short"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
+    clock.advance(1_000);
+    assert!(store.recent_custom("pods", "default", "m", &["short".to_string()]).await.unwrap().is_empty());
+}
+
+/// A write's kind replaces the series' kind, as its labels are replaced; the history starts again on a change.
+/// Discovery says which metrics have counters.
+pub async fn the_kind_is_replaced_by_a_later_write_and_discovery_knows_counters<S: Subject>() {
+    let (store, clock) = subject::<S>(Limits::default()).await;
+    let a = || vec!["a".to_string()];
+    for value in ["1", "2", "3"] {
+        store.put_custom(pod("a"), write(value, None)).await.unwrap();
+        clock.advance(1_000);
+    }
+    store.put_external("default", "g", write("1", None)).await.unwrap();
+    let listed = store.list_custom_metrics().await.unwrap();
+    assert!(!listed[0].counter);
+    assert!(store.list_external_counters().await.unwrap().is_empty());
+    store.put_custom(pod("a"), counter("10")).await.unwrap();
+    assert_eq!(store.get_custom(pod("a")).await.unwrap().map(|s| s.kind), Some(SeriesKind::Counter));
+    let recent = store.recent_custom("pods", "default", "m", &a()).await.unwrap();
+    assert_eq!(
+        (recent[0].1.kind, recent_values(&recent[0].1)),
+        (SeriesKind::Counter, vec![10.0]),
+        "gauge values dropped"
+    );
+    store.put_external("default", "c", counter("1")).await.unwrap();
+    store
+        .put_external("default", "c", SampleWrite { labels: labels(&[("k", "v")]), ..write("1", None) })
+        .await
+        .unwrap();
+    assert!(store.list_custom_metrics().await.unwrap()[0].counter);
+    assert_eq!(store.list_external_counters().await.unwrap(), ["c"]);
+    assert_eq!(store.list_external_metrics().await.unwrap(), ["c", "g"]);
+    let kinds: Vec<SeriesKind> = store.list_external("default", "c").await.unwrap().iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, [SeriesKind::Counter, SeriesKind::Gauge]);
+    // A gauge write turns the counter back into a gauge.
+    clock.advance(1_000);
+    store.put_custom(pod("a"), write("4", None)).await.unwrap();
+    let recent = store.recent_custom("pods", "default", "m", &a()).await.unwrap();
+    assert_eq!((recent[0].1.kind, recent_values(&recent[0].1)), (SeriesKind::Gauge, vec![4.0]));
+    assert!(!store.list_custom_metrics().await.unwrap()[0].counter);
+    assert!(store.delete_external("default", "c", &SeriesLabels::empty()).await.unwrap());
+    assert!(store.list_external_counters().await.unwrap().is_empty(), "the last counter of c is gone");
+    // put_many carries the kind and gives back the replaced sample's.
+    let replaced = store.put_many(vec![Put::Custom(pod("a"), counter("5"))]).await;
+    assert_eq!(replaced[0].as_ref().unwrap().as_ref().map(|s| s.kind), Some(SeriesKind::Gauge));
+    assert_eq!(store.get_custom(pod("a")).await.unwrap().map(|s| s.kind), Some(SeriesKind::Counter));
+}
+
+/// The history counts against `--max-store-bytes`: a write whose history would not fit is refused and changes
+/// nothing; deletes and expiry give its bytes back.
+pub async fn the_history_is_accounted_and_released<S: Subject>() {
+    let (store, clock) = subject::<S>(Limits::default()).await;
+    store.put_custom(pod("a"), counter("1")).await.unwrap();
+    let one = store.bytes_used();
+    clock.advance(1_000);
+    store.put_custom(pod("a"), counter("2")).await.unwrap();
+    let two = store.bytes_used();
+    assert!(two > one, "the second write allocates the history: {one} -> {two}");
+    store.put_custom(pod("g"), write("1", Some(Duration::from_secs(10)))).await.unwrap();
+    clock.advance(1_000);
+    store.put_custom(pod("g"), write("2", Some(Duration::from_secs(10)))).await.unwrap();
+    assert!(store.delete_custom(pod("a")).await.unwrap());
+    clock.advance(10_000);
+    store.purge().await;
+    assert_eq!((store.series_count(), store.bytes_used()), (0, 0));
+
+    // A budget that holds the series but not its history refuses the second write and keeps the first value.
+    let (store, clock) = subject::<S>(Limits { max_store_bytes: one, ..Limits::default() }).await;
+    store.put_custom(pod("a"), counter("1")).await.unwrap();
+    clock.advance(1_000);
+    let refused = store.put_custom(pod("a"), counter("2")).await;
+    assert!(matches!(refused, Err(StoreError::StoreBytesLimit { .. })), "{refused:?}");
+    assert_eq!(value(store.get_custom(pod("a")).await.unwrap()).as_deref(), Some("1"));
+    assert_eq!(store.bytes_used(), one);
 }

@@ -10,7 +10,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::redis::{CaBundle, Password, RedisOptions};
-use super::{Backend, Limits};
+use super::{Backend, Limits, RateLimits};
 use crate::duration::parse_duration;
 
 /// The environment variable that may carry the Redis password, so that it never has to sit in a flag.
@@ -69,6 +69,35 @@ pub struct StoreFlags {
     /// 403 [default: half the container's memory limit (cgroup), else 268435456 (256 MiB)].
     #[arg(long, env = "CUSTOM_METRICS_MAX_STORE_BYTES")]
     pub max_store_bytes: Option<usize>,
+
+    /// How far back a counter's samples are kept, and the span its rate (`x_per_second`) is computed over
+    /// (docs/wire-contract.md §4.6); more than 0.
+    #[arg(long, env = "CUSTOM_METRICS_RATE_WINDOW", default_value = "2m", value_parser = parse_rate_window)]
+    pub rate_window: Duration,
+
+    /// Samples one counter series keeps at most, its latest value included (16 bytes each, counted in
+    /// --max-store-bytes); a counter written more often keeps only its latest ones, so its rate spans less than
+    /// --rate-window. At least 2.
+    #[arg(long, env = "CUSTOM_METRICS_RATE_MAX_SAMPLES", default_value_t = RateLimits::default().max_samples, value_parser = parse_rate_max_samples)]
+    pub rate_max_samples: usize,
+}
+
+/// `--rate-window`: a duration above 0 (a rate needs a span).
+fn parse_rate_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    if window < Duration::from_millis(1) {
+        return Err("the rate window must be at least 1ms (2m is the default)".into());
+    }
+    Ok(window)
+}
+
+/// `--rate-max-samples`: at least 2 (a rate needs two samples).
+fn parse_rate_max_samples(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(samples) if samples >= 2 => Ok(samples),
+        Ok(_) => Err("a rate needs two samples: give at least 2".into()),
+        Err(e) => Err(format!("{text:?} is not a number of samples: {e}")),
+    }
 }
 
 impl StoreFlags {
@@ -79,6 +108,7 @@ impl StoreFlags {
             max_labels_per_series: self.max_labels_per_series,
             max_label_bytes_per_series: self.max_label_bytes_per_series,
             max_store_bytes: self.max_store_bytes.unwrap_or_else(super::budget::default_max_store_bytes),
+            rates: RateLimits { window: self.rate_window, max_samples: self.rate_max_samples },
         }
     }
 
@@ -265,6 +295,20 @@ mod tests {
     fn parse(args: &[&str], env: Option<&str>) -> Result<Backend, StoreConfigError> {
         let flags = Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap().store;
         flags.backend_with(env.map(str::to_string))
+    }
+
+    #[test]
+    fn the_rate_flags_bound_counters_histories() {
+        let limits = |args: &[&str]| {
+            Test::try_parse_from(std::iter::once("test").chain(args.iter().copied())).map(|t| t.store.limits().rates)
+        };
+        assert_eq!(limits(&[]).unwrap(), RateLimits { window: Duration::from_secs(120), max_samples: 64 });
+        let set = limits(&["--rate-window=30s", "--rate-max-samples=10"]).unwrap();
+        assert_eq!(set, RateLimits { window: Duration::from_secs(30), max_samples: 10 });
+        for bad in ["--rate-window=0", "--rate-window=soon", "--rate-max-samples=1", "--rate-max-samples=x"] {
+            let error = limits(&[bad]).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains(bad.split('=').next().unwrap()), "{bad}: {error}");
+        }
     }
 
     fn redis(backend: Backend) -> RedisOptions {

@@ -36,11 +36,14 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::history::{History, quantity_f64};
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Sample, SampleWrite, SeriesFilter, SeriesLabels,
-    SeriesPosition, StoreError, StoreStats, StoredSeries, check_custom_id, check_external_id, check_labels,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MetricStore, Put, Recent, Sample, SampleWrite, SeriesFilter,
+    SeriesKind, SeriesLabels, SeriesPosition, StoreError, StoreStats, StoredSeries, check_custom_id, check_external_id,
+    check_labels,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::quantity::Quantity;
 
 /// Separates the parts of a group key; no part (resource, namespace, metric name) may contain it.
 const KEY_SEPARATOR: char = '/';
@@ -116,8 +119,74 @@ impl SeriesKey for SeriesLabels {
 }
 
 /// The accounted bytes of one stored series.
-fn series_bytes<K: SeriesKey>(key: &K, sample: &Sample) -> usize {
-    SERIES_BYTES + key.bytes() + labels_bytes(&sample.labels) + deadline_bytes(sample.expires_at_millis)
+fn series_bytes<K: SeriesKey>(key: &K, stored: &Stored) -> usize {
+    SERIES_BYTES
+        + key.bytes()
+        + labels_bytes(&stored.labels)
+        + deadline_bytes(stored.expires_at_millis)
+        + stored.history.bytes()
+}
+
+/// One series as its group's map keeps it: the latest [`Sample`]'s parts and the history before it (80 bytes,
+/// 16 more than a sample without kind and history; docs/architecture.md §9, "History").
+struct Stored {
+    value: Quantity,
+    timestamp_millis: i64,
+    expires_at_millis: i64,
+    labels: SeriesLabels,
+    history: History,
+    kind: SeriesKind,
+}
+
+impl Stored {
+    fn new(sample: Sample) -> Self {
+        let Sample { value, timestamp_millis, expires_at_millis, labels, kind } = sample;
+        Stored { value, timestamp_millis, expires_at_millis, labels, history: History::default(), kind }
+    }
+
+    fn is_live(&self, now_millis: i64) -> bool {
+        now_millis < self.expires_at_millis
+    }
+
+    fn sample(&self) -> Sample {
+        Sample {
+            value: self.value,
+            timestamp_millis: self.timestamp_millis,
+            expires_at_millis: self.expires_at_millis,
+            labels: self.labels.clone(),
+            kind: self.kind,
+        }
+    }
+
+    /// The series' recent values at `now`.
+    fn recent(&self, now: i64, limits: &Limits) -> Recent {
+        let latest = (self.timestamp_millis, quantity_f64(&self.value));
+        Recent { kind: self.kind, samples: self.history.recent(self.kind, latest, now, &limits.rates) }
+    }
+
+    /// The bytes the history will account for once `sample` replaced the latest value.
+    fn history_bytes_after(&self, sample: &Sample, limits: &Limits) -> usize {
+        self.history.bytes_after(
+            (self.kind, self.timestamp_millis),
+            sample.kind,
+            sample.timestamp_millis,
+            &limits.rates,
+        )
+    }
+
+    /// Replaces the latest value with `sample`, which the history keeps; gives the replaced one.
+    fn replace(&mut self, sample: Sample, limits: &Limits) -> Sample {
+        let before = (self.kind, self.timestamp_millis, quantity_f64(&self.value));
+        self.history.push(before, sample.kind, sample.timestamp_millis, &limits.rates);
+        let Sample { value, timestamp_millis, expires_at_millis, labels, kind } = sample;
+        Sample {
+            value: std::mem::replace(&mut self.value, value),
+            timestamp_millis: std::mem::replace(&mut self.timestamp_millis, timestamp_millis),
+            expires_at_millis: std::mem::replace(&mut self.expires_at_millis, expires_at_millis),
+            labels: std::mem::replace(&mut self.labels, labels),
+            kind: std::mem::replace(&mut self.kind, kind),
+        }
+    }
 }
 
 /// The in-memory [`MetricStore`]. Clones share the same data.
@@ -175,6 +244,8 @@ struct Pair {
     series: AtomicUsize,
     /// Of which without a deadline.
     immortal: AtomicUsize,
+    /// Of which counters (discovery lists their rates).
+    counters: AtomicUsize,
     /// The latest deadline any write gave one of its series. It only grows: a value overwritten with a shorter TTL
     /// or deleted can leave it later than every remaining deadline, until the purge drops the expired series and
     /// with them the entry (see [`MetricStore::list_custom_metrics`]).
@@ -188,6 +259,7 @@ impl Pair {
         Pair {
             series: AtomicUsize::new(0),
             immortal: AtomicUsize::new(0),
+            counters: AtomicUsize::new(0),
             max_deadline: AtomicI64::new(i64::MIN),
             metric: metric.into(),
         }
@@ -196,6 +268,25 @@ impl Pair {
     fn is_live(&self, now: i64) -> bool {
         self.series.load(Ordering::Acquire) > 0
             && (self.immortal.load(Ordering::Acquire) > 0 || self.max_deadline.load(Ordering::Acquire) > now)
+    }
+
+    /// Whether it is live and one of its series is a counter.
+    fn has_counters(&self, now: i64) -> bool {
+        self.counters.load(Ordering::Acquire) > 0 && self.is_live(now)
+    }
+
+    /// A series' kind went from `old` (`None`: the series is new, or was removed when `new` is `None`) to `new`.
+    fn kind(&self, old: Option<SeriesKind>, new: Option<SeriesKind>) {
+        let counter = |kind: Option<SeriesKind>| kind == Some(SeriesKind::Counter);
+        match (counter(old), counter(new)) {
+            (false, true) => {
+                self.counters.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.counters.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
     }
 
     /// A series' deadline went from `old` (`None`: the series is new) to `new`.
@@ -230,7 +321,7 @@ impl Pair {
 /// The series of one group, under the group's lock. Reads see the map (through `Deref`); only the store's own
 /// methods change it, so that the deadline set never drifts from it.
 struct Series<K> {
-    map: HashMap<K, Sample>,
+    map: HashMap<K, Stored>,
     /// (deadline, key) of every series whose deadline is not `i64::MAX`, in deadline order.
     deadlines: BTreeSet<(i64, K)>,
     /// This group's entry in [`Kind::wake`]: at or before every deadline in `deadlines`; `i64::MAX` when the group
@@ -239,7 +330,7 @@ struct Series<K> {
 }
 
 impl<K> Deref for Series<K> {
-    type Target = HashMap<K, Sample>;
+    type Target = HashMap<K, Stored>;
 
     fn deref(&self) -> &Self::Target {
         &self.map
@@ -415,11 +506,18 @@ impl Inner {
             let deadline = sample.expires_at_millis;
             if let Some((existing_key, existing)) = series.map.get_key_value(key) {
                 let old_deadline = existing.expires_at_millis;
+                let old_kind = existing.kind;
                 let len = series.deadlines.len();
                 let len_after = len + usize::from(old_deadline == i64::MAX && deadline != i64::MAX)
                     - usize::from(old_deadline != i64::MAX && deadline == i64::MAX);
-                let old = labels_bytes(&existing.labels) + deadline_bytes(old_deadline) + deadline_set_bytes(len);
-                let new = labels_bytes(&sample.labels) + deadline_bytes(deadline) + deadline_set_bytes(len_after);
+                let old = labels_bytes(&existing.labels)
+                    + deadline_bytes(old_deadline)
+                    + deadline_set_bytes(len)
+                    + existing.history.bytes();
+                let new = labels_bytes(&sample.labels)
+                    + deadline_bytes(deadline)
+                    + deadline_set_bytes(len_after)
+                    + existing.history_bytes_after(&sample, &self.limits);
                 if new > old {
                     self.reserve_bytes(new - old)?;
                 } else {
@@ -437,7 +535,8 @@ impl Inner {
                     }
                 }
                 group.pair.wrote(Some(old_deadline), deadline);
-                return Ok(series.map.get_mut(key).map(|existing| std::mem::replace(existing, sample)));
+                group.pair.kind(Some(old_kind), Some(sample.kind));
+                return Ok(series.map.get_mut(key).map(|existing| existing.replace(sample, &self.limits)));
             }
             self.reserve_series()?;
             let mut needed = SERIES_BYTES + key_bytes + labels_bytes(&sample.labels) + deadline_bytes(deadline);
@@ -449,12 +548,13 @@ impl Inner {
                 return Err(error);
             }
             group.pair.wrote(None, deadline);
+            group.pair.kind(None, Some(sample.kind));
             let key = make_key();
             if deadline != i64::MAX {
                 series.deadlines.insert((deadline, key.clone()));
                 self.schedule(kind, group_key, series, deadline);
             }
-            series.map.insert(key, sample);
+            series.map.insert(key, Stored::new(sample));
             Ok(None)
         };
         // Fast path: the group exists. The shard read guard is held while the group is written so that a group
@@ -493,10 +593,11 @@ impl Inner {
     }
 
     /// Accounts for the removal of one series.
-    fn removed<K: SeriesKey>(&self, pair: &Pair, key: &K, sample: &Sample) {
-        pair.removed(sample.expires_at_millis);
+    fn removed<K: SeriesKey>(&self, pair: &Pair, key: &K, stored: &Stored) {
+        pair.removed(stored.expires_at_millis);
+        pair.kind(Some(stored.kind), None);
         self.release_series(1);
-        self.release_bytes(series_bytes(key, sample));
+        self.release_bytes(series_bytes(key, stored));
     }
 
     /// Registers one more group of the custom entry (resource, metric, namespaced).
@@ -747,7 +848,7 @@ impl MetricStore for MemoryStore {
             return Ok(None);
         };
         let series = group.read();
-        Ok(series.get(id.name).filter(|s| s.is_live(now)).cloned())
+        Ok(series.get(id.name).filter(|s| s.is_live(now)).map(Stored::sample))
     }
 
     async fn list_custom_objects(
@@ -765,7 +866,7 @@ impl MetricStore for MemoryStore {
             .read()
             .iter()
             .filter(|(_, s)| s.is_live(now))
-            .map(|(name, s)| (name.to_string(), s.clone()))
+            .map(|(name, s)| (name.to_string(), s.sample()))
             .collect();
         items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(items)
@@ -788,7 +889,7 @@ impl MetricStore for MemoryStore {
             .iter()
             .filter_map(|name| {
                 let sample = series.get(name.as_str()).filter(|s| s.is_live(now))?;
-                Some((name.clone(), sample.clone()))
+                Some((name.clone(), sample.sample()))
             })
             .collect())
     }
@@ -812,7 +913,7 @@ impl MetricStore for MemoryStore {
                 continue;
             };
             if let Some(sample) = group.read().get(name).filter(|s| s.is_live(now)) {
-                items.push((metric.to_string(), sample.clone()));
+                items.push((metric.to_string(), sample.sample()));
             }
         }
         Ok(items)
@@ -824,10 +925,11 @@ impl MetricStore for MemoryStore {
         Ok(pairs
             .iter()
             .filter(|(_, (pair, _))| pair.is_live(now))
-            .map(|((resource, metric, namespaced), _)| CustomMetricDescriptor {
+            .map(|((resource, metric, namespaced), (pair, _))| CustomMetricDescriptor {
                 resource: resource.to_string(),
                 metric: metric.to_string(),
                 namespaced: *namespaced,
+                counter: pair.has_counters(now),
             })
             .collect())
     }
@@ -914,7 +1016,7 @@ impl MetricStore for MemoryStore {
             .read()
             .iter()
             .filter(|(_, s)| s.is_live(now))
-            .map(|(labels, s)| Sample { labels: labels.clone(), ..s.clone() })
+            .map(|(labels, s)| Sample { labels: labels.clone(), ..s.sample() })
             .collect();
         items.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(items)
@@ -975,7 +1077,7 @@ impl MetricStore for MemoryStore {
                     .filter(|(_, sample)| sample.is_live(now))
                     .map(|(name, sample)| StoredSeries {
                         position: position(name, SeriesLabels::empty()),
-                        sample: sample.clone(),
+                        sample: sample.sample(),
                     })
                     .filter(|stored| after.is_none_or(|a| &stored.position > a))
                     .collect()
@@ -987,7 +1089,7 @@ impl MetricStore for MemoryStore {
                     .filter(|(_, sample)| sample.is_live(now))
                     .map(|(labels, sample)| StoredSeries {
                         position: position("", labels.clone()),
-                        sample: Sample { labels: labels.clone(), ..sample.clone() },
+                        sample: Sample { labels: labels.clone(), ..sample.sample() },
                     })
                     .filter(|stored| after.is_none_or(|a| &stored.position > a))
                     .collect()
@@ -997,6 +1099,50 @@ impl MetricStore for MemoryStore {
             page.extend(found);
         }
         Ok(page)
+    }
+
+    async fn list_external_counters(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.inner.now();
+        let pairs = lock(&self.inner.external_pairs);
+        Ok(pairs.iter().filter(|(_, (pair, _))| pair.has_counters(now)).map(|(name, _)| name.to_string()).collect())
+    }
+
+    async fn recent_custom(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Recent)>, StoreError> {
+        let now = self.inner.now();
+        let group_key = custom_group_key(resource, namespace, metric);
+        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let series = group.read();
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                let stored = series.get(name.as_str()).filter(|s| s.is_live(now))?;
+                Some((name.clone(), stored.recent(now, &self.inner.limits)))
+            })
+            .collect())
+    }
+
+    async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError> {
+        let now = self.inner.now();
+        let group_key = external_group_key(namespace, metric);
+        let Some(group) = self.inner.external.groups.get(group_key.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let mut items: Vec<(SeriesLabels, Recent)> = group
+            .read()
+            .iter()
+            .filter(|(_, s)| s.is_live(now))
+            .map(|(labels, s)| (labels.clone(), s.recent(now, &self.inner.limits)))
+            .collect();
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(items)
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -1070,23 +1216,19 @@ impl MemoryStore {
         Ok(replaced.map(|sample| Sample { labels: key, ..sample }))
     }
 
-    /// The bytes that writing a custom value with these labels (and a deadline or not) would add to the accounting
-    /// now; 0 when it would shrink it.
-    pub(crate) fn custom_growth(&self, id: CustomSeriesId<'_>, labels: &SeriesLabels, deadline: bool) -> usize {
+    /// The bytes that `write` (its labels, a deadline or not, its kind) would add to the accounting now, the
+    /// history it would keep included (as if written after the latest value); 0 when it would shrink it.
+    pub(crate) fn custom_growth(&self, id: CustomSeriesId<'_>, write: &SampleWrite) -> usize {
         let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        self.inner.growth(&self.inner.custom, &group_key, id.name, id.name.len(), labels_bytes(labels), deadline)
+        let new = (labels_bytes(&write.labels), write.ttl.is_some(), write.kind);
+        self.inner.growth(&self.inner.custom, &group_key, id.name, id.name.len(), new)
     }
 
     /// [`Self::custom_growth`] for an external series.
-    pub(crate) fn external_growth(
-        &self,
-        namespace: &str,
-        metric: &str,
-        labels: &SeriesLabels,
-        deadline: bool,
-    ) -> usize {
+    pub(crate) fn external_growth(&self, namespace: &str, metric: &str, write: &SampleWrite) -> usize {
         let group_key = external_group_key(namespace, metric);
-        self.inner.growth(&self.inner.external, &group_key, labels, labels_bytes(labels), 0, deadline)
+        let new = (0, write.ttl.is_some(), write.kind);
+        self.inner.growth(&self.inner.external, &group_key, &write.labels, labels_bytes(&write.labels), new)
     }
 
     /// The metrics that have values (live or expired) of `resource` in `namespace`, sorted.
@@ -1097,21 +1239,21 @@ impl MemoryStore {
 }
 
 impl Inner {
-    /// What [`Inner::put`] would reserve for a sample with `labels_bytes` of labels and a deadline or not, mirroring
-    /// its accounting.
+    /// What [`Inner::put`] would reserve for a sample with `new` = (bytes of labels, a deadline or not, kind),
+    /// mirroring its accounting.
     fn growth<K, Q>(
         &self,
         kind: &Kind<K>,
         group_key: &str,
         key: &Q,
         key_bytes: usize,
-        new_labels: usize,
-        deadline: bool,
+        new: (usize, bool, SeriesKind),
     ) -> usize
     where
         K: SeriesKey + std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let (new_labels, deadline, series_kind) = new;
         let new_deadline = if deadline { 0 } else { i64::MAX };
         let Some(group) = kind.groups.get(group_key) else {
             let set = if deadline { DEADLINE_SET_BYTES } else { 0 };
@@ -1130,8 +1272,17 @@ impl Inner {
                 let old_deadline = existing.expires_at_millis;
                 let len_after = len + usize::from(old_deadline == i64::MAX && deadline)
                     - usize::from(old_deadline != i64::MAX && !deadline);
-                let old = labels_bytes(&existing.labels) + deadline_bytes(old_deadline) + deadline_set_bytes(len);
-                let new = new_labels + deadline_bytes(new_deadline) + deadline_set_bytes(len_after);
+                let old = labels_bytes(&existing.labels)
+                    + deadline_bytes(old_deadline)
+                    + deadline_set_bytes(len)
+                    + existing.history.bytes();
+                let history = existing.history.bytes_after(
+                    (existing.kind, existing.timestamp_millis),
+                    series_kind,
+                    existing.timestamp_millis.saturating_add(1),
+                    &self.limits.rates,
+                );
+                let new = new_labels + deadline_bytes(new_deadline) + deadline_set_bytes(len_after) + history;
                 new.saturating_sub(old)
             }
             None => {
@@ -1163,13 +1314,24 @@ mod tests {
 
     crate::store_conformance!(MemoryStore);
 
+    #[test]
+    fn a_series_entry_holds_its_history_in_80_bytes() {
+        // The figure docs/architecture.md §9 ("History") states; SERIES_BYTES is calibrated on it.
+        assert_eq!(std::mem::size_of::<Stored>(), 80);
+    }
+
     fn store(limits: Limits) -> (MemoryStore, ManualClock) {
         let clock = ManualClock::new(1_000_000);
         (MemoryStore::with_clock(limits, Arc::new(clock.clone())), clock)
     }
 
     fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
-        SampleWrite { value: Quantity::parse(value).unwrap(), labels: SeriesLabels::empty(), ttl }
+        SampleWrite {
+            value: Quantity::parse(value).unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl,
+            kind: SeriesKind::Gauge,
+        }
     }
 
     fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
@@ -1188,6 +1350,7 @@ mod tests {
             value: Quantity::from_i64(value, crate::quantity::Format::DecimalSI),
             labels: SeriesLabels::from_map(BTreeMap::from([("k".to_string(), value.to_string())])),
             ttl: ttl.map(Duration::from_secs),
+            kind: SeriesKind::Gauge,
         };
         for (namespace, name, metric, value) in
             [("b", "web-2", "qps", 2), ("a", "web-1", "qps", 1), ("b", "web-1", "qps", 3), ("b", "web-1", "lat", 4)]
@@ -1367,8 +1530,18 @@ mod tests {
         assert_eq!(
             listed,
             [
-                CustomMetricDescriptor { resource: "namespaces".into(), metric: "w".into(), namespaced: false },
-                CustomMetricDescriptor { resource: "pods".into(), metric: "m".into(), namespaced: true },
+                CustomMetricDescriptor {
+                    resource: "namespaces".into(),
+                    metric: "w".into(),
+                    namespaced: false,
+                    counter: false,
+                },
+                CustomMetricDescriptor {
+                    resource: "pods".into(),
+                    metric: "m".into(),
+                    namespaced: true,
+                    counter: false
+                },
             ]
         );
     }
@@ -1623,6 +1796,7 @@ mod tests {
                     resource: resource.into(),
                     metric: metric.into(),
                     namespaced: !namespace.is_empty(),
+                    counter: false,
                 });
                 objects.push((format!("{resource}/{namespace}/{name}"), format!("{metric}={}", sample.value)));
             }

@@ -15,6 +15,7 @@ pub mod budget;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod flags;
+pub mod history;
 pub mod memory;
 pub mod redis;
 /// A real `redis-server` for the Redis store's tests (with the `test-support` feature for other crates' tests).
@@ -33,6 +34,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::quantity::Quantity;
 
 pub use crate::histogram::HistogramSnapshot;
+pub use history::{Rate, RateLimits, Recent, SeriesKind};
 pub use memory::MemoryStore;
 
 /// Longest accepted namespace name (a DNS-1123 label).
@@ -60,6 +62,9 @@ pub struct Limits {
     /// Bytes the store may hold, as it accounts them (names, labels and a measured overhead per series and per
     /// group); a write that would go beyond is refused.
     pub max_store_bytes: usize,
+    /// How much history counters keep for their rates (`--rate-window`, `--rate-max-samples`; docs/architecture.md
+    /// §9, "History").
+    pub rates: RateLimits,
 }
 
 impl Default for Limits {
@@ -69,6 +74,7 @@ impl Default for Limits {
             max_labels_per_series: 16,
             max_label_bytes_per_series: 4096,
             max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            rates: RateLimits::default(),
         }
     }
 }
@@ -188,6 +194,8 @@ pub struct Sample {
     pub expires_at_millis: i64,
     /// The series labels.
     pub labels: SeriesLabels,
+    /// The kind of the series, as its last write said.
+    pub kind: SeriesKind,
 }
 
 impl Sample {
@@ -207,6 +215,8 @@ pub struct SampleWrite {
     pub labels: SeriesLabels,
     /// Lifetime from now; `None` lives until overwritten or deleted.
     pub ttl: Option<Duration>,
+    /// What the series is from now on (replacing the kind of earlier writes, as the labels are replaced).
+    pub kind: SeriesKind,
 }
 
 impl SampleWrite {
@@ -216,7 +226,13 @@ impl SampleWrite {
             Some(ttl) => now_millis.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
             None => i64::MAX,
         };
-        Sample { value: self.value, timestamp_millis: now_millis, expires_at_millis, labels: self.labels }
+        Sample {
+            value: self.value,
+            timestamp_millis: now_millis,
+            expires_at_millis,
+            labels: self.labels,
+            kind: self.kind,
+        }
     }
 }
 
@@ -242,6 +258,8 @@ pub struct CustomMetricDescriptor {
     pub metric: String,
     /// Whether the values are attached to namespaced objects.
     pub namespaced: bool,
+    /// Whether one of its series is a counter (whose rate the API serves, docs/wire-contract.md §4.6).
+    pub counter: bool,
 }
 
 /// One write of a batch ([`MetricStore::put_many`]).
@@ -314,6 +332,21 @@ pub trait MetricStore: Send + Sync + 'static {
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError>;
     /// The external metric names that have a live value in any namespace, sorted and de-duplicated.
     async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError>;
+    /// The external metric names that have a counter series in any namespace, sorted and de-duplicated; as
+    /// approximate as [`Self::list_external_metrics`].
+    async fn list_external_counters(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The recent values of `metric` of the named objects (absent and expired ones are skipped), in the order of
+    /// `names`: the history rates are computed from and the status page draws (docs/architecture.md §9, "History").
+    async fn recent_custom(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Recent)>, StoreError>;
+    /// The recent values of every live series of an external metric in a namespace, sorted by labels.
+    async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError>;
 
     /// Live series in [`SeriesPosition`] order that `filter` admits, starting after `after`, at most `limit`: the
     /// status page (docs/architecture.md §14) reads every series this way, one page at a time, so that no call holds

@@ -30,8 +30,8 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::memory::PURGE_INTERVAL;
 use super::{
-    CustomMetricDescriptor, CustomSeriesId, Limits, MemoryStore, MetricStore, Put, ReplicationStats, Sample,
-    SampleWrite, SeriesLabels, StoreError, StoreStats, check_custom_id, check_external_id, check_labels,
+    CustomMetricDescriptor, CustomSeriesId, Limits, MemoryStore, MetricStore, Put, Recent, ReplicationStats, Sample,
+    SampleWrite, SeriesKind, SeriesLabels, StoreError, StoreStats, check_custom_id, check_external_id, check_labels,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::histogram::AtomicHistogram;
@@ -314,11 +314,15 @@ struct Keys {
     stream: String,
 }
 
-/// What the value of a series carries besides time.
+/// What the value of a series carries besides time: the value, the labels of a custom series, and its kind, `"k":"c"`
+/// for a counter and left out for a gauge (so that records written before kinds existed read as gauges). Every
+/// replica's copy keeps the same history from the stream's entries (docs/architecture.md §9, "History").
 #[derive(Serialize)]
 struct PayloadOut<'a> {
     v: &'a Quantity,
     l: Vec<(&'a str, &'a str)>,
+    #[serde(skip_serializing_if = "SeriesKind::is_gauge")]
+    k: SeriesKind,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +330,8 @@ struct PayloadIn {
     v: Quantity,
     #[serde(default)]
     l: Vec<(String, String)>,
+    #[serde(default)]
+    k: SeriesKind,
 }
 
 /// A series field: `["c", resource, namespace, name, metric]` or `["e", namespace, metric, labels]`.
@@ -357,13 +363,14 @@ fn external_field(namespace: &str, metric: &str, labels: &SeriesLabels) -> Resul
 }
 
 /// The mirror's own limits: what Redis accepted is applied whatever the count; names, labels and bytes were checked
-/// before the write was sent.
-fn mirror_limits() -> Limits {
+/// before the write was sent. The history's bounds are the store's.
+fn mirror_limits(limits: &Limits) -> Limits {
     Limits {
         max_series: usize::MAX,
         max_store_bytes: usize::MAX,
         max_labels_per_series: usize::MAX,
         max_label_bytes_per_series: usize::MAX,
+        rates: limits.rates,
     }
 }
 
@@ -452,7 +459,7 @@ impl RedisStore {
             TimeSource::Clock(clock) => (Arc::clone(&clock), None, Some(clock)),
         };
         let prefix = &options.key_prefix;
-        let mirror = MemoryStore::start_with_clock(mirror_limits(), Arc::clone(&clock), PURGE_INTERVAL);
+        let mirror = MemoryStore::start_with_clock(mirror_limits(&limits), Arc::clone(&clock), PURGE_INTERVAL);
         let shared = Arc::new(Shared {
             mirror: ArcSwap::from_pointee(mirror),
             clock,
@@ -563,8 +570,8 @@ impl RedisStore {
         check_custom_id(id)?;
         check_labels(&write.labels, &self.shared.limits)?;
         let mirror = self.shared.mirror.load_full();
-        self.shared.check_bytes(mirror.custom_growth(*id, &write.labels, write.ttl.is_some()), mirror.bytes_used())?;
-        Ok((custom_field(id)?, encode(&PayloadOut { v: &write.value, l: pairs(&write.labels) })?))
+        self.shared.check_bytes(mirror.custom_growth(*id, write), mirror.bytes_used())?;
+        Ok((custom_field(id)?, encode(&PayloadOut { v: &write.value, l: pairs(&write.labels), k: write.kind })?))
     }
 
     /// [`Self::check_custom`] for an external write; its labels go into the field, not the payload.
@@ -577,9 +584,12 @@ impl RedisStore {
         check_external_id(namespace, metric)?;
         check_labels(&write.labels, &self.shared.limits)?;
         let mirror = self.shared.mirror.load_full();
-        let growth = mirror.external_growth(namespace, metric, &write.labels, write.ttl.is_some());
+        let growth = mirror.external_growth(namespace, metric, write);
         self.shared.check_bytes(growth, mirror.bytes_used())?;
-        Ok((external_field(namespace, metric, &write.labels)?, encode(&PayloadOut { v: &write.value, l: Vec::new() })?))
+        Ok((
+            external_field(namespace, metric, &write.labels)?,
+            encode(&PayloadOut { v: &write.value, l: Vec::new(), k: write.kind })?,
+        ))
     }
 }
 
@@ -787,7 +797,8 @@ impl Shared {
         self.round_trip(Operation::Load, started);
         let (records, last) = loaded?;
         let position = last.ids.first().and_then(|entry| Position::parse(&entry.id)).unwrap_or_default();
-        let mirror = MemoryStore::start_with_clock(mirror_limits(), Arc::clone(&self.clock), PURGE_INTERVAL);
+        let mirror =
+            MemoryStore::start_with_clock(mirror_limits(&self.limits), Arc::clone(&self.clock), PURGE_INTERVAL);
         for (field, record) in &records {
             if let Err(error) = put_record(&mirror, field, record) {
                 tracing::warn!(store = %self.address, %error, "skipped a stored series");
@@ -895,7 +906,7 @@ fn put_record(mirror: &MemoryStore, field: &str, record: &str) -> Result<(), Str
     let deadline: i64 = deadline.parse().map_err(|_| format!("bad deadline in {record:?}"))?;
     let payload: PayloadIn = serde_json::from_str(payload).map_err(|e| format!("payload {payload:?}: {e}"))?;
     let expires_at_millis = if deadline < 0 { i64::MAX } else { deadline };
-    let sample = |labels| Sample { value: payload.v, timestamp_millis, expires_at_millis, labels };
+    let sample = |labels| Sample { value: payload.v, timestamp_millis, expires_at_millis, labels, kind: payload.k };
     let result = match parse_field(field)? {
         Field::Custom(_, resource, namespace, name, metric) => {
             let id = CustomSeriesId { resource: &resource, namespace: &namespace, name: &name, metric: &metric };
@@ -1061,6 +1072,24 @@ impl MetricStore for RedisStore {
         self.shared.mirror.load_full().series_page(filter, after, limit).await
     }
 
+    async fn list_external_counters(&self) -> Result<Vec<String>, StoreError> {
+        self.shared.mirror.load_full().list_external_counters().await
+    }
+
+    async fn recent_custom(
+        &self,
+        resource: &str,
+        namespace: &str,
+        metric: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Recent)>, StoreError> {
+        self.shared.mirror.load_full().recent_custom(resource, namespace, metric, names).await
+    }
+
+    async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError> {
+        self.shared.mirror.load_full().recent_external(namespace, metric).await
+    }
+
     /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order. The samples
     /// replaced are this replica's copy's when the batch is sent (another replica's write in flight is not seen).
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
@@ -1221,10 +1250,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_round_trips_through_the_mirror() {
-        let mirror = MemoryStore::with_clock(mirror_limits(), Arc::new(crate::clock::ManualClock::new(0)));
+        let mirror =
+            MemoryStore::with_clock(mirror_limits(&Limits::default()), Arc::new(crate::clock::ManualClock::new(0)));
         let id = CustomSeriesId { resource: "pods", namespace: "ns", name: "a,b", metric: "m" };
         let labels = SeriesLabels::from_map([("k".to_string(), "v,w".to_string())].into());
-        let payload = encode(&PayloadOut { v: &Quantity::parse("1500m").unwrap(), l: pairs(&labels) }).unwrap();
+        let payload =
+            encode(&PayloadOut { v: &Quantity::parse("1500m").unwrap(), l: pairs(&labels), k: SeriesKind::Gauge })
+                .unwrap();
         put_record(&mirror, &custom_field(&id).unwrap(), &format!("1000,61000,{payload}")).unwrap();
         let sample = mirror.get_custom(id).await.unwrap();
         assert_eq!(
@@ -1232,9 +1264,16 @@ mod tests {
             Some(("1500m".to_string(), 1000, 61000, labels.clone()))
         );
         let field = external_field("ns", "e", &labels).unwrap();
-        let payload = encode(&PayloadOut { v: &Quantity::parse("2").unwrap(), l: Vec::new() }).unwrap();
+        let payload =
+            encode(&PayloadOut { v: &Quantity::parse("2").unwrap(), l: Vec::new(), k: SeriesKind::Counter }).unwrap();
+        assert!(payload.contains(r#""k":"c""#), "{payload}");
         put_record(&mirror, &field, &format!("1000,-1,{payload}")).unwrap();
         assert_eq!(mirror.series_count(), 2);
+        let recent = mirror.recent_external("ns", "e").await.unwrap();
+        assert_eq!(recent[0].1.kind, SeriesKind::Counter, "the kind travels in the payload");
+        put_record(&mirror, &field, r#"2000,-1,{"v":"3","l":[]}"#).unwrap();
+        let recent = mirror.recent_external("ns", "e").await.unwrap();
+        assert_eq!(recent[0].1.kind, SeriesKind::Gauge, "a payload without a kind (written before kinds) is a gauge");
         assert!(put_record(&mirror, &field, "1000,-1").is_err(), "a record without its payload");
         assert!(put_record(&mirror, "[\"x\"]", &format!("1000,-1,{payload}")).is_err(), "an unknown field");
     }
