@@ -250,6 +250,8 @@ async fn points_that_cannot_be_stored_are_rejected_and_the_others_kept() {
                 gauge("good", vec![point(1.0, &[])]),
                 gauge("nan", vec![point(f64::NAN, &[])]),
                 gauge("inf", vec![point(f64::INFINITY, &[])]),
+                // Found by fuzz/fuzz_targets/otlp_body.rs: a metric without a name.
+                gauge("", vec![point(1.0, &[])]),
                 // Two points of one pod that differ only in attributes are one value: the second is rejected.
                 gauge("twice", vec![point(1.0, &[("a", "x")]), point(2.0, &[("a", "y")])]),
             ],
@@ -258,11 +260,12 @@ async fn points_that_cannot_be_stored_are_rejected_and_the_others_kept() {
         resource(&[("k8s.pod.name", "web-1")], vec![gauge("no_namespace", vec![point(1.0, &[])])]),
     ]);
     let partial = send(&server, body, &[("content-type", PROTOBUF)]).await.response().partial_success.unwrap();
-    assert_eq!(partial.rejected_data_points, 5, "{}", partial.error_message);
+    assert_eq!(partial.rejected_data_points, 6, "{}", partial.error_message);
     for expected in [
-        "5 of 7 data points were not stored (the others were)",
+        "6 of 8 data points were not stored (the others were)",
         "nan (pods shop/web-1): the value is NaN",
         "inf (pods shop/web-1): the value is +Inf",
+        " (pods shop/web-1): the metric has no name",
         "the same value as an earlier data point of twice",
         "nowhere: the resource maps to nothing",
         "no_namespace: the resource names pods \"web-1\" (k8s.pod.name) but no namespace",
@@ -345,6 +348,13 @@ async fn failures_answer_the_right_code_in_the_requests_encoding() {
     let answer = send(&server, b"{\"resourceMetrics\": 5}".to_vec(), &[("content-type", "application/json")]).await;
     assert_eq!((answer.status, answer.content_type.as_str()), (400, "application/json"));
     assert!(answer.json()["message"].as_str().unwrap().contains("not an OTLP JSON"), "{:?}", answer.json());
+    // OTLP JSON's "NaN" (proto3 JSON writes non-finite doubles as strings) is not read as a number: that point has no
+    // value and is rejected, the others stored (docs/wire-contract.md §4.6).
+    let nan = JSON_EXPORT.replace(r#""asDouble": 1.5"#, r#""asDouble": "NaN""#);
+    let answer = send(&server, nan.into_bytes(), &[("content-type", "application/json")]).await;
+    assert_eq!(answer.status, 200);
+    let message = answer.json()["partialSuccess"]["errorMessage"].as_str().unwrap().to_string();
+    assert!(message.contains("load (pods shop/web-1): the data point has no value"), "{message}");
     // More data points than --max-batch-items: 413, nothing stored.
     let pod = [("k8s.namespace.name", "shop"), ("k8s.pod.name", "web-1")];
     let points = (0..4).map(|i| point(f64::from(i), &[("i", &i.to_string())])).collect();

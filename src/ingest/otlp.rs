@@ -314,6 +314,11 @@ pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> R
                         continue;
                     }
                 };
+                // A write path never has an empty metric segment; an export can (fuzz/fuzz_targets/otlp_body.rs).
+                if metric.name.is_empty() {
+                    reject("the metric has no name".into());
+                    continue;
+                }
                 let mut names = Vec::with_capacity(values.len());
                 for (suffix, _, _) in &values {
                     let name = format!("{}{suffix}", metric.name);
@@ -352,7 +357,10 @@ fn number(point: &NumberDataPoint) -> Result<Quantity, String> {
     match point.value {
         Some(NumberValue::AsDouble(value)) => finite_quantity(value),
         Some(NumberValue::AsInt(value)) => Quantity::parse(&value.to_string()).map_err(|e| e.to_string()),
-        None => Err("the data point has no value (neither asDouble nor asInt)".into()),
+        None => Err(
+            "the data point has no value (neither asDouble nor asInt; in OTLP JSON a non-finite asDouble such as \"NaN\" is not read as a number: a metric value must be finite)"
+                .into(),
+        ),
     }
 }
 
@@ -418,7 +426,7 @@ fn describe(name: &str, attributes: &[KeyValue], target: Option<&ResourceTarget>
 const STORE_ATTEMPTS: usize = 3;
 
 /// At most this many rejected points are named in `error_message`.
-const NAMED_REJECTIONS: usize = 5;
+const NAMED_REJECTIONS: usize = 10;
 
 impl Ingest {
     /// Answers an OTLP export (docs/wire-contract.md §4.6). Takes `body` only when it reads it. Errors before the
