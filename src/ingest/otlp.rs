@@ -143,22 +143,36 @@ impl ResourceTarget {
 /// object; else `k8s.node.name` → that node; else the namespace alone → its external metrics. The error says why
 /// the resource's points cannot be stored.
 pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String> {
-    let get = |key: &str| -> Result<Option<String>, String> {
-        match attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()?.value.as_ref()) {
+    // One pass over the attributes, comparing only the `k8s.` ones: a resource carries a few dozen attributes and an
+    // export a thousand resources, so comparing each with every name we look for showed in profiles.
+    let mut found: [Option<&KeyValue>; OBJECT_ATTRIBUTES.len() + 1] = [None; OBJECT_ATTRIBUTES.len() + 1];
+    for kv in attributes {
+        if !kv.key.starts_with("k8s.") {
+            continue;
+        }
+        if kv.key == NAMESPACE_ATTRIBUTE {
+            found[OBJECT_ATTRIBUTES.len()].get_or_insert(kv);
+        } else if let Some(index) = OBJECT_ATTRIBUTES.iter().position(|(key, _)| kv.key == *key) {
+            found[index].get_or_insert(kv);
+        }
+    }
+    let get = |index: usize| -> Result<Option<String>, String> {
+        let Some(kv) = found[index] else { return Ok(None) };
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             None => Ok(None),
             Some(AttributeValue::StringValue(text)) if text.is_empty() => Ok(None),
             Some(AttributeValue::StringValue(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(format!("the resource attribute {key} must be a string")),
+            Some(_) => Err(format!("the resource attribute {} must be a string", kv.key)),
         }
     };
-    let namespace = get(NAMESPACE_ATTRIBUTE)?;
+    let namespace = get(OBJECT_ATTRIBUTES.len())?;
     if let Some(namespace) = &namespace {
         validate_namespace(namespace)
             .map_err(|e| format!("the resource attribute {NAMESPACE_ATTRIBUTE}={namespace:?} cannot be used: {e}"))?;
     }
     let mut object = None;
-    for (attribute, (key, _)) in OBJECT_ATTRIBUTES.iter().enumerate() {
-        if let Some(name) = get(key)? {
+    for attribute in 0..OBJECT_ATTRIBUTES.len() {
+        if let Some(name) = get(attribute)? {
             object = Some((attribute, name));
             break;
         }
@@ -498,7 +512,8 @@ impl Ingest {
         }
         let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut ready: Vec<Ready<'_>> = Vec::with_capacity(mapped.values.len());
-        let mut first_of: HashMap<SeriesKey<'_>, usize> = HashMap::new();
+        // foldhash, as the batch's tables (one request's keys): SipHash over every series key showed in profiles.
+        let mut first_of: HashMap<SeriesKey<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut external_labels: Vec<SeriesLabels> = Vec::with_capacity(mapped.values.len());
         for value in &mapped.values {
             external_labels.push(SeriesLabels::from_map(value.labels.clone()));
