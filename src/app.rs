@@ -291,7 +291,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     // authenticated and authorized.
     let mut secure_routes = Routes::new();
     if config.write_auth == WriteAuth::Token {
-        secure_routes = secure_routes.with(write_route(ingest())).with(push_route(ingest()));
+        secure_routes = secure_routes.with(write_route(ingest())).with(push_route(ingest())).with(otlp_route(ingest()));
     }
     let secure_routes = secure_routes.with(health_route(&health)).with(metrics_route(&metrics)).with(Route::new(
         &["/"],
@@ -315,8 +315,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let (Some(write), Some(write_addr)) = (write, write_addr) {
         // The plain write port: the write API and health, nothing else (docs/wire-contract.md §10 item 14). Only
         // with --write-auth=none: plain HTTP never carries tokens. Writes first: they are nearly all its traffic.
-        let write_routes =
-            Routes::new().with(write_route(ingest())).with(push_route(ingest())).with(health_route(&health));
+        let write_routes = Routes::new()
+            .with(write_route(ingest()))
+            .with(push_route(ingest()))
+            .with(otlp_route(ingest()))
+            .with(health_route(&health));
         let write_options = Options { echo_audit_id: false, drain_unread_bytes: None };
         let write_handler = Arc::new(
             Pipeline::new(write_routes, AccessControl::Open, write_options).with_metrics(Arc::clone(&metrics)),
@@ -404,6 +407,12 @@ fn write_route(ingest: Ingest) -> Route {
 /// as its writes. Registered before `/metrics`, whose predicate takes `/metrics` alone (docs/wire-contract.md §4.5).
 fn push_route(ingest: Ingest) -> Route {
     Route::new(&[ingest::PUSH_PREFIX], ingest::is_push_path, Access::Write, Endpoint::Write(ingest))
+}
+
+/// The OTLP/HTTP metrics receiver (`POST /v1/metrics`), served by the write API wherever it is served and authorized
+/// as its writes (docs/wire-contract.md §4.7).
+fn otlp_route(ingest: Ingest) -> Route {
+    Route::new(&[ingest::OTLP_METRICS_PATH], ingest::is_otlp_path, Access::Write, Endpoint::Write(ingest))
 }
 
 /// The health endpoints' route: authorized as reads, which `--authorization-always-allow-paths` allows by default.

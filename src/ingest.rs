@@ -7,7 +7,8 @@
 //! - W3 `/write-metrics/{resource}/{name}/metrics/{metric}`: the same, as in `.../namespaces/{name}/metrics/{metric}`;
 //! - `/write-external-metrics/namespaces/{namespace}/{metric}?labels=k=v,...`: an external series;
 //! - `/write-metrics` alone: a batch of values, all stored or none ([`batch`], docs/wire-contract.md §4.4);
-//! - `/metrics/job/{job}{/{label}/{value}}`: Pushgateway-compatible pushes ([`push`], docs/wire-contract.md §4.5).
+//! - `/metrics/job/{job}{/{label}/{value}}`: Pushgateway-compatible pushes ([`push`], docs/wire-contract.md §4.5);
+//! - `/v1/metrics`: OTLP/HTTP metric exports ([`otlp`], docs/wire-contract.md §4.7).
 //!
 //! Bad input is refused with a 4xx `Status` that names what was wrong, and nothing is stored. Uses the store, the
 //! quantity and selector cores and the resource mapper; never the read API.
@@ -33,6 +34,7 @@ use crate::store::{
 
 pub mod batch;
 pub mod exposition;
+pub mod otlp;
 pub mod push;
 
 /// Ingest's per-request lookup tables (batch items, push samples, exposition families), asked once per item:
@@ -43,6 +45,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use batch::{BATCH_PATH, BatchItem, BatchLimits, parse_batch};
+pub use otlp::{OTLP_METRICS_PATH, is_otlp_path};
 pub use push::{ObjectLabels, PUSH_PREFIX, PushGroups, PushOptions, is_push_path};
 
 /// Prefix of the custom-metric write routes.
@@ -421,6 +424,9 @@ impl Ingest {
     {
         if is_push_path(request.uri.path()) {
             return self.apply_push(request, body, gate).await;
+        }
+        if is_otlp_path(request.uri.path()) {
+            return self.apply_otlp(request, body, gate).await;
         }
         if request.uri.path() == BATCH_PATH {
             return self.apply_batch(request, body, gate).await;

@@ -293,6 +293,20 @@ pub enum RequestError {
         /// The causes (never empty).
         causes: Vec<BatchCause>,
     },
+    /// An OTLP export whose `Content-Type` is neither OTLP encoding (docs/wire-contract.md §4.7).
+    #[error(
+        "Content-Type {0:?} is not an OTLP encoding: send application/x-protobuf (binary protobuf) or application/json (OTLP JSON)"
+    )]
+    UnsupportedOtlpContentType(String),
+    /// An OTLP export body that does not decode as an `ExportMetricsServiceRequest`.
+    #[error("invalid OTLP export: {0}")]
+    BadOtlpBody(String),
+    /// An OTLP export with more data points than `--max-batch-items`.
+    #[error("the export holds more than {limit} data points, the most one request may hold (--max-batch-items)")]
+    TooManyOtlpPoints {
+        /// The limit.
+        limit: usize,
+    },
     /// A batch refused as a whole, nothing stored: each refused item in `causes`, in item order.
     #[error(
         "the batch was refused and nothing was stored: {refused} of {total} items cannot be written; the first, {}",
@@ -351,6 +365,7 @@ impl RequestError {
             | BadGroupingKey(_)
             | BadPushBody(_)
             | PushSampleRefused(_)
+            | BadOtlpBody(_)
             | ConflictingBodyLength => (StatusCode::BAD_REQUEST, "BadRequest"),
             BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
             // Kubernetes has no reason for 501; the Status then has none.
@@ -361,6 +376,7 @@ impl RequestError {
             | BatchBodyTooLarge { .. }
             | TooManyBatchItems { .. }
             | TooManyPushSamples { .. }
+            | TooManyOtlpPoints { .. }
             | DecompressedBodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             // The code of the first refused item, as its single write would have answered: a client can tell a
             // batch to fix (4xx) from one to retry (503) the same way.
@@ -382,7 +398,7 @@ impl RequestError {
                 _ => (StatusCode::BAD_REQUEST, "BadRequest"),
             },
             PushGroupsFull { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
-            UnsupportedEncoding(_) | UnsupportedPushEncoding(_) => {
+            UnsupportedEncoding(_) | UnsupportedPushEncoding(_) | UnsupportedOtlpContentType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
             InvalidName { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
@@ -412,6 +428,12 @@ impl RequestError {
                 (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
             }
         }
+    }
+
+    /// The HTTP code this error answers with: what an endpoint that renders errors in its own format (the OTLP
+    /// receiver's `google.rpc.Status`, docs/wire-contract.md §4.7) sends.
+    pub fn status_code(&self) -> StatusCode {
+        self.code_and_reason().0
     }
 
     /// Kubernetes' `CauseType` of this error as the cause of a refused batch item.

@@ -199,8 +199,8 @@ pub struct MappedSample<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
     /// The value.
     pub value: Quantity,
-    /// A counter family's samples are counters (their rate is served, docs/wire-contract.md §4.6); every other
-    /// type's are gauges.
+    /// A counter family's samples and a summary's or histogram's `_count` and `_sum` are counters (their rate is
+    /// served, docs/wire-contract.md §4.6); gauge and untyped samples are gauges.
     pub kind: SeriesKind,
 }
 
@@ -215,16 +215,7 @@ pub fn map_sample<'a>(
     if sample.timestamp_ms.is_some() {
         return Err("a pushed sample may not carry a timestamp (Pushgateway refuses them too): the adapter stamps each value when it stores it".into());
     }
-    if !sample.value.is_finite() {
-        return Err(format!(
-            "the value is {}: a metric value must be a finite number (Kubernetes quantities have no NaN or infinity)",
-            if sample.value.is_nan() {
-                "NaN".to_string()
-            } else {
-                format!("{}Inf", if sample.value > 0.0 { "+" } else { "-" })
-            }
-        ));
-    }
+    let value = finite_quantity(sample.value)?;
     let mut labels: Vec<(&'a str, &'a str)> = Vec::with_capacity(sample.labels.len() + key.labels().len());
     for (name, value) in &sample.labels {
         match key.get(name) {
@@ -265,9 +256,23 @@ pub fn map_sample<'a>(
             .and_then(|()| validate_label_value_for_key(name, value))
             .map_err(|e| format!("label {name}={value:?} cannot be stored: metric labels must be Kubernetes labels, which the read API selects on: {e}"))?;
     }
-    let value = to_quantity(sample.value)?;
-    let kind = if sample.kind == Kind::Counter { SeriesKind::Counter } else { SeriesKind::Gauge };
+    // A histogram's or summary's `_count` and `_sum` only grow, as a counter does (OTLP's cumulative ones too, §4.7).
+    let kind = match sample.kind {
+        Kind::Counter | Kind::Summary | Kind::Histogram => SeriesKind::Counter,
+        Kind::Gauge | Kind::Untyped => SeriesKind::Gauge,
+    };
     Ok(MappedSample { family: &sample.family, namespace, object, metric: &sample.name, labels, value, kind })
+}
+
+/// A pushed float as a quantity, NaN and ±Inf refused with the reason (pushes and OTLP exports, §4.5, §4.7).
+pub(super) fn finite_quantity(value: f64) -> Result<Quantity, String> {
+    if !value.is_finite() {
+        return Err(format!(
+            "the value is {}: a metric value must be a finite number (Kubernetes quantities have no NaN or infinity)",
+            if value.is_nan() { "NaN".to_string() } else { format!("{}Inf", if value > 0.0 { "+" } else { "-" }) }
+        ));
+    }
+    to_quantity(value)
 }
 
 /// A finite float as an exact quantity: its shortest decimal form, which reads back as the same float.
@@ -623,16 +628,7 @@ impl Ingest {
         if request.method == Method::DELETE {
             return self.delete_group(&key, gate).await;
         }
-        let limit = self.batch.max_body_bytes;
-        let gzip = gzip_encoded(&request.headers)?;
-        let raw = match body.take() {
-            Some(body) => self.read_limited(&request.headers, body, limit).await.map_err(|error| match error {
-                RequestError::BodyTooLarge { limit } => RequestError::BatchBodyTooLarge { limit },
-                other => other,
-            })?,
-            None => Vec::new(),
-        };
-        let bytes = if gzip && !raw.is_empty() { gunzip(&raw, limit)? } else { raw };
+        let bytes = self.read_compressed_body(&request.headers, body.take()).await?;
         let content_type = request.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let parsed = if exposition::is_protobuf(content_type) {
             exposition::parse_protobuf(&bytes, self.batch.max_items)
@@ -645,6 +641,29 @@ impl Ingest {
         })?;
         self.store_push(&key, &samples, replace_all, gate).await?;
         Ok(response::empty_response())
+    }
+
+    /// A push (or OTLP export, [`super::otlp`]) body: `identity` or `gzip` only, at most `--max-batch-body-bytes` as
+    /// sent and once decompressed, within `--request-body-timeout`.
+    pub(super) async fn read_compressed_body<B>(
+        &self,
+        headers: &http::HeaderMap,
+        body: Option<B>,
+    ) -> Result<Vec<u8>, RequestError>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.batch.max_body_bytes;
+        let gzip = gzip_encoded(headers)?;
+        let raw = match body {
+            Some(body) => self.read_limited(headers, body, limit).await.map_err(|error| match error {
+                RequestError::BodyTooLarge { limit } => RequestError::BatchBodyTooLarge { limit },
+                other => other,
+            })?,
+            None => Vec::new(),
+        };
+        if gzip && !raw.is_empty() { gunzip(&raw, limit) } else { Ok(raw) }
     }
 
     /// Maps, authorizes and stores the samples of a PUT (`replace_all`) or POST, and deletes the group's series
@@ -1042,6 +1061,20 @@ mod tests {
         assert!(to_quantity(f64::MAX).is_ok());
         let counter = sample("# TYPE c counter\nc{namespace=\"s\"} 3");
         assert_eq!(counter.kind, Kind::Counter);
+    }
+
+    #[test]
+    fn counters_and_the_counts_and_sums_of_summaries_and_histograms_are_stored_as_counters() {
+        for (text, kind) in [
+            ("# TYPE c counter\nc{namespace=\"s\"} 3", SeriesKind::Counter),
+            ("# TYPE s summary\ns_count{namespace=\"s\"} 3", SeriesKind::Counter),
+            ("# TYPE s summary\ns_sum{namespace=\"s\"} 1.5", SeriesKind::Counter),
+            ("# TYPE h histogram\nh_count{namespace=\"s\"} 3", SeriesKind::Counter),
+            ("# TYPE g gauge\ng{namespace=\"s\"} 3", SeriesKind::Gauge),
+            ("u{namespace=\"s\"} 3", SeriesKind::Gauge),
+        ] {
+            assert_eq!(map(text, "/metrics/job/w").unwrap().kind, kind, "{text}");
+        }
     }
 
     #[test]

@@ -63,12 +63,14 @@ pub struct ServingFlags {
     #[arg(long, env = "CUSTOM_METRICS_MAX_REQUEST_BODY_BYTES", default_value_t = 4096)]
     pub max_request_body_bytes: usize,
 
-    /// Items one batch write (POST /write-metrics) may hold; a larger batch is refused whole with 413.
+    /// Items one batch write (POST /write-metrics) may hold; a larger batch is refused whole with 413. Also the
+    /// samples one push and the data points one OTLP export (POST /v1/metrics) may hold.
     #[arg(long, env = "CUSTOM_METRICS_MAX_BATCH_ITEMS", default_value_t = BatchLimits::default().max_items)]
     pub max_batch_items: usize,
 
-    /// Largest accepted batch write body (POST /write-metrics) in bytes; larger ones are refused with 413. Single
-    /// writes are bounded by --max-request-body-bytes.
+    /// Largest accepted batch write body (POST /write-metrics) in bytes; larger ones are refused with 413. Also bounds
+    /// push and OTLP export bodies (POST /v1/metrics), as sent and once gzip-decompressed. Single writes are bounded
+    /// by --max-request-body-bytes.
     #[arg(long, env = "CUSTOM_METRICS_MAX_BATCH_BODY_BYTES", default_value_t = BatchLimits::default().max_body_bytes)]
     pub max_batch_body_bytes: usize,
 

@@ -9,13 +9,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
 )
 
 // Scenario o: an HPA scales a Deployment on a rate computed from a counter pushed through the Pushgateway endpoint
 // (docs/wire-contract.md §4.5, §4.6), as an Object metric.
 
-// counterPusher pushes `requests_total{pod="web-1"}` (text format, `# TYPE requests_total counter`) to the group
-// /metrics/job/o/namespace/NS every second, as a Pushgateway client does, growing at a rate that can be changed:
+// counterPusher pushes the counter `requests_total{pod="web-1"}` to the group /metrics/job/o/namespace/NS every
+// second with client_golang's push package, growing at a rate that can be changed:
 // the value is the integral of the rate over wall-clock time, so the adapter's rate is that rate whatever the
 // pushes' jitter.
 type counterPusher struct {
@@ -47,24 +50,33 @@ func (p *counterPusher) advance() {
 	p.at = now
 }
 
-func (p *counterPusher) push(ns string) error {
+// current is the counter's value now.
+func (p *counterPusher) current() float64 {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.advance()
-	body := fmt.Sprintf("# TYPE requests_total counter\nrequests_total{pod=\"web-1\"} %s\n", strconv.FormatFloat(p.value, 'f', 3, 64))
-	p.mu.Unlock()
+	return p.value
+}
+
+// push sends the counter with Go's official Pushgateway client (client_golang's push package, its default delimited
+// protobuf format) to the adapter's push endpoint, with the writer's token: the way an existing pusher is pointed at
+// the adapter (docs/wire-contract.md §4.5). A CounterFunc reports the value as a counter, resets included.
+func (p *counterPusher) push(ns string) error {
 	client, err := adapterClient("")
 	if err != nil {
 		return err
 	}
-	a, err := adapterDo(client, http.MethodPut, "/metrics/job/o/namespace/"+ns, body,
-		"Authorization", "Bearer "+writerToken, "Content-Type", "text/plain; version=0.0.4")
-	if err != nil {
-		return err
-	}
-	if a.code != http.StatusOK {
-		return fmt.Errorf("push answered %s", a)
-	}
-	return nil
+	counter := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "requests_total",
+		Help:        "Requests served by web-1.",
+		ConstLabels: prometheus.Labels{"pod": "web-1"},
+	}, p.current)
+	return push.New(adapterURL, "o").
+		Grouping("namespace", ns).
+		Collector(counter).
+		Client(client).
+		Header(http.Header{"Authorization": []string{"Bearer " + writerToken}}).
+		Push()
 }
 
 func (p *counterPusher) run(c context.Context, ns string) {

@@ -1,0 +1,837 @@
+//! The OTLP/HTTP metrics receiver: `POST /v1/metrics` with an `ExportMetricsServiceRequest` in binary protobuf
+//! (`application/x-protobuf`) or OTLP JSON (`application/json`), gzip-compressed or not (docs/wire-contract.md §4.7).
+//! Every OpenTelemetry SDK's OTLP/HTTP exporter and the OTel Collector's `otlphttp` exporter work by pointing their
+//! metrics endpoint at the adapter.
+//!
+//! The steps: the body is read as a push body is ([`Ingest::read_compressed_body`]: `--max-batch-body-bytes` as
+//! sent and once decompressed) and decoded with the `opentelemetry-proto` crate's prost and serde types; its data
+//! points are counted (`--max-batch-items`); each resource is mapped onto a Kubernetes object from its `k8s.*`
+//! attributes (or onto the external metrics of its namespace), each data point onto a value of that object with its
+//! attributes as labels; the write gate admits each distinct (namespace, resource, metric) once, and one refusal
+//! refuses the whole export (403); the points that map are stored with the batch machinery; the points that cannot
+//! be stored are reported in the response's `partial_success`, as the OTLP specification asks, while the others
+//! are kept.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode, header};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AttributeValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, NumberDataPoint};
+use prost::Message;
+
+use super::batch::{Ready, SeriesKey, authorize_series};
+use super::push::finite_quantity;
+use super::{Ingest, WriteGate, validate_metric_name, validate_namespace, validate_object_name};
+use crate::cluster::MapperError;
+use crate::quantity::Quantity;
+use crate::response::{self, HttpResponse, RequestError};
+use crate::selector::{validate_label_key, validate_label_value_for_key};
+use crate::store::{SampleWrite, SeriesKind, SeriesLabels, StoreError};
+
+/// The OTLP/HTTP metrics path, the specification's default.
+pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
+
+/// Whether `path` is the OTLP metrics path.
+pub fn is_otlp_path(path: &str) -> bool {
+    path == OTLP_METRICS_PATH
+}
+
+/// The resource attribute that names the namespace.
+pub const NAMESPACE_ATTRIBUTE: &str = "k8s.namespace.name";
+
+/// The resource attributes that name an object, most specific first (a pod's resource usually carries its
+/// ReplicaSet, Deployment and node too: the pod wins), with the resource each names. The node comes last: every
+/// resource of a pod may name one.
+pub const OBJECT_ATTRIBUTES: [(&str, &str); 8] = [
+    ("k8s.pod.name", "pods"),
+    ("k8s.replicaset.name", "replicasets.apps"),
+    ("k8s.deployment.name", "deployments.apps"),
+    ("k8s.statefulset.name", "statefulsets.apps"),
+    ("k8s.daemonset.name", "daemonsets.apps"),
+    ("k8s.job.name", "jobs.batch"),
+    ("k8s.cronjob.name", "cronjobs.batch"),
+    ("k8s.node.name", "nodes"),
+];
+
+/// `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point carries no value.
+const NO_RECORDED_VALUE: u32 = 1;
+
+/// An export's encoding, from its `Content-Type`; the response is in the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/x-protobuf`.
+    Protobuf,
+    /// `application/json` (OTLP JSON: camelCase fields, 64-bit integers as strings, enums as integers).
+    Json,
+}
+
+impl Encoding {
+    /// The encoding a `Content-Type` names (parameters ignored); anything else is a 415.
+    pub fn from_content_type(content_type: Option<&HeaderValue>) -> Result<Encoding, RequestError> {
+        let text = content_type.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        let media = text.split(';').next().unwrap_or_default().trim();
+        if media.eq_ignore_ascii_case("application/x-protobuf") {
+            Ok(Encoding::Protobuf)
+        } else if media.eq_ignore_ascii_case("application/json") {
+            Ok(Encoding::Json)
+        } else {
+            Err(RequestError::UnsupportedOtlpContentType(if text.is_empty() { "(none)".into() } else { text }))
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// Decodes an export body; a body that does not decode is a 400.
+pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequest, RequestError> {
+    match encoding {
+        Encoding::Protobuf => ExportMetricsServiceRequest::decode(body).map_err(|e| {
+            RequestError::BadOtlpBody(format!("the body is not a binary protobuf ExportMetricsServiceRequest: {e}"))
+        }),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| {
+            RequestError::BadOtlpBody(format!("the body is not an OTLP JSON ExportMetricsServiceRequest: {e}"))
+        }),
+    }
+}
+
+/// Where the points of one resource go (docs/wire-contract.md §4.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceTarget {
+    /// A value on the object that `OBJECT_ATTRIBUTES[attribute]` names.
+    Object {
+        /// The namespace (`None` for a node).
+        namespace: Option<String>,
+        /// Index into [`OBJECT_ATTRIBUTES`].
+        attribute: usize,
+        /// The object's name.
+        name: String,
+    },
+    /// An external series in the namespace.
+    External {
+        /// The namespace.
+        namespace: String,
+    },
+}
+
+impl ResourceTarget {
+    fn describe(&self) -> String {
+        match self {
+            ResourceTarget::Object { namespace: Some(namespace), attribute, name } => {
+                format!("{} {namespace}/{name}", OBJECT_ATTRIBUTES[*attribute].1)
+            }
+            ResourceTarget::Object { namespace: None, attribute, name } => {
+                format!("{} {name}", OBJECT_ATTRIBUTES[*attribute].1)
+            }
+            ResourceTarget::External { namespace } => format!("external in {namespace}"),
+        }
+    }
+}
+
+/// Maps a resource's attributes: `k8s.namespace.name` with the first namespaced object attribute present → that
+/// object; else `k8s.node.name` → that node; else the namespace alone → its external metrics. The error says why
+/// the resource's points cannot be stored.
+pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String> {
+    // One pass over the attributes, comparing only the `k8s.` ones: a resource carries a few dozen attributes and an
+    // export a thousand resources, so comparing each with every name we look for showed in profiles.
+    let mut found: [Option<&KeyValue>; OBJECT_ATTRIBUTES.len() + 1] = [None; OBJECT_ATTRIBUTES.len() + 1];
+    for kv in attributes {
+        if !kv.key.starts_with("k8s.") {
+            continue;
+        }
+        if kv.key == NAMESPACE_ATTRIBUTE {
+            found[OBJECT_ATTRIBUTES.len()].get_or_insert(kv);
+        } else if let Some(index) = OBJECT_ATTRIBUTES.iter().position(|(key, _)| kv.key == *key) {
+            found[index].get_or_insert(kv);
+        }
+    }
+    let get = |index: usize| -> Result<Option<String>, String> {
+        let Some(kv) = found[index] else { return Ok(None) };
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            None => Ok(None),
+            Some(AttributeValue::StringValue(text)) if text.is_empty() => Ok(None),
+            Some(AttributeValue::StringValue(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(format!("the resource attribute {} must be a string", kv.key)),
+        }
+    };
+    let namespace = get(OBJECT_ATTRIBUTES.len())?;
+    if let Some(namespace) = &namespace {
+        validate_namespace(namespace)
+            .map_err(|e| format!("the resource attribute {NAMESPACE_ATTRIBUTE}={namespace:?} cannot be used: {e}"))?;
+    }
+    let mut object = None;
+    for attribute in 0..OBJECT_ATTRIBUTES.len() {
+        if let Some(name) = get(attribute)? {
+            object = Some((attribute, name));
+            break;
+        }
+    }
+    match (object, namespace) {
+        (Some((attribute, name)), namespace) => {
+            let (key, resource) = OBJECT_ATTRIBUTES[attribute];
+            validate_object_name(&name)
+                .map_err(|e| format!("the resource attribute {key}={name:?} cannot be used: {e}"))?;
+            if resource == "nodes" {
+                // A node has no namespace; a namespace next to it names nothing more.
+                return Ok(ResourceTarget::Object { namespace: None, attribute, name });
+            }
+            match namespace {
+                Some(namespace) => Ok(ResourceTarget::Object { namespace: Some(namespace), attribute, name }),
+                None => Err(format!(
+                    "the resource names {resource} {name:?} ({key}) but no namespace: add the resource attribute {NAMESPACE_ATTRIBUTE}"
+                )),
+            }
+        }
+        (None, Some(namespace)) => Ok(ResourceTarget::External { namespace }),
+        (None, None) => Err(format!(
+            "the resource maps to nothing: it has neither {NAMESPACE_ATTRIBUTE} (with or without an object attribute such as k8s.pod.name: a value on that object, or an external metric of the namespace) nor k8s.node.name; set them with OTEL_RESOURCE_ATTRIBUTES or the Collector's k8sattributes processor"
+        )),
+    }
+}
+
+/// One value to store, mapped from a data point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpValue {
+    /// The data point it comes from, in request order: what `rejected_data_points` counts.
+    pub point: usize,
+    /// Its resource: index into [`Mapped::targets`].
+    pub resource: usize,
+    /// The metric name (a histogram's and a summary's `{name}_count` and `{name}_sum`).
+    pub metric: String,
+    /// The data point's attributes.
+    pub labels: BTreeMap<String, String>,
+    /// The value.
+    pub value: Quantity,
+    /// Whether the series is a counter (its rate is served, docs/wire-contract.md §4.6): a monotonic cumulative sum, the count and sum of a
+    /// cumulative histogram or exponential histogram, and of a summary (cumulative by definition). Deltas and gauges
+    /// are not.
+    pub counter: bool,
+}
+
+/// A data point that cannot be stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedPoint {
+    /// The data point, in request order.
+    pub point: usize,
+    /// `metric{attributes} (resource)`, as exported.
+    pub what: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An export mapped onto values.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    /// Each resource's target, in request order (only those of resources with data points are used).
+    pub targets: Vec<Result<ResourceTarget, String>>,
+    /// The values to store.
+    pub values: Vec<OtlpValue>,
+    /// The data points that cannot be stored.
+    pub rejected: Vec<RejectedPoint>,
+    /// Data points in the export.
+    pub total: usize,
+}
+
+/// Maps an export (docs/wire-contract.md §4.7). Pure. More than `max_points` data points refuse the export (413).
+pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> Result<Mapped, RequestError> {
+    let total: usize = request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        })
+        .sum();
+    if total > max_points {
+        return Err(RequestError::TooManyOtlpPoints { limit: max_points });
+    }
+    let mut mapped = Mapped { total, ..Mapped::default() };
+    let mut point = 0;
+    for (resource, resource_metrics) in request.resource_metrics.iter().enumerate() {
+        let attributes = resource_metrics.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let target = resource_target(attributes);
+        for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            // Every data point of the metric, as (attributes, flags, the values it stores: (suffix, value, counter)).
+            let mut points: Vec<(&[KeyValue], u32, Result<PointValues, String>)> = Vec::new();
+            match &metric.data {
+                Some(Data::Gauge(gauge)) => {
+                    for p in &gauge.data_points {
+                        points.push((&p.attributes, p.flags, number(p).map(|v| vec![("", v, false)])));
+                    }
+                }
+                Some(Data::Sum(sum)) => {
+                    let counter =
+                        sum.is_monotonic && sum.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    for p in &sum.data_points {
+                        points.push((&p.attributes, p.flags, number(p).map(|v| vec![("", v, counter)])));
+                    }
+                }
+                Some(Data::Histogram(histogram)) => {
+                    let cumulative = histogram.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    for p in &histogram.data_points {
+                        points.push((&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative)));
+                    }
+                }
+                Some(Data::ExponentialHistogram(histogram)) => {
+                    let cumulative = histogram.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    for p in &histogram.data_points {
+                        points.push((&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative)));
+                    }
+                }
+                Some(Data::Summary(summary)) => {
+                    for p in &summary.data_points {
+                        points.push((&p.attributes, p.flags, count_and_sum(p.count, Some(p.sum), true)));
+                    }
+                }
+                None => {}
+            }
+            for (attributes, flags, values) in points {
+                let index = point;
+                point += 1;
+                let labels = labels(attributes);
+                let mut reject = |reason: String| {
+                    let what = describe(&metric.name, attributes, target.as_ref().ok());
+                    mapped.rejected.push(RejectedPoint { point: index, what, reason });
+                };
+                let target = match &target {
+                    Ok(_) => resource,
+                    Err(reason) => {
+                        reject(reason.clone());
+                        continue;
+                    }
+                };
+                if flags & NO_RECORDED_VALUE != 0 {
+                    reject("the data point has no recorded value (flag FLAG_NO_RECORDED_VALUE)".into());
+                    continue;
+                }
+                let (labels, values) = match (labels, values) {
+                    (Ok(labels), Ok(values)) => (labels, values),
+                    (Err(reason), _) | (_, Err(reason)) => {
+                        reject(reason);
+                        continue;
+                    }
+                };
+                // A write path never has an empty metric segment; an export can (fuzz/fuzz_targets/otlp_body.rs).
+                if metric.name.is_empty() {
+                    reject("the metric has no name".into());
+                    continue;
+                }
+                let mut names = Vec::with_capacity(values.len());
+                for (suffix, _, _) in &values {
+                    let name = format!("{}{suffix}", metric.name);
+                    if let Err(e) = validate_metric_name(&name) {
+                        names.clear();
+                        reject(format!("the metric name {name:?} cannot be stored: {e}"));
+                        break;
+                    }
+                    names.push(name);
+                }
+                if names.len() != values.len() {
+                    continue;
+                }
+                for (metric, (_, value, counter)) in names.into_iter().zip(values) {
+                    mapped.values.push(OtlpValue {
+                        point: index,
+                        resource: target,
+                        metric,
+                        labels: labels.clone(),
+                        value,
+                        counter,
+                    });
+                }
+            }
+        }
+        mapped.targets.push(target);
+    }
+    Ok(mapped)
+}
+
+/// The values one data point stores: (metric name suffix, value, counter).
+type PointValues = Vec<(&'static str, Quantity, bool)>;
+
+/// A number data point's value.
+fn number(point: &NumberDataPoint) -> Result<Quantity, String> {
+    match point.value {
+        Some(NumberValue::AsDouble(value)) => finite_quantity(value),
+        Some(NumberValue::AsInt(value)) => Quantity::parse(&value.to_string()).map_err(|e| e.to_string()),
+        None => Err(
+            "the data point has no value (neither asDouble nor asInt; in OTLP JSON a non-finite asDouble such as \"NaN\" is not read as a number: a metric value must be finite)"
+                .into(),
+        ),
+    }
+}
+
+/// A histogram's or summary's `_count` and `_sum` (when it has one).
+fn count_and_sum(count: u64, sum: Option<f64>, counter: bool) -> Result<PointValues, String> {
+    let mut values = vec![("_count", Quantity::parse(&count.to_string()).map_err(|e| e.to_string())?, counter)];
+    if let Some(sum) = sum {
+        values.push(("_sum", finite_quantity(sum).map_err(|e| format!("its sum: {e}"))?, counter));
+    }
+    Ok(values)
+}
+
+/// A data point's attributes as metric labels: string, boolean, integer and double values as their text; empty
+/// values dropped (no label, as in Prometheus); keys and values validated as the write API's labels.
+fn labels(attributes: &[KeyValue]) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for KeyValue { key, value, .. } in attributes {
+        let text = match value.as_ref().and_then(|v| v.value.as_ref()) {
+            None => String::new(),
+            Some(AttributeValue::StringValue(text)) => text.clone(),
+            Some(AttributeValue::BoolValue(value)) => value.to_string(),
+            Some(AttributeValue::IntValue(value)) => value.to_string(),
+            Some(AttributeValue::DoubleValue(value)) => value.to_string(),
+            Some(_) => {
+                return Err(format!(
+                    "the attribute {key} is an array, a map or bytes: metric labels are strings, numbers or booleans"
+                ));
+            }
+        };
+        if labels.contains_key(key) {
+            return Err(format!("the attribute {key} is given twice"));
+        }
+        validate_label_key(key).and_then(|()| validate_label_value_for_key(key, &text)).map_err(|e| {
+            format!("the attribute {key}={text:?} cannot be a label: metric labels must be Kubernetes labels, which the read API selects on: {e}")
+        })?;
+        labels.insert(key.clone(), text);
+    }
+    labels.retain(|_, value| !value.is_empty());
+    Ok(labels)
+}
+
+/// `name{key="value",...} (target)`, for messages.
+fn describe(name: &str, attributes: &[KeyValue], target: Option<&ResourceTarget>) -> String {
+    let attributes: Vec<String> = attributes
+        .iter()
+        .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(AttributeValue::StringValue(text)) => format!("{}={text:?}", kv.key),
+            Some(AttributeValue::IntValue(value)) => format!("{}={value}", kv.key),
+            Some(AttributeValue::BoolValue(value)) => format!("{}={value}", kv.key),
+            Some(AttributeValue::DoubleValue(value)) => format!("{}={value}", kv.key),
+            _ => format!("{}=…", kv.key),
+        })
+        .collect();
+    let attributes = if attributes.is_empty() { String::new() } else { format!("{{{}}}", attributes.join(",")) };
+    match target {
+        Some(target) => format!("{name}{attributes} ({})", target.describe()),
+        None => format!("{name}{attributes}"),
+    }
+}
+
+/// The store refusing other writes of the export this many times in a row refuses the rest (a concurrent writer
+/// filling the store between two attempts).
+const STORE_ATTEMPTS: usize = 3;
+
+/// At most this many rejected points are named in `error_message`.
+const NAMED_REJECTIONS: usize = 10;
+
+impl Ingest {
+    /// Answers an OTLP export (docs/wire-contract.md §4.7). Takes `body` only when it reads it. Errors before the
+    /// encoding is known (method, query, `Content-Type`) are Kubernetes `Status` objects; after, `google.rpc.Status`
+    /// in the request's encoding.
+    pub(super) async fn apply_otlp<B>(
+        &self,
+        request: &http::request::Parts,
+        body: &mut Option<B>,
+        gate: &dyn WriteGate,
+    ) -> Result<HttpResponse, RequestError>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if request.method != Method::POST {
+            return Err(RequestError::MethodNotAllowed { allow: "POST" });
+        }
+        if let Some((name, _)) = form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes()).next() {
+            return Err(RequestError::BadQueryParameter {
+                name: name.into_owned(),
+                reason: "unknown parameter; an OTLP export takes none".into(),
+            });
+        }
+        let encoding = Encoding::from_content_type(request.headers.get(header::CONTENT_TYPE))?;
+        Ok(match self.export(request, body, gate, encoding).await {
+            Ok(response) => response,
+            Err(error) => rpc_status_response(error, encoding),
+        })
+    }
+
+    async fn export<B>(
+        &self,
+        request: &http::request::Parts,
+        body: &mut Option<B>,
+        gate: &dyn WriteGate,
+        encoding: Encoding,
+    ) -> Result<HttpResponse, RequestError>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let bytes = self.read_compressed_body(&request.headers, body.take()).await?;
+        let export = decode(&bytes, encoding)?;
+        drop(bytes);
+        let mut mapped = map_export(&export, self.batch.max_items)?;
+        drop(export);
+        self.store_values(&mut mapped, gate).await?;
+        Ok(export_response(&mapped, encoding))
+    }
+
+    /// Resolves, authorizes and stores the mapped values; the points that cannot be stored are added to
+    /// `mapped.rejected`. A denied authorization check refuses the whole export; so does a store that is unavailable
+    /// (nothing stored: the client retries the whole export).
+    async fn store_values(&self, mapped: &mut Mapped, gate: &dyn WriteGate) -> Result<(), RequestError> {
+        // Each object resource resolved once.
+        let mut resources: HashMap<usize, Result<(Arc<str>, bool), MapperError>> = HashMap::new();
+        for target in mapped.targets.iter().flatten() {
+            if let ResourceTarget::Object { attribute, .. } = target
+                && !resources.contains_key(attribute)
+            {
+                let resolved = self
+                    .mapper
+                    .resolve(OBJECT_ATTRIBUTES[*attribute].1)
+                    .await
+                    .map(|info| (Arc::<str>::from(info.group_resource()), info.namespaced));
+                resources.insert(*attribute, resolved);
+            }
+        }
+        let mut rejected: Vec<(usize, String)> = Vec::new();
+        let mut ready: Vec<Ready<'_>> = Vec::with_capacity(mapped.values.len());
+        // foldhash, as the batch's tables (one request's keys): SipHash over every series key showed in profiles.
+        let mut first_of: HashMap<SeriesKey<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut external_labels: Vec<SeriesLabels> = Vec::with_capacity(mapped.values.len());
+        for value in &mapped.values {
+            external_labels.push(SeriesLabels::from_map(value.labels.clone()));
+        }
+        for (index, value) in mapped.values.iter().enumerate() {
+            let Some(Ok(target)) = mapped.targets.get(value.resource) else { continue };
+            let labels = &external_labels[index];
+            let series = match target {
+                ResourceTarget::Object { namespace, attribute, name } => {
+                    let (key, resource) = OBJECT_ATTRIBUTES[*attribute];
+                    let namespace = match (resources.get(attribute), namespace) {
+                        (Some(Ok((resolved, true))), Some(namespace)) => (resolved, namespace.as_str()),
+                        (Some(Ok((resolved, false))), None) => (resolved, ""),
+                        (Some(Ok((resolved, namespaced))), _) => {
+                            rejected.push((
+                                index,
+                                format!(
+                                    "{key} names {resolved}, which is {}",
+                                    if *namespaced { "namespaced" } else { "cluster-scoped" }
+                                ),
+                            ));
+                            continue;
+                        }
+                        (Some(Err(error)), _) => {
+                            rejected
+                                .push((index, format!("{key} names {resource}, which cannot be resolved: {error}")));
+                            continue;
+                        }
+                        (None, _) => continue,
+                    };
+                    SeriesKey::Custom {
+                        resource: Arc::clone(namespace.0),
+                        namespace: namespace.1,
+                        name,
+                        metric: &value.metric,
+                    }
+                }
+                ResourceTarget::External { namespace } => {
+                    SeriesKey::External { namespace, metric: &value.metric, labels: labels.clone() }
+                }
+            };
+            if let Some(&first) = first_of.get(&series) {
+                let first = &mapped.values[first];
+                let reason = match &series {
+                    SeriesKey::Custom { .. } => format!(
+                        "it is stored as the same value as an earlier data point of {} with labels {:?}: an object holds one value per metric, so points of one object that differ only in attributes collide",
+                        first.metric, first.labels
+                    ),
+                    SeriesKey::External { .. } => {
+                        format!("duplicate series: an earlier data point of {} has the same attributes", first.metric)
+                    }
+                };
+                rejected.push((index, reason));
+                continue;
+            }
+            first_of.insert(series.clone(), index);
+            // A counter's rate is served (docs/wire-contract.md §4.6).
+            let kind = if value.counter { SeriesKind::Counter } else { SeriesKind::Gauge };
+            let write = SampleWrite { value: value.value, labels: labels.clone(), ttl: self.default_ttl, kind };
+            ready.push(Ready { index, series, write });
+        }
+        // One denied check refuses the export: the caller may not write what it sent (docs/wire-contract.md §4.7).
+        let denied = authorize_series(ready.iter().map(|item| (item.index, &item.series)), false, gate).await?;
+        if let Some((_, cause)) = denied.into_iter().next() {
+            return Err(cause.error);
+        }
+        // A point some of whose values cannot be stored stores none of them.
+        let mut refused_points: HashSet<usize> =
+            rejected.iter().map(|(index, _)| mapped.values[*index].point).collect();
+        ready.retain(|item| !refused_points.contains(&mapped.values[item.index].point));
+        for attempt in 1..=STORE_ATTEMPTS {
+            if ready.is_empty() {
+                break;
+            }
+            let causes = self.store_all_or_none(&ready).await?;
+            if causes.is_empty() {
+                break;
+            }
+            if let Some(position) = causes
+                .iter()
+                .position(|(_, cause)| matches!(cause.error, RequestError::Store(StoreError::Unavailable(_))))
+            {
+                return Err(causes
+                    .into_iter()
+                    .nth(position)
+                    .map(|(_, cause)| cause.error)
+                    .unwrap_or(RequestError::Store(StoreError::Unavailable("the store refused the export".into()))));
+            }
+            for (index, cause) in causes {
+                refused_points.insert(mapped.values[index].point);
+                rejected.push((index, cause.error.to_string()));
+            }
+            if attempt == STORE_ATTEMPTS {
+                for item in &ready {
+                    if refused_points.insert(mapped.values[item.index].point) {
+                        rejected.push((
+                            item.index,
+                            "the store refused other writes of this export several times in a row: send it again"
+                                .into(),
+                        ));
+                    }
+                }
+                break;
+            }
+            ready.retain(|item| !refused_points.contains(&mapped.values[item.index].point));
+        }
+        drop(ready);
+        drop(first_of);
+        for (index, reason) in rejected {
+            let value = &mapped.values[index];
+            let what = match mapped.targets.get(value.resource) {
+                Some(Ok(target)) => format!("{}{:?} ({})", value.metric, value.labels, target.describe()),
+                _ => value.metric.clone(),
+            };
+            mapped.rejected.push(RejectedPoint { point: value.point, what, reason });
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a stored export: `partial_success` set when some data points were rejected.
+fn export_response(mapped: &Mapped, encoding: Encoding) -> HttpResponse {
+    let mut rejected = mapped.rejected.clone();
+    rejected.sort_by_key(|r| r.point);
+    rejected.dedup_by_key(|r| r.point);
+    let partial = (!rejected.is_empty()).then(|| {
+        let named: Vec<String> =
+            rejected.iter().take(NAMED_REJECTIONS).map(|r| format!("{}: {}", r.what, r.reason)).collect();
+        let more = rejected.len().saturating_sub(NAMED_REJECTIONS);
+        ExportMetricsPartialSuccess {
+            rejected_data_points: i64::try_from(rejected.len()).unwrap_or(i64::MAX),
+            error_message: format!(
+                "{} of {} data points were not stored (the others were): {}{}",
+                rejected.len(),
+                mapped.total,
+                named.join("; "),
+                if more > 0 { format!("; and {more} more") } else { String::new() }
+            ),
+        }
+    });
+    let body = match encoding {
+        Encoding::Protobuf => ExportMetricsServiceResponse { partial_success: partial }.encode_to_vec(),
+        // OTLP JSON: int64 as a decimal string; a full success is an empty object.
+        Encoding::Json => {
+            let json = match partial {
+                Some(p) => serde_json::json!({"partialSuccess": {
+                    "rejectedDataPoints": p.rejected_data_points.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            json.to_string().into_bytes()
+        }
+    };
+    response::with_body(StatusCode::OK, encoding.content_type(), body.into())
+}
+
+/// `google.rpc.Status`, the body of every OTLP failure (prost's derive of the message in google/rpc/status.proto;
+/// `details` is not sent).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// The gRPC code, which OTLP/HTTP clients do not act on.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// What went wrong.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The gRPC code closest to an HTTP code (the mapping of gRPC's HTTP/JSON transcoding).
+fn grpc_code(code: StatusCode) -> i32 {
+    match code.as_u16() {
+        400 | 405 | 415 => 3,
+        401 => 16,
+        403 => 7,
+        404 => 5,
+        408 | 504 => 4,
+        413 | 429 => 8,
+        501 => 12,
+        503 | 502 => 14,
+        _ => 13,
+    }
+}
+
+/// A failure as OTLP/HTTP answers it: the error's HTTP code (and headers, such as `Retry-After`), a
+/// `google.rpc.Status` body in the request's encoding.
+fn rpc_status_response(error: RequestError, encoding: Encoding) -> HttpResponse {
+    let status = RpcStatus { code: grpc_code(error.status_code()), message: error.to_string() };
+    let mut response = error.into_response(false);
+    let body = match encoding {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::json!({"code": status.code, "message": status.message}).to_string().into_bytes(),
+    };
+    *response.body_mut() = response::Body::from(bytes::Bytes::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(AttributeValue::StringValue(value.into())) }),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn each_kubernetes_attribute_names_its_object_the_most_specific_first() {
+        for (attribute, (key, _)) in OBJECT_ATTRIBUTES.iter().enumerate().take(7) {
+            assert_eq!(
+                resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv(key, "x-1")]),
+                Ok(ResourceTarget::Object { namespace: Some("shop".into()), attribute, name: "x-1".into() }),
+                "{key}"
+            );
+        }
+        // A pod's resource names its controllers and node too: the pod wins.
+        let pod = [
+            kv("k8s.node.name", "n1"),
+            kv("k8s.deployment.name", "web"),
+            kv("k8s.replicaset.name", "web-5d"),
+            kv("k8s.pod.name", "web-5d-x"),
+            kv(NAMESPACE_ATTRIBUTE, "shop"),
+        ];
+        assert_eq!(
+            resource_target(&pod),
+            Ok(ResourceTarget::Object { namespace: Some("shop".into()), attribute: 0, name: "web-5d-x".into() })
+        );
+        // A node needs no namespace, and takes none.
+        for attributes in [&[kv("k8s.node.name", "n1")][..], &[kv("k8s.node.name", "n1"), kv(NAMESPACE_ATTRIBUTE, "s")]]
+        {
+            assert_eq!(
+                resource_target(attributes),
+                Ok(ResourceTarget::Object { namespace: None, attribute: 7, name: "n1".into() })
+            );
+        }
+        assert_eq!(
+            resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv("service.name", "web")]),
+            Ok(ResourceTarget::External { namespace: "shop".into() })
+        );
+        // An empty value is no attribute.
+        assert_eq!(
+            resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", "")]),
+            Ok(ResourceTarget::External { namespace: "shop".into() })
+        );
+    }
+
+    #[test]
+    fn resources_that_map_to_nothing_say_why() {
+        let int = KeyValue {
+            key: NAMESPACE_ATTRIBUTE.into(),
+            value: Some(AnyValue { value: Some(AttributeValue::IntValue(3)) }),
+            ..KeyValue::default()
+        };
+        for (attributes, expected) in [
+            (vec![kv("service.name", "web")], "maps to nothing"),
+            (vec![], "maps to nothing"),
+            (vec![kv("k8s.pod.name", "web-1")], "no namespace"),
+            (vec![kv(NAMESPACE_ATTRIBUTE, "Shop")], "k8s.namespace.name=\"Shop\" cannot be used"),
+            (vec![kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", "Web_1")], "k8s.pod.name=\"Web_1\""),
+            (vec![int], "must be a string"),
+        ] {
+            let reason = resource_target(&attributes).unwrap_err();
+            assert!(reason.contains(expected), "{attributes:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let header = |text: &str| HeaderValue::from_str(text).unwrap();
+        assert_eq!(Encoding::from_content_type(Some(&header("application/x-protobuf"))).unwrap(), Encoding::Protobuf);
+        assert_eq!(
+            Encoding::from_content_type(Some(&header("Application/JSON; charset=utf-8"))).unwrap(),
+            Encoding::Json
+        );
+        for bad in [Some(header("text/plain")), Some(header("application/protobuf")), None] {
+            assert!(matches!(
+                Encoding::from_content_type(bad.as_ref()),
+                Err(RequestError::UnsupportedOtlpContentType(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn attributes_become_labels() {
+        let typed = |key: &str, value: AttributeValue| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        };
+        let labels = labels(&[
+            kv("http.request.method", "GET"),
+            typed("ok", AttributeValue::BoolValue(true)),
+            typed("code", AttributeValue::IntValue(200)),
+            typed("ratio", AttributeValue::DoubleValue(0.5)),
+            kv("empty", ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                ("code".into(), "200".into()),
+                ("http.request.method".into(), "GET".into()),
+                ("ok".into(), "true".into()),
+                ("ratio".into(), "0.5".into()),
+            ])
+        );
+        for (attributes, expected) in [
+            (vec![kv("path", "/api")], "path=\"/api\" cannot be a label"),
+            (vec![kv("a", "1"), kv("a", "2")], "given twice"),
+            (vec![typed("b", AttributeValue::BytesValue(vec![1]))], "array, a map or bytes"),
+        ] {
+            assert!(super::labels(&attributes).unwrap_err().contains(expected), "{attributes:?}");
+        }
+    }
+}
