@@ -1,11 +1,11 @@
 //! The Redis store: replicas share their values through Redis (or Valkey) and each serves reads from a local copy
 //! (docs/architecture.md §10).
 //!
-//! - A write runs one Lua script in Redis that takes Redis `TIME`, checks the cluster-wide series count against
+//! - A write goes through a Lua script in Redis that takes Redis `TIME`, checks the cluster-wide series count against
 //!   --max-series, stores the latest value in a hash, and appends the change to a stream trimmed with `MAXLEN ~`. It
 //!   is acknowledged once Redis answered and this replica's copy has applied the stream entry (read-your-writes).
-//! - Concurrent writes share the multiplexed connection, which sends what is queued in one go and reads the answers
-//!   in order (Redis pipelining); `put_many` sends its batch as one explicit pipeline.
+//! - Concurrent writes are queued to a writer task that sends what is queued as one script run (many writes, one
+//!   round trip, one reply), one run at a time; `put_many` sends its batch as one pipeline of such runs.
 //! - Every replica tails the stream (`XREAD BLOCK`) on a connection of its own into a [`MemoryStore`] (the mirror),
 //!   its own writes included. It loads the whole hash on start, when its position was trimmed away, and when the
 //!   Redis server changed (`run_id`). Reads never leave the process.
@@ -13,6 +13,7 @@
 //!   time from the local clock and the offset measured with `TIME`.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::StreamRangeReply;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::memory::PURGE_INTERVAL;
@@ -63,6 +65,15 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// a command held up on its way (a slow network, a frozen Redis) must not land after a newer, acknowledged write
 /// (docs/architecture.md §10, "Failure behaviour").
 const APPLY_WINDOW: Duration = Duration::from_secs(1);
+
+/// Writes one run of [`PUT_LUA`] carries at most: a run blocks Redis for its duration (a few microseconds a write).
+const MAX_BATCH: usize = 256;
+
+/// Runs of queued writes in flight at once on the write connection: while one is, new writes queue up and go
+/// together in the next run (docs/architecture.md §10, "Writes"). One gave the largest runs and the most writes per
+/// second under bench/redis's write load (a rough measurement on a busy machine: about 31,000/s with one, 27,000/s
+/// with two, 26,000/s with four: more runs in flight make them smaller, and each run costs both processes).
+const MAX_IN_FLIGHT: usize = 1;
 
 /// Pause between two attempts of the tail to reach Redis.
 const RETRY: Duration = Duration::from_millis(200);
@@ -152,36 +163,67 @@ end
     };
 }
 
-/// The write of one value (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, field, ttl in ms or -1,
-/// payload, max series, stream length, the time after which it must do nothing or '' (see [`APPLY_WINDOW`])).
-/// Removes up to 64 expired series first, so that they do not count against the limit. Every stream entry names the
-/// entry before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns
-/// {1, stream id}, or {0} when the series is new and the limit is reached.
+/// The write of one or more values, in order (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, the
+/// time after which it must do nothing or '' (see [`APPLY_WINDOW`]), max series, stream length, then for each write
+/// its field, ttl in ms or -1, and payload). One run carries many writes: `TIME`, the expiry sweep and the stream's
+/// last id are paid once per run instead of once per write (docs/architecture.md §10, "Writes"). Removes up to 64
+/// expired series per write first, so that they do not count against the limit. Every stream entry names the entry
+/// before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns one element
+/// per write: its stream id, or 0 when the series is new and the limit is reached.
 const PUT_LUA: &str = concat!(
-    script_opening!(7),
+    script_opening!(2),
     r"
-for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)) do
+local n = (#ARGV - 4) / 3
+for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64 * n)) do
   redis.call('HDEL', KEYS[1], f)
   redis.call('ZREM', KEYS[2], f)
 end
-local field = ARGV[2]
-if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
-  return {0}
-end
-local deadline = -1
-local ttl = tonumber(ARGV[3])
-if ttl >= 0 then deadline = now + ttl end
-local record = string.format('%.0f,%.0f,', now, deadline) .. ARGV[4]
-redis.call('HSET', KEYS[1], field, record)
-if deadline >= 0 then
-  redis.call('ZADD', KEYS[2], deadline, field)
-else
-  redis.call('ZREM', KEYS[2], field)
-end
+local fields = {}
+for i = 5, #ARGV, 3 do fields[#fields + 1] = ARGV[i] end
+local old = redis.call('HMGET', KEYS[1], unpack(fields))
+local count = redis.call('HLEN', KEYS[1])
+local max = tonumber(ARGV[3])
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
 if #last > 0 then before = last[1][1] end
-return {1, redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'b', before, 'p', field, 'r', record)}
+local stamp = string.format('%.0f,', now)
+local seen, records, deadlines, out = {}, {}, {}, {}
+for j = 1, n do
+  local i = 2 + 3 * j
+  local field = ARGV[i]
+  if not old[j] and not seen[field] and count >= max then
+    out[j] = 0
+  else
+    if not old[j] and not seen[field] then count = count + 1 end
+    seen[field] = true
+    local ttl = tonumber(ARGV[i + 1])
+    local record
+    if ttl >= 0 then
+      deadlines[field] = now + ttl
+      record = stamp .. string.format('%.0f,', now + ttl) .. ARGV[i + 2]
+    else
+      deadlines[field] = false
+      record = stamp .. '-1,' .. ARGV[i + 2]
+    end
+    records[#records + 1] = field
+    records[#records + 1] = record
+    before = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'b', before, 'p', field, 'r', record)
+    out[j] = before
+  end
+end
+if #records > 0 then redis.call('HSET', KEYS[1], unpack(records)) end
+local timed, untimed = {}, {}
+for field, deadline in pairs(deadlines) do
+  if deadline then
+    timed[#timed + 1] = deadline
+    timed[#timed + 1] = field
+  else
+    untimed[#untimed + 1] = field
+  end
+end
+if #timed > 0 then redis.call('ZADD', KEYS[2], unpack(timed)) end
+if #untimed > 0 then redis.call('ZREM', KEYS[2], unpack(untimed)) end
+return out
 "
 );
 
@@ -287,6 +329,26 @@ impl Clock for RedisClock {
     }
 }
 
+/// A write waiting for the writer task (see [`writer`]).
+struct Queued {
+    field: String,
+    /// The ttl argument of [`PUT_LUA`].
+    ttl: String,
+    payload: String,
+    /// The last moment, by the copy's estimate of Redis time, at which it may still apply (see [`APPLY_WINDOW`]),
+    /// taken when it was queued.
+    apply_by: Option<i64>,
+    answer: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// [`PUT_LUA`]'s ttl argument: milliseconds, or -1 for none (and for one too long to be kept exactly).
+fn ttl_arg(ttl: Option<Duration>) -> String {
+    match ttl.map(|ttl| ttl.as_millis()) {
+        Some(millis) if millis < MAX_EXACT_TTL_MILLIS => millis.to_string(),
+        _ => "-1".to_string(),
+    }
+}
+
 /// A stream id, `milliseconds-sequence`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Position(u64, u64);
@@ -296,6 +358,11 @@ impl Position {
         let (ms, seq) = text.split_once('-')?;
         Some(Position(ms.parse().ok()?, seq.parse().ok()?))
     }
+}
+
+/// [`Position::parse`] of the bytes Redis sent.
+fn position_of(bytes: &[u8]) -> Option<Position> {
+    Position::parse(std::str::from_utf8(bytes).ok()?)
 }
 
 impl fmt::Display for Position {
@@ -334,12 +401,76 @@ struct PayloadIn {
     k: SeriesKind,
 }
 
-/// A series field: `["c", resource, namespace, name, metric]` or `["e", namespace, metric, labels]`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Field {
-    Custom(String, String, String, String, String),
-    External(String, String, String, Vec<(String, String)>),
+/// A series field: `["c", resource, namespace, name, metric]` or `["e", namespace, metric, labels]`, its strings
+/// borrowed from the text where they hold no escapes: the tail parses one per stream entry (docs/architecture.md §10).
+enum Field<'a> {
+    Custom { resource: Text<'a>, namespace: Text<'a>, name: Text<'a>, metric: Text<'a> },
+    External { namespace: Text<'a>, metric: Text<'a>, labels: Vec<(Text<'a>, Text<'a>)> },
+}
+
+/// A JSON string of a field, borrowed when it can be.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"["c",resource,namespace,name,metric] or ["e",namespace,metric,labels]"#)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+                fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+                    seq: &mut A,
+                    index: usize,
+                ) -> Result<T, A::Error> {
+                    seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(index, &Visitor))
+                }
+                let kind: Text<'de> = next(&mut seq, 0)?;
+                let field = match &*kind.0 {
+                    "c" => Field::Custom {
+                        resource: next(&mut seq, 1)?,
+                        namespace: next(&mut seq, 2)?,
+                        name: next(&mut seq, 3)?,
+                        metric: next(&mut seq, 4)?,
+                    },
+                    "e" => Field::External {
+                        namespace: next(&mut seq, 1)?,
+                        metric: next(&mut seq, 2)?,
+                        labels: next(&mut seq, 3)?,
+                    },
+                    other => return Err(serde::de::Error::custom(format!("unknown kind {other:?}"))),
+                };
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::custom("more elements than its kind has"));
+                }
+                Ok(field)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 fn pairs(labels: &SeriesLabels) -> Vec<(&str, &str)> {
@@ -348,6 +479,10 @@ fn pairs(labels: &SeriesLabels) -> Vec<(&str, &str)> {
 
 fn labels_from(pairs: Vec<(String, String)>) -> SeriesLabels {
     SeriesLabels::from_map(pairs.into_iter().collect())
+}
+
+fn labels_of(pairs: Vec<(Text<'_>, Text<'_>)>) -> SeriesLabels {
+    SeriesLabels::from_map(pairs.into_iter().map(|(k, v)| (k.0.into_owned(), v.0.into_owned())).collect())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
@@ -411,7 +546,10 @@ struct Shared {
 /// The Redis-backed [`MetricStore`]; see the module documentation.
 pub struct RedisStore {
     shared: Arc<Shared>,
+    /// Single writes, to the writer task.
+    queue: mpsc::UnboundedSender<Queued>,
     _tail: AbortOnDropHandle<()>,
+    _writer: AbortOnDropHandle<()>,
     attached: Mutex<Vec<Box<dyn Any + Send>>>,
 }
 
@@ -482,7 +620,9 @@ impl RedisStore {
             address: options.address.clone(),
         });
         let tail = AbortOnDropHandle::new(tokio::spawn(tail(Arc::clone(&shared))));
-        Ok(RedisStore { shared, _tail: tail, attached: Mutex::new(Vec::new()) })
+        let (queue, queued) = mpsc::unbounded_channel();
+        let writer = AbortOnDropHandle::new(tokio::spawn(writer(Arc::clone(&shared), queued)));
+        Ok(RedisStore { shared, queue, _tail: tail, _writer: writer, attached: Mutex::new(Vec::new()) })
     }
 
     /// Keeps `value` alive as long as the store: a test ties the Redis server it started to the store.
@@ -505,29 +645,13 @@ impl RedisStore {
         self.shared.mirror.load_full().purge_expired()
     }
 
+    /// Queues the write for the writer task, which sends it with the writes queued meanwhile in one script run, and
+    /// answers once Redis stored it and this replica's copy applied it (see [`writer`]).
     async fn put(&self, field: String, payload: String, ttl: Option<Duration>) -> Result<(), StoreError> {
-        let shared = &self.shared;
-        if shared.wait.is_some() {
-            let calls = [shared.put_args(field, payload, ttl).to_vec()];
-            let (mut replies, replicas) = shared.run(Operation::Write, &PUT, PUT_LUA, &calls, false).await?;
-            let reply = replies.pop().ok_or_else(|| shared.bad_reply("no reply"))?;
-            let reply: Vec<Value> = redis::from_redis_value(reply).map_err(|e| shared.bad_reply(&e.to_string()))?;
-            let position = shared.put_outcome(reply)?;
-            replicas?;
-            return shared.confirm(position).await;
-        }
-        let mut invocation = PUT.prepare_invoke();
-        invocation.key(&shared.keys.series).key(&shared.keys.deadlines).key(&shared.keys.stream);
-        for arg in shared.put_args(field, payload, ttl) {
-            invocation.arg(arg);
-        }
-        let mut conn = shared.writes.clone();
-        let started = Instant::now();
-        let reply = invocation.invoke_async(&mut conn).await;
-        shared.round_trip(Operation::Write, started);
-        let reply: Vec<Value> = reply.map_err(|e| shared.unavailable(&e))?;
-        let position = shared.put_outcome(reply)?;
-        shared.confirm(position).await
+        let (answer, answered) = oneshot::channel();
+        let write = Queued { field, ttl: ttl_arg(ttl), payload, apply_by: self.shared.apply_by(), answer };
+        self.queue.send(write).map_err(|_| self.shared.stopped())?;
+        answered.await.unwrap_or_else(|_| Err(self.shared.stopped()))
     }
 
     /// Removes the fields; returns (live ones removed, all removed).
@@ -635,6 +759,9 @@ impl Shared {
         self.round_trip(operation, started);
         let mut replies: Vec<Value> = replies.map_err(|e| self.unavailable(&e))?;
         let Some((wanted, timeout)) = self.wait else {
+            if replies.len() != calls.len() {
+                return Err(self.bad_reply(&format!("{} replies to {} scripts", replies.len(), calls.len())));
+            }
             return Ok((replies, Ok(())));
         };
         let confirmed: i64 = match replies.pop() {
@@ -692,37 +819,100 @@ impl Shared {
     /// The scripts' last moment to apply a write sent now, by the mirror's estimate of Redis time (see
     /// [`APPLY_WINDOW`]); empty, so no limit, until that estimate has been measured once.
     fn apply_by_arg(&self) -> String {
+        self.apply_by().map(|at| at.to_string()).unwrap_or_default()
+    }
+
+    /// [`Self::apply_by_arg`] as a number; `None` for no limit.
+    fn apply_by(&self) -> Option<i64> {
         if self.redis_clock.as_ref().is_some_and(|clock| !clock.measured.load(Ordering::Relaxed)) {
-            return String::new();
+            return None;
         }
         let window = i64::try_from(APPLY_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        self.clock.now_millis().saturating_add(window).to_string()
+        Some(self.clock.now_millis().saturating_add(window))
     }
 
-    fn put_args(&self, field: String, payload: String, ttl: Option<Duration>) -> [String; 7] {
-        let ttl = match ttl.map(|ttl| ttl.as_millis()) {
-            Some(millis) if millis < MAX_EXACT_TTL_MILLIS => millis.to_string(),
-            _ => "-1".to_string(),
-        };
-        [
+    /// The ARGV of one [`PUT_LUA`] run carrying `writes` (field, ttl argument, payload), none of which may be
+    /// applied after `apply_by`.
+    fn put_args(&self, apply_by: Option<i64>, writes: impl ExactSizeIterator<Item = [String; 3]>) -> Vec<String> {
+        let mut args = Vec::with_capacity(4 + 3 * writes.len());
+        args.extend([
             self.now_arg(),
-            field,
-            ttl,
-            payload,
+            apply_by.map(|at| at.to_string()).unwrap_or_default(),
             self.limits.max_series.to_string(),
             STREAM_LENGTH.to_string(),
-            self.apply_by_arg(),
-        ]
+        ]);
+        args.extend(writes.flatten());
+        args
     }
 
-    fn put_outcome(&self, reply: Vec<Value>) -> Result<Position, StoreError> {
-        match reply.as_slice() {
-            [Value::Int(1), id] => {
-                let id: String = redis::from_redis_value_ref(id).map_err(|e| self.bad_reply(&e.to_string()))?;
-                Position::parse(&id).ok_or_else(|| self.bad_reply(&id))
+    /// The outcome of each of the `count` writes of one [`PUT_LUA`] run: its stream position, or the series limit.
+    fn put_outcomes(&self, reply: Value, count: usize) -> Result<Vec<Result<Position, StoreError>>, StoreError> {
+        let Value::Array(outcomes) = reply else {
+            return Err(self.bad_reply(&format!("{reply:?}")));
+        };
+        if outcomes.len() != count {
+            return Err(self.bad_reply(&format!("{} outcomes of {count} writes", outcomes.len())));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Value::BulkString(id) => position_of(&id).ok_or_else(|| self.bad_reply(&String::from_utf8_lossy(&id))),
+                Value::Int(0) => Err(StoreError::SeriesLimit { limit: self.limits.max_series }),
+                other => Err(self.bad_reply(&format!("{other:?}"))),
+            })
+            .collect())
+    }
+
+    /// A write's answer when the writer task is gone (the store is being dropped).
+    fn stopped(&self) -> StoreError {
+        StoreError::Unavailable(format!("Redis store {}: the store is shutting down", self.address))
+    }
+
+    /// Sends one run of [`PUT_LUA`] with the queued writes, then answers each: its own outcome, the replicas' `WAIT`,
+    /// and the copy's confirmation. `slot` is given back once Redis answered, before the copy confirms.
+    async fn write_batch(&self, batch: Vec<Queued>, slot: OwnedSemaphorePermit) {
+        // The earliest limit of the run's writes: none of them may apply after its writer could have had a 503.
+        let apply_by = batch.iter().filter_map(|write| write.apply_by).min();
+        let mut answers = Vec::with_capacity(batch.len());
+        let args = self.put_args(
+            apply_by,
+            batch.into_iter().map(|write| {
+                answers.push(write.answer);
+                [write.field, write.ttl, write.payload]
+            }),
+        );
+        let sent = self.run(Operation::Write, &PUT, PUT_LUA, &[args], false).await;
+        drop(slot);
+        let outcomes = sent.and_then(|(mut replies, replicas)| {
+            let reply = replies.pop().ok_or_else(|| self.bad_reply("no reply"))?;
+            let mut outcomes = self.put_outcomes(reply, answers.len())?;
+            if let Err(error) = replicas {
+                for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+                    *outcome = Err(error.clone());
+                }
             }
-            [Value::Int(0)] => Err(StoreError::SeriesLimit { limit: self.limits.max_series }),
-            other => Err(self.bad_reply(&format!("{other:?}"))),
+            Ok(outcomes)
+        });
+        let mut outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                for answer in answers {
+                    let _ = answer.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+        let last = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).max().copied();
+        if let Some(last) = last
+            && let Err(error) = self.confirm(last).await
+        {
+            for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_ok()) {
+                *outcome = Err(error.clone());
+            }
+        }
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            // A writer that went away (its request was dropped) needs no answer.
+            let _ = answer.send(outcome.map(drop));
         }
     }
 
@@ -823,7 +1013,7 @@ impl Shared {
         conn: &mut MultiplexedConnection,
         position: Position,
     ) -> Result<Option<Position>, RedisError> {
-        let read: Option<StreamReadReply> = redis::cmd("XREAD")
+        let read: Value = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(READ_COUNT)
             .arg("BLOCK")
@@ -833,21 +1023,23 @@ impl Shared {
             .arg(position.to_string())
             .query_async(conn)
             .await?;
-        let entries: Vec<StreamId> =
-            read.map(|read| read.keys.into_iter().flat_map(|key| key.ids).collect()).unwrap_or_default();
+        // Read from the reply as it came, without a map or a string per entry (docs/architecture.md §10, "The copy").
+        let entries = stream_entries(&read).map_err(|detail| {
+            RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected XREAD reply", detail))
+        })?;
         let count = entries.len();
         let mut last = position;
         let mirror = self.mirror.load_full();
-        for entry in &entries {
-            let before = entry.get::<String>("b").and_then(|before| Position::parse(&before));
-            if before != Some(last) {
-                tracing::warn!(store = %self.address, position = %last, id = %entry.id, "entries after this replica's position were trimmed away");
+        for (id, fields) in entries {
+            let entry = Entry::of(fields);
+            if entry.before.and_then(position_of) != Some(last) {
+                tracing::warn!(store = %self.address, position = %last, id = %String::from_utf8_lossy(id), "entries after this replica's position were trimmed away");
                 return Ok(None);
             }
-            if let Err(error) = apply(&mirror, entry).await {
-                tracing::warn!(store = %self.address, id = %entry.id, %error, "skipped a stream entry");
+            if let Err(error) = entry.apply(&mirror).await {
+                tracing::warn!(store = %self.address, id = %String::from_utf8_lossy(id), %error, "skipped a stream entry");
             }
-            if let Some(id) = Position::parse(&entry.id) {
+            if let Some(id) = position_of(id) {
                 // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
                 let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
                 self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
@@ -864,36 +1056,93 @@ impl Shared {
     }
 }
 
-/// A series field, with its kind checked against its shape.
-fn parse_field(text: &str) -> Result<Field, String> {
-    let field: Field = serde_json::from_str(text).map_err(|e| format!("field {text:?}: {e}"))?;
-    let (tag, expected) = match &field {
-        Field::Custom(tag, ..) => (tag, "c"),
-        Field::External(tag, ..) => (tag, "e"),
-    };
-    if tag != expected {
-        return Err(format!("field {text:?}: unknown kind {tag:?}"));
-    }
-    Ok(field)
+/// A series field.
+fn parse_field(text: &str) -> Result<Field<'_>, String> {
+    serde_json::from_str(text).map_err(|e| format!("field {text:?}: {e}"))
 }
 
-/// Applies one stream entry to the mirror.
-async fn apply(mirror: &MemoryStore, entry: &StreamId) -> Result<(), String> {
-    if let Some(field) = entry.get::<String>("p") {
-        let record: String = entry.get("r").ok_or("a put without its record")?;
-        return put_record(mirror, &field, &record);
-    }
-    let field: String = entry.get("d").ok_or("neither a put nor a delete")?;
-    match parse_field(&field)? {
-        Field::Custom(_, resource, namespace, name, metric) => {
-            let id = CustomSeriesId { resource: &resource, namespace: &namespace, name: &name, metric: &metric };
-            mirror.delete_custom(id).await.map_err(|e| e.to_string())?;
+/// A stream entry as the reply holds it: its id and its field-value list.
+type RawEntry<'a> = (&'a [u8], &'a [Value]);
+
+/// The entries of an `XREAD` reply on one stream; none when it timed out.
+fn stream_entries(reply: &Value) -> Result<Vec<RawEntry<'_>>, String> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        // RESP2: [[stream, entries]]; RESP3: {stream: entries}.
+        Value::Array(streams) => streams
+            .iter()
+            .map(|stream| match stream {
+                Value::Array(pair) if pair.len() == 2 => Ok(&pair[1]),
+                other => Err(format!("stream {other:?}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Map(streams) => streams.iter().map(|(_, entries)| Ok(entries)).collect::<Result<Vec<_>, String>>()?,
+        other => return Err(format!("{other:?}")),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else { return Err(format!("entries {entries:?}")) };
+        out.reserve(entries.len());
+        for entry in entries {
+            match entry {
+                Value::Array(parts) => match parts.as_slice() {
+                    [Value::BulkString(id), Value::Array(fields)] => out.push((id.as_slice(), fields.as_slice())),
+                    other => return Err(format!("entry {other:?}")),
+                },
+                other => return Err(format!("entry {other:?}")),
+            }
         }
-        Field::External(_, namespace, metric, labels) => {
-            mirror.delete_external(&namespace, &metric, &labels_from(labels)).await.map_err(|e| e.to_string())?;
-        }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// One stream entry's fields: `b` (the entry before it), then `p` and `r` (a put) or `d` (a delete). Fields it does
+/// not know are left alone.
+#[derive(Default)]
+struct Entry<'a> {
+    before: Option<&'a [u8]>,
+    put: Option<&'a [u8]>,
+    record: Option<&'a [u8]>,
+    delete: Option<&'a [u8]>,
+}
+
+impl<'a> Entry<'a> {
+    fn of(fields: &'a [Value]) -> Entry<'a> {
+        let mut entry = Entry::default();
+        for pair in fields.chunks_exact(2) {
+            let (Value::BulkString(name), Value::BulkString(value)) = (&pair[0], &pair[1]) else { continue };
+            let slot = match name.as_slice() {
+                b"b" => &mut entry.before,
+                b"p" => &mut entry.put,
+                b"r" => &mut entry.record,
+                b"d" => &mut entry.delete,
+                _ => continue,
+            };
+            *slot = Some(value.as_slice());
+        }
+        entry
+    }
+
+    /// Applies the entry to the mirror.
+    async fn apply(&self, mirror: &MemoryStore) -> Result<(), String> {
+        let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"));
+        if let Some(field) = self.put {
+            let record = self.record.ok_or("a put without its record")?;
+            return put_record(mirror, text(field)?, text(record)?);
+        }
+        let field = text(self.delete.ok_or("neither a put nor a delete")?)?;
+        match parse_field(field)? {
+            Field::Custom { resource, namespace, name, metric } => {
+                let id =
+                    CustomSeriesId { resource: &resource.0, namespace: &namespace.0, name: &name.0, metric: &metric.0 };
+                mirror.delete_custom(id).await.map_err(|e| e.to_string())?;
+            }
+            Field::External { namespace, metric, labels } => {
+                mirror.delete_external(&namespace.0, &metric.0, &labels_of(labels)).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Stores one record (`timestamp,deadline,payload`) of a field in the mirror.
@@ -908,15 +1157,44 @@ fn put_record(mirror: &MemoryStore, field: &str, record: &str) -> Result<(), Str
     let expires_at_millis = if deadline < 0 { i64::MAX } else { deadline };
     let sample = |labels| Sample { value: payload.v, timestamp_millis, expires_at_millis, labels, kind: payload.k };
     let result = match parse_field(field)? {
-        Field::Custom(_, resource, namespace, name, metric) => {
-            let id = CustomSeriesId { resource: &resource, namespace: &namespace, name: &name, metric: &metric };
-            mirror.put_custom_sample(id, sample(labels_from(payload.l.clone())))
+        Field::Custom { resource, namespace, name, metric } => {
+            let id =
+                CustomSeriesId { resource: &resource.0, namespace: &namespace.0, name: &name.0, metric: &metric.0 };
+            mirror.put_custom_sample(id, sample(labels_from(payload.l)))
         }
-        Field::External(_, namespace, metric, labels) => {
-            mirror.put_external_sample(&namespace, &metric, sample(labels_from(labels)))
+        Field::External { namespace, metric, labels } => {
+            mirror.put_external_sample(&namespace.0, &metric.0, sample(labels_of(labels)))
         }
     };
     result.map_err(|e| e.to_string())
+}
+
+/// The writer task: sends the single writes queued meanwhile as one run of [`PUT_LUA`] (up to [`MAX_BATCH`]), with
+/// at most [`MAX_IN_FLIGHT`] runs waiting for Redis at once. A lone write goes at once; under load the writes that
+/// arrive while runs are in flight go together in the next, so that Redis and this process pay the script's fixed
+/// cost, the round trip and the reply once for many writes (docs/architecture.md §10, "Writes"). Dropping the task
+/// (with the store) drops the runs in flight, whose writers get [`Shared::stopped`].
+async fn writer(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut runs = JoinSet::new();
+    loop {
+        while runs.try_join_next().is_some() {}
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        // Requests already readable get to queue their writes first, so that they go in this run, not the next: the
+        // yield costs nothing when nothing else is ready.
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH
+            && let Ok(write) = queue.try_recv()
+        {
+            batch.push(write);
+        }
+        let shared = Arc::clone(&shared);
+        runs.spawn(async move { shared.write_batch(batch, slot).await });
+    }
 }
 
 /// The tail: follows the stream into the mirror for as long as the store lives, reconnecting and reloading as needed.
@@ -1090,14 +1368,15 @@ impl MetricStore for RedisStore {
         self.shared.mirror.load_full().recent_external(namespace, metric).await
     }
 
-    /// The batch goes to Redis as one pipeline: one round trip, each write its own script run, in order. The samples
-    /// replaced are this replica's copy's when the batch is sent (another replica's write in flight is not seen).
+    /// The batch goes to Redis as one pipeline: one round trip, its writes in order in runs of [`PUT_LUA`] of up to
+    /// [`MAX_BATCH`] writes, each write with its own outcome. The samples replaced are this replica's copy's when the
+    /// batch is sent (another replica's write in flight is not seen).
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
         let shared = &self.shared;
         let mirror = shared.mirror.load_full();
         let mut replaced: HashMap<String, Option<Sample>> = HashMap::new();
         let mut results: Vec<Result<Option<Sample>, StoreError>> = Vec::with_capacity(writes.len());
-        let mut calls = Vec::new();
+        let mut queued = Vec::new();
         let mut sent = Vec::new();
         for (i, put) in writes.into_iter().enumerate() {
             let checked = match &put {
@@ -1125,7 +1404,7 @@ impl MetricStore for RedisStore {
                         Put::Custom(_, write) | Put::External { write, .. } => write.clone(),
                     };
                     replaced.insert(field.clone(), Some(write.at(shared.clock.now_millis())));
-                    calls.push(shared.put_args(field, payload, ttl).to_vec());
+                    queued.push([field, ttl_arg(ttl), payload]);
                     sent.push(i);
                     results.push(Ok(previous));
                 }
@@ -1134,6 +1413,12 @@ impl MetricStore for RedisStore {
         }
         if sent.is_empty() {
             return results;
+        }
+        let apply_by = shared.apply_by();
+        let mut queued = queued.into_iter();
+        let mut calls = Vec::new();
+        while queued.len() > 0 {
+            calls.push(shared.put_args(apply_by, queued.by_ref().take(MAX_BATCH).collect::<Vec<_>>().into_iter()));
         }
         let (replies, replicas) = match shared.run(Operation::Batch, &PUT, PUT_LUA, &calls, true).await {
             Ok(replies) => replies,
@@ -1145,13 +1430,16 @@ impl MetricStore for RedisStore {
             }
         };
         let mut last = None;
-        for (i, reply) in sent.into_iter().zip(replies) {
-            let outcome = redis::from_redis_value::<Vec<Value>>(reply)
-                .map_err(|e| shared.bad_reply(&e.to_string()))
-                .and_then(|reply| shared.put_outcome(reply));
-            match outcome {
-                Ok(position) => last = last.max(Some(position)),
-                Err(error) => results[i] = Err(error),
+        for (chunk, reply) in sent.chunks(MAX_BATCH).zip(replies) {
+            let outcomes = match shared.put_outcomes(reply, chunk.len()) {
+                Ok(outcomes) => outcomes,
+                Err(error) => vec![Err(error); chunk.len()],
+            };
+            for (&i, outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    Ok(position) => last = last.max(Some(position)),
+                    Err(error) => results[i] = Err(error),
+                }
             }
         }
         if last.is_some()
@@ -1246,6 +1534,152 @@ mod tests {
         assert_eq!(parse("1700000000000-3").to_string(), "1700000000000-3");
         assert_eq!(Position::parse("5"), None);
         assert_eq!(Position::parse("a-1"), None);
+    }
+
+    /// A store on `server`, on `clock`, once its copy is loaded.
+    async fn store_on(
+        server: &super::super::redis_testing::RedisServer,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> RedisStore {
+        let since = Instant::now();
+        let store = RedisStore::connect(&server.options(Duration::from_secs(30)), limits, TimeSource::Clock(clock))
+            .expect("the options are valid");
+        store.wait_synced_since(since).await;
+        store
+    }
+
+    /// Calls of a Redis command so far (`INFO commandstats`).
+    async fn calls(server: &super::super::redis_testing::RedisServer, command: &str) -> u64 {
+        let client = Client::open(server.address()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
+    fn pod(name: &str) -> CustomSeriesId<'_> {
+        CustomSeriesId { resource: "pods", namespace: "ns", name, metric: "m" }
+    }
+
+    fn write(value: &str, ttl: Option<Duration>) -> SampleWrite {
+        SampleWrite {
+            value: Quantity::parse(value).unwrap(),
+            labels: SeriesLabels::empty(),
+            ttl,
+            kind: SeriesKind::Gauge,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_go_in_one_script_run_each_with_its_own_outcome() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let limits = Limits { max_series: 10, ..Limits::default() };
+        let store = store_on(&server, limits, clock.clone()).await;
+        // One PUT_LUA run reads the stream's last id once (XREVRANGE), whatever the number of writes it carries.
+        let runs_before = calls(&server, "xrevrange").await;
+        let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+        let results =
+            futures_util::future::join_all(names.iter().map(|name| store.put_custom(pod(name), write("1", None))))
+                .await;
+        assert_eq!(calls(&server, "xrevrange").await - runs_before, 1, "40 concurrent writes, one run");
+        let accepted: Vec<&String> = names.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(n, _)| n).collect();
+        assert_eq!(accepted.len(), 10, "{results:?}");
+        assert!(
+            results.iter().all(|r| matches!(r, Ok(()) | Err(StoreError::SeriesLimit { limit: 10 }))),
+            "{results:?}"
+        );
+        for name in accepted {
+            assert!(store.get_custom(pod(name)).await.unwrap().is_some(), "{name} acknowledged, so readable here");
+        }
+        // A later write to an accepted series goes through; a new one is still refused.
+        assert_eq!(store.put_custom(pod("p0"), write("2", None)).await.is_ok(), results[0].is_ok());
+        assert_eq!(store.series_count(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_series_written_twice_in_one_run_keeps_the_deadline_of_its_last_write() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let store = store_on(&server, Limits::default(), clock.clone()).await;
+        let ttl = Some(Duration::from_secs(5));
+        let results = store
+            .put_many(vec![
+                Put::Custom(pod("kept"), write("1", ttl)),
+                Put::Custom(pod("kept"), write("2", None)),
+                Put::Custom(pod("gone"), write("3", None)),
+                Put::Custom(pod("gone"), write("4", ttl)),
+            ])
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        clock.advance(6_000);
+        // A write sweeps what expired in Redis (by the deadlines' sorted set) before it applies.
+        store.put_custom(pod("other"), write("5", None)).await.unwrap();
+        store.purge_expired();
+        let value = |sample: Option<Sample>| sample.map(|s| s.value.to_string());
+        assert_eq!(value(store.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"));
+        assert_eq!(store.get_custom(pod("gone")).await.unwrap(), None);
+        // What Redis holds, as a replica that loads it in full sees it.
+        let fresh = store_on(&server, Limits::default(), clock.clone()).await;
+        assert_eq!(value(fresh.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"), "Redis kept it");
+        assert_eq!(fresh.get_custom(pod("gone")).await.unwrap(), None);
+        assert_eq!(fresh.series_count(), 2, "`gone` was swept from the hash");
+    }
+
+    #[test]
+    fn fields_parse_with_their_kind_and_shape() {
+        let Ok(Field::Custom { resource, namespace, name, metric }) = parse_field(r#"["c","pods","ns","a\"b","m"]"#)
+        else {
+            panic!("a custom field")
+        };
+        assert_eq!((&*resource.0, &*namespace.0, &*name.0, &*metric.0), ("pods", "ns", "a\"b", "m"));
+        assert!(matches!(resource.0, Cow::Borrowed(_)), "no copy without escapes");
+        let Ok(Field::External { namespace, metric, labels }) = parse_field(r#"["e","ns","e",[["k","v"]]]"#) else {
+            panic!("an external field")
+        };
+        assert_eq!(
+            (&*namespace.0, &*metric.0, labels_of(labels).to_map()),
+            ("ns", "e", [("k".into(), "v".into())].into())
+        );
+        for bad in
+            [r#"["x","a"]"#, r#"["c","pods","ns","a"]"#, r#"["c","pods","ns","a","m","z"]"#, r#"["e","ns","e"]"#, "{}"]
+        {
+            assert!(parse_field(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stream_entries_are_read_from_the_reply_as_it_came() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        assert!(stream_entries(&Value::Nil).unwrap().is_empty(), "XREAD timed out");
+        let entry = |id: &str, fields: &[&str]| {
+            Value::Array(vec![bulk(id), Value::Array(fields.iter().map(|f| bulk(f)).collect())])
+        };
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("stream"),
+            Value::Array(vec![
+                entry("5-1", &["b", "5-0", "x", "later", "p", "f", "r", "1,-1,{}"]),
+                entry("5-2", &["b", "5-1", "d", "f"]),
+            ]),
+        ])]);
+        let entries = stream_entries(&reply).unwrap();
+        assert_eq!(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b"5-1".as_slice(), b"5-2"]);
+        let put = Entry::of(entries[0].1);
+        assert_eq!(
+            (put.before, put.put, put.record, put.delete),
+            (Some(&b"5-0"[..]), Some(&b"f"[..]), Some(&b"1,-1,{}"[..]), None),
+            "a field it does not know is skipped"
+        );
+        let delete = Entry::of(entries[1].1);
+        assert_eq!((delete.put, delete.delete), (None, Some(&b"f"[..])));
+        assert!(stream_entries(&Value::Int(3)).is_err());
+        assert!(
+            stream_entries(&Value::Array(vec![Value::Array(vec![bulk("stream"), Value::Array(vec![bulk("5-1")])])]))
+                .is_err()
+        );
     }
 
     #[tokio::test]
