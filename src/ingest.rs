@@ -550,6 +550,18 @@ impl Ingest {
     }
 }
 
+/// Refuses a query parameter on an endpoint that takes none (batches, pushes, OTLP exports): a 400 naming the first
+/// one, `why` telling the writer where what they meant goes instead.
+fn refuse_parameters(request: &http::request::Parts, why: &str) -> Result<(), RequestError> {
+    match form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes()).next() {
+        Some((name, _)) => Err(RequestError::BadQueryParameter {
+            name: name.into_owned(),
+            reason: format!("unknown parameter; {why}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -421,12 +421,7 @@ impl Ingest {
         if request.method != Method::POST {
             return Err(RequestError::MethodNotAllowed { allow: "POST" });
         }
-        if let Some((key, _)) = form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes()).next() {
-            return Err(RequestError::BadQueryParameter {
-                name: key.into_owned(),
-                reason: "unknown parameter; a batch takes no parameters: give labels and ttl in each item".into(),
-            });
-        }
+        super::refuse_parameters(request, "a batch takes no parameters: give labels and ttl in each item")?;
         let limit = self.batch.max_body_bytes;
         let bytes = match body.take() {
             Some(body) => self.read_bytes(&request.headers, body, limit).await.map_err(|error| match error {

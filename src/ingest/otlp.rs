@@ -459,12 +459,7 @@ impl Ingest {
         if request.method != Method::POST {
             return Err(RequestError::MethodNotAllowed { allow: "POST" });
         }
-        if let Some((name, _)) = form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes()).next() {
-            return Err(RequestError::BadQueryParameter {
-                name: name.into_owned(),
-                reason: "unknown parameter; an OTLP export takes none".into(),
-            });
-        }
+        super::refuse_parameters(request, "an OTLP export takes none")?;
         let encoding = Encoding::from_content_type(request.headers.get(header::CONTENT_TYPE))?;
         Ok(match self.export(request, body, gate, encoding).await {
             Ok(response) => response,

@@ -619,12 +619,7 @@ impl Ingest {
             _ => return Err(RequestError::MethodNotAllowed { allow: "PUT, POST, DELETE" }),
         };
         let key = parse_grouping_key(request.uri.path())?;
-        if let Some((name, _)) = form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes()).next() {
-            return Err(RequestError::BadQueryParameter {
-                name: name.into_owned(),
-                reason: "unknown parameter; a push takes none".into(),
-            });
-        }
+        super::refuse_parameters(request, "a push takes none")?;
         if request.method == Method::DELETE {
             return self.delete_group(&key, gate).await;
         }
