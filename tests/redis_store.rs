@@ -142,9 +142,10 @@ async fn a_replica_started_after_the_writes_loads_the_full_state() {
     // p20 was written twice: `a` applied both entries and keeps the first in p20's history; a full load reads only
     // the latest record, so the late copy has no history for it (docs/architecture.md §9 "History", §10).
     let p20 = ["p20".to_string()];
-    let history = |recent: Vec<(String, Recent)>| recent[0].1.samples.iter().map(|&(_, v)| v).collect::<Vec<f64>>();
-    assert_eq!(history(a.recent_custom("pods", "default", "m", &p20).await.unwrap()), [1.0, 9.0]);
-    assert_eq!(history(late.recent_custom("pods", "default", "m", &p20).await.unwrap()), [9.0]);
+    let history =
+        |recent: Vec<(String, SeriesLabels, Recent)>| recent[0].2.samples.iter().map(|&(_, v)| v).collect::<Vec<f64>>();
+    assert_eq!(history(a.recent_custom("pods", "default", "m", Some(&p20)).await.unwrap()), [1.0, 9.0]);
+    assert_eq!(history(late.recent_custom("pods", "default", "m", Some(&p20)).await.unwrap()), [9.0]);
     assert_eq!(late.bytes_used() + HISTORY_BYTES, a.bytes_used(), "the same copy, the same accounting but for it");
 }
 

@@ -513,9 +513,9 @@ impl Admin {
             let recent = match resource {
                 Some(resource) => {
                     let names: Vec<String> = at.iter().map(|&i| rows[i].position.name.clone()).collect();
-                    self.store.recent_custom(resource, namespace, metric, &names).await.map(|found| {
+                    self.store.recent_custom(resource, namespace, metric, Some(&names)).await.map(|found| {
                         let found: BTreeMap<String, Vec<(i64, f64)>> =
-                            found.into_iter().map(|(name, recent)| (name, recent.samples)).collect();
+                            found.into_iter().map(|(name, _, recent)| (name, recent.samples)).collect();
                         at.iter().map(|&i| found.get(&rows[i].position.name).cloned()).collect::<Vec<_>>()
                     })
                 }

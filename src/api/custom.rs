@@ -1,7 +1,6 @@
 //! custom.metrics.k8s.io reads: resolve the resource, select the objects, read the store, render the list in the
 //! requested version (docs/wire-contract.md §1.3, §2, §4.2, §10 items 1, 7, 8, 10).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -96,20 +95,15 @@ pub async fn read(
                 && let Some(counters) = rates::counters_of(metric)
             {
                 for counter in counters {
-                    let found = read(counter.clone()).await?;
-                    let counters: Vec<(String, Sample)> =
-                        found.into_iter().filter(|(_, sample)| sample.kind == SeriesKind::Counter).collect();
-                    if counters.is_empty() {
+                    // One read gives each object's labels and history (docs/wire-contract.md §4.6).
+                    let recent = store.recent_custom(&group_resource, namespace, &counter, names.as_deref()).await?;
+                    if !recent.iter().any(|(_, _, recent)| recent.kind == SeriesKind::Counter) {
                         continue;
                     }
-                    let objects: Vec<String> = counters.iter().map(|(name, _)| name.clone()).collect();
-                    let recent = store.recent_custom(&group_resource, namespace, &counter, &objects).await?;
-                    let labels: HashMap<&str, &Sample> = counters.iter().map(|(name, s)| (name.as_str(), s)).collect();
                     values = recent
                         .iter()
-                        .filter_map(|(name, recent)| {
-                            let counter = labels.get(name.as_str())?;
-                            let (sample, window) = rates::rate_value(&counter.labels, recent)?;
+                        .filter_map(|(name, labels, recent)| {
+                            let (sample, window) = rates::rate_value(labels, recent)?;
                             Some((name.clone(), sample, Some(window)))
                         })
                         .collect();
@@ -145,13 +139,9 @@ async fn object_rate(store: &dyn MetricStore, id: CustomSeriesId<'_>) -> Result<
     };
     let names = [id.name.to_string()];
     for counter in &counters {
-        let counter_id = CustomSeriesId { metric: counter, ..id };
-        let Some(sample) = store.get_custom(counter_id).await?.filter(|s| s.kind == SeriesKind::Counter) else {
-            continue;
-        };
-        let recent = store.recent_custom(id.resource, id.namespace, counter, &names).await?;
-        if let Some((_, recent)) = recent.first() {
-            return Ok(rates::rate_value(&sample.labels, recent));
+        let recent = store.recent_custom(id.resource, id.namespace, counter, Some(&names)).await?;
+        if let Some((_, labels, recent)) = recent.first().filter(|(_, _, recent)| recent.kind == SeriesKind::Counter) {
+            return Ok(rates::rate_value(labels, recent));
         }
     }
     Ok(None)

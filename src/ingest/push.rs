@@ -1188,8 +1188,8 @@ mod tests {
             r: &str,
             n: &str,
             m: &str,
-            names: &[String],
-        ) -> Result<Vec<(String, Recent)>, StoreError> {
+            names: Option<&[String]>,
+        ) -> Result<Vec<(String, SeriesLabels, Recent)>, StoreError> {
             self.inner.recent_custom(r, n, m, names).await
         }
 

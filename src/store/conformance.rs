@@ -62,6 +62,7 @@ macro_rules! store_conformance {
                 a_healthy_store_says_so,
                 series_pages_list_every_live_series_once_in_order,
                 a_counter_keeps_its_samples_within_the_rate_window,
+                a_recent_read_gives_the_labels_and_without_names_every_live_object,
                 a_gauge_keeps_its_last_values_for_the_sparkline,
                 the_kind_is_replaced_by_a_later_write_and_discovery_knows_counters,
                 the_history_is_accounted_and_released,
@@ -696,43 +697,76 @@ pub async fn a_counter_keeps_its_samples_within_the_rate_window<S: Subject>() {
         }
     }
     store.put_custom(pod("b"), counter("7")).await.unwrap();
-    let recent = store.recent_custom("pods", "default", "m", &names).await.unwrap();
+    let recent = store.recent_custom("pods", "default", "m", Some(&names)).await.unwrap();
     assert_eq!(recent.len(), 2, "absent series are skipped");
-    let (name, a) = &recent[0];
+    let (name, _, a) = &recent[0];
     assert_eq!((name.as_str(), a.kind), ("a", SeriesKind::Counter));
     assert_eq!(recent_values(a), [0.0, 30.0, 60.0, 90.0, 120.0]);
     let times: Vec<i64> = a.samples.iter().map(|&(t, _)| t - START).collect();
     assert_eq!(times, [0, 15_000, 30_000, 45_000, 60_000], "stamped by the store's clock");
     let rate = history::rate(&a.samples).unwrap();
     assert_eq!((rate.per_second, rate.span_millis), (2.0, 60_000));
-    assert_eq!(recent_values(&recent[1].1), [7.0], "one write: one sample, no rate");
-    assert_eq!(history::rate(&recent[1].1.samples), None);
+    assert_eq!(recent_values(&recent[1].2), [7.0], "one write: one sample, no rate");
+    assert_eq!(history::rate(&recent[1].2.samples), None);
     let external = store.recent_external("default", "e").await.unwrap();
     assert_eq!(external.len(), 1);
     assert_eq!(external[0].0, labels(&[("q", "x")]));
     assert_eq!(recent_values(&external[0].1), [0.0, 3.0, 6.0, 9.0, 12.0]);
     // Half a window later, only the samples within the window before the read count.
     clock.advance(30_000);
-    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
-    assert_eq!(recent_values(&recent[0].1), [60.0, 90.0, 120.0]);
+    let recent = store.recent_custom("pods", "default", "m", Some(&names[..1])).await.unwrap();
+    assert_eq!(recent_values(&recent[0].2), [60.0, 90.0, 120.0]);
     // A reset: the counter restarted from 0. Past the window the older samples are gone for good.
     store.put_custom(pod("a"), counter("10")).await.unwrap();
-    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
-    assert_eq!(recent_values(&recent[0].1), [60.0, 90.0, 120.0, 10.0]);
-    let rate = history::rate(&recent[0].1.samples).unwrap();
+    let recent = store.recent_custom("pods", "default", "m", Some(&names[..1])).await.unwrap();
+    assert_eq!(recent_values(&recent[0].2), [60.0, 90.0, 120.0, 10.0]);
+    let rate = history::rate(&recent[0].2.samples).unwrap();
     assert_eq!(rate.per_second * (rate.span_millis as f64 / 1000.0), 120.0 - 60.0 + 10.0);
     // At most max_samples, the latest included.
     for i in 0..10 {
         clock.advance(1_000);
         store.put_custom(pod("a"), counter(&(20 + i).to_string())).await.unwrap();
     }
-    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
-    assert_eq!(recent_values(&recent[0].1), [24.0, 25.0, 26.0, 27.0, 28.0, 29.0]);
+    let recent = store.recent_custom("pods", "default", "m", Some(&names[..1])).await.unwrap();
+    assert_eq!(recent_values(&recent[0].2), [24.0, 25.0, 26.0, 27.0, 28.0, 29.0]);
     // A counter whose latest sample left the window has no recent samples.
     clock.advance(61_000);
-    let recent = store.recent_custom("pods", "default", "m", &names[..1]).await.unwrap();
-    assert!(recent[0].1.samples.is_empty(), "{recent:?}");
+    let recent = store.recent_custom("pods", "default", "m", Some(&names[..1])).await.unwrap();
+    assert!(recent[0].2.samples.is_empty(), "{recent:?}");
     assert!(store.get_custom(pod("a")).await.unwrap().is_some(), "the value itself is still served");
+}
+
+/// A custom series' recent values come with the labels of its latest value (a rate is served with them, from this
+/// one read); without names, every object with a live value comes, sorted by object name, as
+/// `list_custom_objects` lists them.
+pub async fn a_recent_read_gives_the_labels_and_without_names_every_live_object<S: Subject>() {
+    let (store, clock) = subject::<S>(Limits::default()).await;
+    store.put_custom(pod("c"), SampleWrite { labels: labels(&[("k", "old")]), ..counter("1") }).await.unwrap();
+    store.put_custom(pod("a"), write("5", None)).await.unwrap();
+    store.put_custom(pod("short"), write("1", secs(1))).await.unwrap();
+    clock.advance(1_000);
+    store.put_custom(pod("c"), SampleWrite { labels: labels(&[("k", "new")]), ..counter("3") }).await.unwrap();
+    store.put_custom(pod("b"), labelled("2", &[("x", "y")])).await.unwrap();
+    let every = store.recent_custom("pods", "default", "m", None).await.unwrap();
+    let seen: Vec<(&str, SeriesLabels, SeriesKind, Vec<f64>)> = every
+        .iter()
+        .map(|(name, labels, recent)| (name.as_str(), labels.clone(), recent.kind, recent_values(recent)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", SeriesLabels::empty(), SeriesKind::Gauge, vec![5.0]),
+            ("b", labels(&[("x", "y")]), SeriesKind::Gauge, vec![2.0]),
+            ("c", labels(&[("k", "new")]), SeriesKind::Counter, vec![1.0, 3.0]),
+        ],
+        "sorted by name, the expired one left out, the latest labels"
+    );
+    let listed: Vec<String> = names(store.list_custom_objects("pods", "default", "m").await.unwrap());
+    assert_eq!(listed, ["a", "b", "c"]);
+    let named = store.recent_custom("pods", "default", "m", Some(&["c".to_string(), "a".to_string()])).await.unwrap();
+    let named: Vec<(&str, &SeriesLabels)> = named.iter().map(|(name, labels, _)| (name.as_str(), labels)).collect();
+    assert_eq!(named, [("c", &labels(&[("k", "new")])), ("a", &SeriesLabels::empty())], "in the order of the names");
+    assert!(store.recent_custom("pods", "default", "other", None).await.unwrap().is_empty());
 }
 
 /// Every series keeps its last `SPARKLINE_VALUES` values for the status page, whatever their age.
@@ -743,11 +777,11 @@ pub async fn a_gauge_keeps_its_last_values_for_the_sparkline<S: Subject>() {
         store.put_external("default", "e", write(&format!("{i}500m"), None)).await.unwrap();
         clock.advance(3_600_000);
     }
-    let recent = store.recent_custom("pods", "default", "m", &["a".to_string()]).await.unwrap();
-    assert_eq!(recent[0].1.kind, SeriesKind::Gauge);
-    assert_eq!(recent_values(&recent[0].1), [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
-    assert_eq!(recent[0].1.samples.len(), history::SPARKLINE_VALUES);
-    let times: Vec<i64> = recent[0].1.samples.iter().map(|&(t, _)| (t - START) / 3_600_000).collect();
+    let recent = store.recent_custom("pods", "default", "m", Some(&["a".to_string()])).await.unwrap();
+    assert_eq!(recent[0].2.kind, SeriesKind::Gauge);
+    assert_eq!(recent_values(&recent[0].2), [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
+    assert_eq!(recent[0].2.samples.len(), history::SPARKLINE_VALUES);
+    let times: Vec<i64> = recent[0].2.samples.iter().map(|&(t, _)| (t - START) / 3_600_000).collect();
     assert_eq!(times, [4, 5, 6, 7, 8, 9, 10, 11]);
     let external = store.recent_external("default", "e").await.unwrap();
     assert_eq!(recent_values(&external[0].1), [4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5]);
@@ -755,7 +789,7 @@ pub async fn a_gauge_keeps_its_last_values_for_the_sparkline<S: Subject>() {
     // Expired series have no recent values.
     store.put_custom(pod("short"), write("1", Some(Duration::from_secs(1)))).await.unwrap();
     clock.advance(1_000);
-    assert!(store.recent_custom("pods", "default", "m", &["short".to_string()]).await.unwrap().is_empty());
+    assert!(store.recent_custom("pods", "default", "m", Some(&["short".to_string()])).await.unwrap().is_empty());
 }
 
 /// A write's kind replaces the series' kind, as its labels are replaced; the history starts again on a change.
@@ -773,9 +807,9 @@ pub async fn the_kind_is_replaced_by_a_later_write_and_discovery_knows_counters<
     assert!(store.list_external_counters().await.unwrap().is_empty());
     store.put_custom(pod("a"), counter("10")).await.unwrap();
     assert_eq!(store.get_custom(pod("a")).await.unwrap().map(|s| s.kind), Some(SeriesKind::Counter));
-    let recent = store.recent_custom("pods", "default", "m", &a()).await.unwrap();
+    let recent = store.recent_custom("pods", "default", "m", Some(&a())).await.unwrap();
     assert_eq!(
-        (recent[0].1.kind, recent_values(&recent[0].1)),
+        (recent[0].2.kind, recent_values(&recent[0].2)),
         (SeriesKind::Counter, vec![10.0]),
         "gauge values dropped"
     );
@@ -792,8 +826,8 @@ pub async fn the_kind_is_replaced_by_a_later_write_and_discovery_knows_counters<
     // A gauge write turns the counter back into a gauge.
     clock.advance(1_000);
     store.put_custom(pod("a"), write("4", None)).await.unwrap();
-    let recent = store.recent_custom("pods", "default", "m", &a()).await.unwrap();
-    assert_eq!((recent[0].1.kind, recent_values(&recent[0].1)), (SeriesKind::Gauge, vec![4.0]));
+    let recent = store.recent_custom("pods", "default", "m", Some(&a())).await.unwrap();
+    assert_eq!((recent[0].2.kind, recent_values(&recent[0].2)), (SeriesKind::Gauge, vec![4.0]));
     assert!(!store.list_custom_metrics().await.unwrap()[0].counter);
     assert!(store.delete_external("default", "c", &SeriesLabels::empty()).await.unwrap());
     assert!(store.list_external_counters().await.unwrap().is_empty(), "the last counter of c is gone");

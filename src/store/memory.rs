@@ -1112,21 +1112,32 @@ impl MetricStore for MemoryStore {
         resource: &str,
         namespace: &str,
         metric: &str,
-        names: &[String],
-    ) -> Result<Vec<(String, Recent)>, StoreError> {
+        names: Option<&[String]>,
+    ) -> Result<Vec<(String, SeriesLabels, Recent)>, StoreError> {
         let now = self.inner.now();
         let group_key = custom_group_key(resource, namespace, metric);
         let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
             return Ok(Vec::new());
         };
         let series = group.read();
-        Ok(names
-            .iter()
-            .filter_map(|name| {
-                let stored = series.get(name.as_str()).filter(|s| s.is_live(now))?;
-                Some((name.clone(), stored.recent(now, &self.inner.limits)))
-            })
-            .collect())
+        let recent = |name: &str, stored: &Stored| {
+            (name.to_string(), stored.labels.clone(), stored.recent(now, &self.inner.limits))
+        };
+        Ok(match names {
+            Some(names) => names
+                .iter()
+                .filter_map(|name| {
+                    let stored = series.get(name.as_str()).filter(|s| s.is_live(now))?;
+                    Some(recent(name, stored))
+                })
+                .collect(),
+            None => {
+                let mut items: Vec<(String, SeriesLabels, Recent)> =
+                    series.iter().filter(|(_, s)| s.is_live(now)).map(|(name, s)| recent(name, s)).collect();
+                items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                items
+            }
+        })
     }
 
     async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError> {

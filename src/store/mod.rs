@@ -336,15 +336,19 @@ pub trait MetricStore: Send + Sync + 'static {
     /// approximate as [`Self::list_external_metrics`].
     async fn list_external_counters(&self) -> Result<Vec<String>, StoreError>;
 
-    /// The recent values of `metric` of the named objects (absent and expired ones are skipped), in the order of
-    /// `names`: the history rates are computed from and the status page draws (docs/architecture.md §9, "History").
+    /// The recent values of `metric` of objects of `resource` in `namespace`, each with its object name and the labels
+    /// of its latest value: those of `names` in their order (absent and expired ones are skipped), or with `None`
+    /// every object that has a live value, sorted by object name (as [`Self::get_custom_objects`] and
+    /// [`Self::list_custom_objects`] list them). The history rates are computed from, with the labels a rate is
+    /// served with, in one read (docs/wire-contract.md §4.6), and the history the status page draws
+    /// (docs/architecture.md §9, "History").
     async fn recent_custom(
         &self,
         resource: &str,
         namespace: &str,
         metric: &str,
-        names: &[String],
-    ) -> Result<Vec<(String, Recent)>, StoreError>;
+        names: Option<&[String]>,
+    ) -> Result<Vec<(String, SeriesLabels, Recent)>, StoreError>;
     /// The recent values of every live series of an external metric in a namespace, sorted by labels.
     async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError>;
 

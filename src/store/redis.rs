@@ -1359,8 +1359,8 @@ impl MetricStore for RedisStore {
         resource: &str,
         namespace: &str,
         metric: &str,
-        names: &[String],
-    ) -> Result<Vec<(String, Recent)>, StoreError> {
+        names: Option<&[String]>,
+    ) -> Result<Vec<(String, SeriesLabels, Recent)>, StoreError> {
         self.shared.mirror.load_full().recent_custom(resource, namespace, metric, names).await
     }
 
