@@ -858,18 +858,7 @@ impl MetricStore for MemoryStore {
         metric: &str,
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
-        let group_key = custom_group_key(resource, namespace, metric);
-        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let mut items: Vec<(String, Sample)> = group
-            .read()
-            .iter()
-            .filter(|(_, s)| s.is_live(now))
-            .map(|(name, s)| (name.to_string(), s.sample()))
-            .collect();
-        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(items)
+        Ok(self.inner.custom_series((resource, namespace, metric), None, now, |name, s| (name.to_string(), s.sample())))
     }
 
     async fn get_custom_objects(
@@ -880,18 +869,8 @@ impl MetricStore for MemoryStore {
         names: &[String],
     ) -> Result<Vec<(String, Sample)>, StoreError> {
         let now = self.inner.now();
-        let group_key = custom_group_key(resource, namespace, metric);
-        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let series = group.read();
-        Ok(names
-            .iter()
-            .filter_map(|name| {
-                let sample = series.get(name.as_str()).filter(|s| s.is_live(now))?;
-                Some((name.clone(), sample.sample()))
-            })
-            .collect())
+        let group = (resource, namespace, metric);
+        Ok(self.inner.custom_series(group, Some(names), now, |name, s| (name.to_string(), s.sample())))
     }
 
     async fn list_object_metrics(
@@ -1008,18 +987,9 @@ impl MetricStore for MemoryStore {
 
     async fn list_external(&self, namespace: &str, metric: &str) -> Result<Vec<Sample>, StoreError> {
         let now = self.inner.now();
-        let group_key = external_group_key(namespace, metric);
-        let Some(group) = self.inner.external.groups.get(group_key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let mut items: Vec<Sample> = group
-            .read()
-            .iter()
-            .filter(|(_, s)| s.is_live(now))
-            .map(|(labels, s)| Sample { labels: labels.clone(), ..s.sample() })
-            .collect();
-        items.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(items)
+        Ok(self
+            .inner
+            .external_series(namespace, metric, now, |labels, s| Sample { labels: labels.clone(), ..s.sample() }))
     }
 
     async fn list_external_metrics(&self) -> Result<Vec<String>, StoreError> {
@@ -1114,46 +1084,15 @@ impl MetricStore for MemoryStore {
         metric: &str,
         names: Option<&[String]>,
     ) -> Result<Vec<(String, SeriesLabels, Recent)>, StoreError> {
-        let now = self.inner.now();
-        let group_key = custom_group_key(resource, namespace, metric);
-        let Some(group) = self.inner.custom.groups.get(group_key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let series = group.read();
-        let recent = |name: &str, stored: &Stored| {
-            (name.to_string(), stored.labels.clone(), stored.recent(now, &self.inner.limits))
-        };
-        Ok(match names {
-            Some(names) => names
-                .iter()
-                .filter_map(|name| {
-                    let stored = series.get(name.as_str()).filter(|s| s.is_live(now))?;
-                    Some(recent(name, stored))
-                })
-                .collect(),
-            None => {
-                let mut items: Vec<(String, SeriesLabels, Recent)> =
-                    series.iter().filter(|(_, s)| s.is_live(now)).map(|(name, s)| recent(name, s)).collect();
-                items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                items
-            }
-        })
+        let (now, limits) = (self.inner.now(), &self.inner.limits);
+        Ok(self.inner.custom_series((resource, namespace, metric), names, now, |name, s| {
+            (name.to_string(), s.labels.clone(), s.recent(now, limits))
+        }))
     }
 
     async fn recent_external(&self, namespace: &str, metric: &str) -> Result<Vec<(SeriesLabels, Recent)>, StoreError> {
-        let now = self.inner.now();
-        let group_key = external_group_key(namespace, metric);
-        let Some(group) = self.inner.external.groups.get(group_key.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let mut items: Vec<(SeriesLabels, Recent)> = group
-            .read()
-            .iter()
-            .filter(|(_, s)| s.is_live(now))
-            .map(|(labels, s)| (labels.clone(), s.recent(now, &self.inner.limits)))
-            .collect();
-        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(items)
+        let (now, limits) = (self.inner.now(), &self.inner.limits);
+        Ok(self.inner.external_series(namespace, metric, now, |labels, s| (labels.clone(), s.recent(now, limits))))
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -1246,6 +1185,57 @@ impl MemoryStore {
     pub(crate) fn metrics_of(&self, resource: &str, namespace: &str) -> Vec<Box<str>> {
         let group_key = custom_group_key(resource, namespace, "");
         self.inner.object_metrics(object_key(&group_key, ""))
+    }
+}
+
+/// The walks of one group that the value reads and the history reads share: each read is one of them with its own
+/// projection of a stored series.
+impl Inner {
+    /// The series of the custom group (resource, namespace, metric) live at `now`, each as `project` makes it from
+    /// its object name, under one read lock of the group: those of `names` in their order (absent ones skipped), or
+    /// with `None` every one, sorted by object name.
+    fn custom_series<T>(
+        &self,
+        (resource, namespace, metric): (&str, &str, &str),
+        names: Option<&[String]>,
+        now: i64,
+        project: impl Fn(&str, &Stored) -> T,
+    ) -> Vec<T> {
+        let group_key = custom_group_key(resource, namespace, metric);
+        let Some(group) = self.custom.groups.get(group_key.as_str()) else {
+            return Vec::new();
+        };
+        let series = group.read();
+        match names {
+            Some(names) => names
+                .iter()
+                .filter_map(|name| series.get(name.as_str()).filter(|s| s.is_live(now)).map(|s| project(name, s)))
+                .collect(),
+            None => {
+                let mut live: Vec<(&Arc<str>, &Stored)> = series.iter().filter(|(_, s)| s.is_live(now)).collect();
+                live.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                live.into_iter().map(|(name, s)| project(name, s)).collect()
+            }
+        }
+    }
+
+    /// The series of the external group (namespace, metric) live at `now`, each as `project` makes it from its
+    /// labels, under one read lock of the group, sorted by labels.
+    fn external_series<T>(
+        &self,
+        namespace: &str,
+        metric: &str,
+        now: i64,
+        project: impl Fn(&SeriesLabels, &Stored) -> T,
+    ) -> Vec<T> {
+        let group_key = external_group_key(namespace, metric);
+        let Some(group) = self.external.groups.get(group_key.as_str()) else {
+            return Vec::new();
+        };
+        let series = group.read();
+        let mut live: Vec<(&SeriesLabels, &Stored)> = series.iter().filter(|(_, s)| s.is_live(now)).collect();
+        live.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        live.into_iter().map(|(labels, s)| project(labels, s)).collect()
     }
 }
 
