@@ -9,15 +9,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::cluster::ClusterServer;
+use common::cluster::{Ca, ClusterServer};
 use common::{TestServer, eventually, items};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -328,34 +326,7 @@ async fn an_unauthorized_user_is_refused_without_the_neighbour_being_called() {
     server.stop().await;
 }
 
-/// A CA made for the test, writing what it signs into `dir`.
-struct TestCa {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    fn new(cn: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa { pem, issuer: Issuer::new(params, key) }
-    }
-
-    /// (certificate PEM, key PEM) for `names`, for `usage`.
-    fn sign(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        (params.signed_by(&key, &self.issuer).unwrap().pem(), key.serialize_pem())
-    }
-}
-
-fn neighbour_tls(server_ca: &TestCa, client_ca: &TestCa) -> NeighbourTls {
+fn neighbour_tls(server_ca: &Ca, client_ca: &Ca) -> NeighbourTls {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = server_ca.sign(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
@@ -382,7 +353,7 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 #[tokio::test]
 async fn forwarded_reads_carry_our_token_or_client_certificate_to_a_neighbour_whose_certificate_is_verified() {
     common::install_crypto();
-    let (server_ca, client_ca) = (TestCa::new("neighbour-ca"), TestCa::new("client-ca"));
+    let (server_ca, client_ca) = (Ca::new("neighbour-ca"), Ca::new("client-ca"));
     let neighbour = Neighbour::start(Some(neighbour_tls(&server_ca, &client_ca))).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = write(dir.path(), "ca.crt", &server_ca.pem);

@@ -6,51 +6,29 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use common::clients::go_client;
 use common::start;
 
 const V2: &str = "/apis/custom.metrics.k8s.io/v1beta2";
 
-/// The Go client, built (or found in the cache) by e2e/clients/build; `None` when `go` is not installed.
-fn otlp_client() -> Option<PathBuf> {
-    if Command::new("go").arg("version").output().is_err() {
-        eprintln!("SKIPPED: `go` is not installed; the OpenTelemetry Go SDK test needs it (CI has it)");
-        return None;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/clients/build");
-    let output = Command::new(&script).output().unwrap();
-    assert!(output.status.success(), "e2e/clients/build failed: {}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let bin = stdout.lines().find_map(|line| line.strip_prefix("OTLP_CLIENT_BIN=")).unwrap();
-    Some(PathBuf::from(bin))
-}
-
+/// Runs the client with `args` and `env` alone of the `OTEL_*` variables it reads.
 async fn run(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap();
+    let output = common::clients::run(
+        tokio::process::Command::new(program)
+            .args(args)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+            .envs(env.iter().copied()),
+    )
+    .await;
     // The SDK logs a partial success and exits 0: the test reads what was stored, and the log says why not.
-    assert!(
-        output.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert!(output.stderr.is_empty(), "the client reported: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[tokio::test]
 async fn the_opentelemetry_go_sdk_exports_gauges_counters_and_histograms() {
-    let Some(client) = otlp_client() else { return };
+    let Some(client) = go_client("OTLP_CLIENT_BIN", "OpenTelemetry Go SDK") else { return };
     let server = start(&[]).await;
     let endpoint = server.write_url("/v1/metrics");
     let read = |pod: &str, metric: &str| format!("{V2}/namespaces/shop/pods/{pod}/{metric}");

@@ -11,19 +11,12 @@ const READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web
 
 /// writer may create every metric but `secret`, and read everything.
 async fn server() -> ClusterServer {
-    let server = ClusterServer::start_with_reviews(&[], |spec| {
-        let attributes = &spec["resourceAttributes"];
-        let metric =
-            if attributes["subresource"].is_string() { &attributes["subresource"] } else { &attributes["resource"] };
-        match (spec["user"].as_str(), attributes["verb"].as_str()) {
-            (Some("writer"), Some("create")) => metric != "secret",
-            (Some("writer"), Some("get" | "list")) => true,
-            _ => false,
-        }
+    ClusterServer::start_for_writer(|verb, metric| match verb {
+        "create" => metric != "secret",
+        "get" | "list" => true,
+        _ => false,
     })
-    .await;
-    server.fake.add_token("writer-token", "writer", &[]);
-    server
+    .await
 }
 
 /// An OTLP JSON export: for each (pod, metric, value), a gauge point on that pod of namespace shop; `queue` as an
@@ -41,17 +34,6 @@ fn export(points: &[(&str, &str, f64)]) -> String {
         })
         .collect();
     json!({ "resourceMetrics": resources }).to_string()
-}
-
-fn creates(server: &ClusterServer) -> Vec<Value> {
-    let mut specs: Vec<Value> = server
-        .access_reviews()
-        .into_iter()
-        .filter(|spec| spec["resourceAttributes"]["verb"] == "create")
-        .map(|spec| spec["resourceAttributes"].clone())
-        .collect();
-    specs.sort_by_key(Value::to_string);
-    specs
 }
 
 #[tokio::test]
@@ -92,7 +74,7 @@ async fn an_export_is_authorized_per_distinct_metric_and_one_refusal_refuses_it_
             "resource": "queue"}),
     ];
     expected.sort_by_key(Value::to_string);
-    assert_eq!(creates(&server), expected);
+    assert_eq!(server.reviewed("create"), expected);
     let read = server.send(client.get(server.url(READ)).bearer_auth("writer-token")).await;
     assert_eq!((read.status, &read.body["items"][0]["value"]), (200, &json!("1")), "{read:?}");
 

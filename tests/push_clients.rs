@@ -7,39 +7,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::clients::{go_client, run};
 use common::{TestServer, items, start};
 use serde_json::{Value, json};
 
 const V2: &str = "/apis/custom.metrics.k8s.io/v1beta2";
 const EXT: &str = "/apis/external.metrics.k8s.io/v1beta1";
-
-/// The Go client, built (or found in the cache) by e2e/clients/build; `None` when `go` is not installed.
-fn go_client() -> Option<PathBuf> {
-    if Command::new("go").arg("version").output().is_err() {
-        eprintln!("SKIPPED: `go` is not installed; the client_golang push test needs it (CI has it)");
-        return None;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/clients/build");
-    let output = Command::new(&script).output().unwrap();
-    assert!(output.status.success(), "e2e/clients/build failed: {}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let bin = stdout.lines().last().and_then(|line| line.strip_prefix("PUSHGATEWAY_CLIENT_BIN=")).unwrap();
-    Some(PathBuf::from(bin))
-}
-
-async fn run(program: &std::path::Path, args: &[&str]) {
-    let output = tokio::process::Command::new(program).args(args).output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 async fn external(server: &TestServer, metric: &str) -> Vec<(Value, Value)> {
     let (status, list) = server.get(&format!("{EXT}/namespaces/shop/{metric}")).await;
@@ -49,7 +24,7 @@ async fn external(server: &TestServer, metric: &str) -> Vec<(Value, Value)> {
 
 #[tokio::test]
 async fn client_golang_pushes_counters_gauges_and_histograms_in_protobuf_and_text() {
-    let Some(client) = go_client() else { return };
+    let Some(client) = go_client("PUSHGATEWAY_CLIENT_BIN", "client_golang push") else { return };
     let server = start(&[]).await;
     let url = server.write_url("");
     let push = |format: &'static str, method: &'static str, value: &'static str| {
@@ -70,7 +45,7 @@ async fn client_golang_pushes_counters_gauges_and_histograms_in_protobuf_and_tex
                 "-value",
                 value,
             ];
-            run(&client, &args).await;
+            run(tokio::process::Command::new(&client).args(args)).await;
         }
     };
     let pod = |metric: &str| format!("{V2}/namespaces/shop/pods/web-1/{metric}");
@@ -132,16 +107,20 @@ async fn python_prometheus_client_push_to_gateway() {
     }
     let server = start(&[]).await;
     let gateway = format!("127.0.0.1:{}", server.write.port());
-    let python = std::path::Path::new("python3");
-    run(python, &["-c", PYTHON, &gateway, "put"]).await;
+    let python = |step: &str| {
+        let mut command = tokio::process::Command::new("python3");
+        command.args(["-c", PYTHON, &gateway, step]);
+        command
+    };
+    run(&mut python("put")).await;
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "orders"}), json!("17"))]);
     let jobs = format!("{V2}/namespaces/shop/pods/worker-1/jobs_total");
     assert_eq!(server.first_value(&jobs).await, Ok("3".into()));
     // pushadd_to_gateway replaces the family queue_depth only.
-    run(python, &["-c", PYTHON, &gateway, "post"]).await;
+    run(&mut python("post")).await;
     assert_eq!(external(&server, "queue_depth").await, [(json!({"job": "billing", "queue": "billing"}), json!("2"))]);
     assert_eq!(server.first_value(&jobs).await, Ok("3".into()));
-    run(python, &["-c", PYTHON, &gateway, "delete"]).await;
+    run(&mut python("delete")).await;
     assert_eq!(server.first_value(&jobs).await, Err(404));
     assert_eq!(external(&server, "queue_depth").await, []);
     server.stop().await;

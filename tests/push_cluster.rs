@@ -12,31 +12,13 @@ const GROUP: &str = "/metrics/job/app/namespace/shop";
 
 /// writer may create every metric but `secret`, delete every metric but `keep`, and read everything.
 async fn server() -> ClusterServer {
-    let server = ClusterServer::start_with_reviews(&[], |spec| {
-        let attributes = &spec["resourceAttributes"];
-        let metric =
-            if attributes["subresource"].is_string() { &attributes["subresource"] } else { &attributes["resource"] };
-        match (spec["user"].as_str(), attributes["verb"].as_str()) {
-            (Some("writer"), Some("create")) => metric != "secret",
-            (Some("writer"), Some("delete")) => metric != "keep",
-            (Some("writer"), Some("get" | "list")) => true,
-            _ => false,
-        }
+    ClusterServer::start_for_writer(|verb, metric| match verb {
+        "create" => metric != "secret",
+        "delete" => metric != "keep",
+        "get" | "list" => true,
+        _ => false,
     })
-    .await;
-    server.fake.add_token("writer-token", "writer", &[]);
-    server
-}
-
-fn verbs(server: &ClusterServer, verb: &str) -> Vec<Value> {
-    let mut specs: Vec<Value> = server
-        .access_reviews()
-        .into_iter()
-        .filter(|spec| spec["resourceAttributes"]["verb"] == verb)
-        .map(|spec| spec["resourceAttributes"].clone())
-        .collect();
-    specs.sort_by_key(Value::to_string);
-    specs
+    .await
 }
 
 #[tokio::test]
@@ -68,7 +50,7 @@ async fn a_push_is_authorized_per_distinct_metric_and_replacing_needs_delete() {
             "resource": "queue"}),
     ];
     expected.sort_by_key(Value::to_string);
-    assert_eq!(verbs(&server, "create"), expected);
+    assert_eq!(server.reviewed("create"), expected);
     let read = server.send(client.get(server.url(READ)).bearer_auth("writer-token")).await;
     assert_eq!((read.status, &read.body["items"][0]["value"]), (200, &json!("1")), "{read:?}");
 
@@ -100,7 +82,7 @@ async fn a_push_is_authorized_per_distinct_metric_and_replacing_needs_delete() {
     let mut expected =
         vec![delete("pods", Some("keep")), delete("pods", Some("requests_total")), delete("queue", None)];
     expected.sort_by_key(Value::to_string);
-    assert_eq!(verbs(&server, "delete"), expected);
+    assert_eq!(server.reviewed("delete"), expected);
     // A POST replaces only its families: web-2's requests_total goes, `keep` stays.
     let answer = server
         .send(client.post(server.url(GROUP)).bearer_auth("writer-token").body("requests_total{pod=\"web-1\"} 9\n"))

@@ -19,7 +19,8 @@ pub const FRONT_PROXY_CN: &str = "front-proxy-client";
 
 /// A CA made for the test.
 pub struct Ca {
-    pem: String,
+    /// Its certificate.
+    pub pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -45,6 +46,15 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         reqwest::Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap()
+    }
+
+    /// (certificate PEM, key PEM) for `names` (the first is the common name), for `usage`.
+    pub fn sign(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        (params.signed_by(&key, &self.issuer).unwrap().pem(), key.serialize_pem())
     }
 }
 
@@ -91,6 +101,24 @@ impl ClusterServer {
         })
         .await;
         Self::start_against(fake, extra).await
+    }
+
+    /// The same, for the write tests: the user `writer` (bearer token `writer-token`) may do what
+    /// `allowed(verb, metric)` says, nobody else anything; the metric is what a review names, the subresource of a
+    /// custom metric or the resource of an external one.
+    pub async fn start_for_writer(allowed: impl Fn(&str, &Value) -> bool + Send + Sync + 'static) -> Self {
+        let server = Self::start_with_reviews(&[], move |spec| {
+            let attributes = &spec["resourceAttributes"];
+            let metric = if attributes["subresource"].is_string() {
+                &attributes["subresource"]
+            } else {
+                &attributes["resource"]
+            };
+            spec["user"] == "writer" && attributes["verb"].as_str().is_some_and(|verb| allowed(verb, metric))
+        })
+        .await;
+        server.fake.add_token("writer-token", "writer", &[]);
+        server
     }
 
     async fn start_against(fake: FakeApiServer, extra: &[&str]) -> Self {
@@ -172,6 +200,18 @@ impl ClusterServer {
             .filter(|r| r.path == ACCESS_REVIEWS_PATH)
             .map(|r| r.body["spec"].clone())
             .collect()
+    }
+
+    /// The resource attributes of the SubjectAccessReviews the fake received for `verb`, sorted (as JSON text).
+    pub fn reviewed(&self, verb: &str) -> Vec<Value> {
+        let mut attributes: Vec<Value> = self
+            .access_reviews()
+            .into_iter()
+            .filter(|spec| spec["resourceAttributes"]["verb"] == verb)
+            .map(|spec| spec["resourceAttributes"].clone())
+            .collect();
+        attributes.sort_by_key(Value::to_string);
+        attributes
     }
 
     /// How many TokenReviews the fake received.

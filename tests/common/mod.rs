@@ -1,9 +1,10 @@
 //! A server of ours on 127.0.0.1 in standalone mode, and clients that speak to it the way users do; [`cluster`]:
 //! the same in cluster mode, against the fake kube-apiserver; [`processes`]: Redis and adapter binaries as processes
-//! to kill and restart.
+//! to kill and restart; [`clients`]: the real Go clients of e2e/clients.
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod cluster;
 pub mod processes;
 
