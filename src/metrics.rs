@@ -87,8 +87,8 @@ fn index_of(table: &[&str], value: &str) -> u8 {
     table.iter().position(|entry| *entry == value).and_then(|i| u8::try_from(i).ok()).unwrap_or(0)
 }
 
-/// The Kubernetes labels of a request, all from fixed sets: indices into [`VERBS`], [`SERVED`] (0 for none),
-/// [`LABELLED_RESOURCES`] (0 for none, 1 for `other`) and [`SCOPES`], so that counting keys on one integer.
+/// The Kubernetes labels of a request, all from fixed sets: indices into `VERBS`, [`SERVED`] (0 for none),
+/// `LABELLED_RESOURCES` (0 for none, 1 for `other`) and `SCOPES`, so that counting keys on one integer.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RequestLabels {
     verb: u8,
@@ -117,7 +117,7 @@ impl RequestLabels {
         self.served().map_or("", |gv| gv.version)
     }
 
-    /// See [`LABELLED_RESOURCES`]; empty for external metrics (whose resource segment is the metric name) and for
+    /// See `LABELLED_RESOURCES`; empty for external metrics (whose resource segment is the metric name) and for
     /// non-resource paths.
     pub fn resource(&self) -> &'static str {
         match self.resource {

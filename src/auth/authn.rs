@@ -29,7 +29,7 @@ use super::{Error, ReviewError, UserInfo};
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
 
 /// Default of `--authentication-token-webhook-cache-max-bytes`: the TokenReview cache's size, as estimated by
-/// [`token_entry_weight`]. 16 MiB hold about 58,000 rejected tokens, or 25,000 service accounts (a name, a few
+/// `token_entry_weight`. 16 MiB hold about 58,000 rejected tokens, or 25,000 service accounts (a name, a few
 /// groups and extras).
 pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: usize = 16 << 20;
 /// Default of `--token-review-rate`: TokenReviews a second for tokens not in the cache.
@@ -171,7 +171,7 @@ impl Authenticator {
     }
 
     /// The same authenticator, its TokenReview cache holding at most `cache_max_bytes` (as estimated by
-    /// [`token_entry_weight`]) and at most `reviews_per_second` TokenReviews a second made for tokens not in the
+    /// `token_entry_weight`) and at most `reviews_per_second` TokenReviews a second made for tokens not in the
     /// cache (with no cache, for every token). Call before the first request: the cache starts empty.
     pub fn with_token_review_limits(mut self, cache_max_bytes: usize, reviews_per_second: usize) -> Self {
         self.token_cache = token_cache(self.token_cache_ttl, cache_max_bytes);

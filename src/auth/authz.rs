@@ -19,7 +19,7 @@ use super::{Error, MASTERS_GROUP, ReviewError};
 use crate::selector::go_quote;
 
 /// Default of `--authorization-webhook-cache-max-bytes`: the decision cache's size, as estimated by
-/// [`entry_weight`]. 16 MiB hold about 40,000 typical entries (a user with a few groups and a metric path).
+/// `entry_weight`. 16 MiB hold about 40,000 typical entries (a user with a few groups and a metric path).
 pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 << 20;
 /// Default of `--anonymous-authorization-rate`: SubjectAccessReviews a second for anonymous requests.
 pub const DEFAULT_ANONYMOUS_REVIEW_RATE: usize = 10;
@@ -165,7 +165,7 @@ impl Authorizer {
     }
 
     /// The same authorizer, its decision cache holding at most `cache_max_bytes` (as estimated by
-    /// [`entry_weight`]) and at most `anonymous_reviews_per_second` SubjectAccessReviews a second made for
+    /// `entry_weight`) and at most `anonymous_reviews_per_second` SubjectAccessReviews a second made for
     /// anonymous requests. Call before the first request: the cache starts empty.
     pub fn with_limits(mut self, cache_max_bytes: usize, anonymous_reviews_per_second: usize) -> Self {
         self.decisions = decision_cache(&self.ttls, cache_max_bytes);

@@ -50,7 +50,7 @@ pub struct SkippedGroup {
 /// Why a group was left out of the resource table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
-    /// One of [`NOT_NEEDED_GROUPS`].
+    /// One of `NOT_NEEDED_GROUPS`.
     NotNeeded,
     /// Its discovery could not be read or parsed; the message says why.
     Unreadable(String),

@@ -55,7 +55,7 @@ pub struct ClusterFlags {
 /// The self-managed serving certificate and the APIServices' caBundle (docs/architecture.md §11).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct CertificateFlags {
-    /// Keep a CA and a serving certificate for <service>.<namespace>.svc in a Secret of the namespace (created by
+    /// Keep a CA and a serving certificate for `<service>.<namespace>.svc` in a Secret of the namespace (created by
     /// the first replica, loaded by the others), write the CA into the caBundle of the adapter's three APIServices
     /// (and put it back if removed), and renew both at 2/3 of --certificate-validity without a restart. Off when
     /// --tls-cert-file is given.
@@ -81,8 +81,8 @@ pub struct CertificateFlags {
     )]
     pub certificate_secret_name: String,
 
-    /// Name of the Service the APIServices point at; the managed certificate is for <service>.<namespace>.svc
-    /// and <service>.<namespace>.svc.cluster.local.
+    /// Name of the Service the APIServices point at; the managed certificate is for `<service>.<namespace>.svc`
+    /// and `<service>.<namespace>.svc.cluster.local`.
     #[arg(
         long,
         env = "CUSTOM_METRICS_SERVICE_NAME",

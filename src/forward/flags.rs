@@ -12,13 +12,13 @@ use crate::duration::parse_duration;
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ForwardFlags {
     /// URL of the adapter that served custom.metrics.k8s.io before this one (e.g.
-    /// https://prometheus-adapter.monitoring.svc): reads of custom metrics this adapter does not hold are
+    /// `https://prometheus-adapter.monitoring.svc`): reads of custom metrics this adapter does not hold are
     /// forwarded to it after this adapter's own authorization, and its discovery entries are listed after ours.
     #[arg(long, env = "CUSTOM_METRICS_FORWARD_CUSTOM_METRICS", help_heading = "Forwarding")]
     pub forward_custom_metrics: Option<String>,
 
     /// URL of the adapter that served external.metrics.k8s.io before this one (e.g.
-    /// https://keda-operator-metrics-apiserver.keda.svc): the same for external metrics.
+    /// `https://keda-operator-metrics-apiserver.keda.svc`): the same for external metrics.
     #[arg(long, env = "CUSTOM_METRICS_FORWARD_EXTERNAL_METRICS", help_heading = "Forwarding")]
     pub forward_external_metrics: Option<String>,
 

@@ -3,7 +3,7 @@
 //! Every OpenTelemetry SDK's OTLP/HTTP exporter and the OTel Collector's `otlphttp` exporter work by pointing their
 //! metrics endpoint at the adapter.
 //!
-//! The steps: the body is read as a push body is ([`Ingest::read_compressed_body`]: `--max-batch-body-bytes` as
+//! The steps: the body is read as a push body is (`Ingest::read_compressed_body`: `--max-batch-body-bytes` as
 //! sent and once decompressed) and decoded with the `opentelemetry-proto` crate's prost and serde types; its data
 //! points are counted (`--max-batch-items`); each resource is mapped onto a Kubernetes object from its `k8s.*`
 //! attributes (or onto the external metrics of its namespace), each data point onto a value of that object with its

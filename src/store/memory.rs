@@ -8,7 +8,7 @@
 //!
 //! Two indexes serve the reads that would otherwise walk every group, and are updated under the lock of the group
 //! whose series they describe, so they never drift from it:
-//! - per discovery entry, (resource, metric, namespaced) or an external metric name, a [`Pair`] of counters shared
+//! - per discovery entry, (resource, metric, namespaced) or an external metric name, a `Pair` of counters shared
 //!   by all its groups: a write to an existing series only touches these atomics;
 //! - per (resource, namespace), the metrics that have a group there, for the per-object listing and
 //!   `delete_object`: one lookup per metric of that resource in that namespace, instead of a walk of every group.

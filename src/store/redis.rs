@@ -138,8 +138,8 @@ impl Default for Figures {
 /// The largest ttl, in milliseconds, that a deadline in Lua's doubles keeps exactly (2^52); longer ones never expire.
 const MAX_EXACT_TTL_MILLIS: u128 = 1 << 52;
 
-/// The opening of both scripts: `now` from ARGV[1] (the caller's clock, in tests) or, when it is empty, Redis `TIME`;
-/// then nothing is done when `now` is past the time in ARGV[n], if given (see [`APPLY_WINDOW`]).
+/// The opening of both scripts: `now` from `ARGV[1]` (the caller's clock, in tests) or, when it is empty, Redis `TIME`;
+/// then nothing is done when `now` is past the time in `ARGV[n]`, if given (see [`APPLY_WINDOW`]).
 macro_rules! script_opening {
     ($apply_by:literal) => {
         concat!(
@@ -1368,8 +1368,8 @@ impl MetricStore for RedisStore {
         self.shared.mirror.load_full().recent_external(namespace, metric).await
     }
 
-    /// The batch goes to Redis as one pipeline: one round trip, its writes in order in runs of [`PUT_LUA`] of up to
-    /// [`MAX_BATCH`] writes, each write with its own outcome. The samples replaced are this replica's copy's when the
+    /// The batch goes to Redis as one pipeline: one round trip, its writes in order in runs of `PUT_LUA` of up to
+    /// `MAX_BATCH` writes, each write with its own outcome. The samples replaced are this replica's copy's when the
     /// batch is sent (another replica's write in flight is not seen).
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
         let shared = &self.shared;
