@@ -2,8 +2,6 @@ package scenarios
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -142,34 +140,15 @@ func TestF_TTLExpiry(t *testing.T) {
 func TestG_HPAPodsMetric(t *testing.T) {
 	ns := newNamespace(t, "e2e-g")
 	c := ctx(t)
-	podNames := func() ([]string, error) {
-		pods, err := podsOf(c, ns, "podsweb")
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, p := range pods {
-			names = append(names, p.Name)
-		}
-		slices.Sort(names)
-		return names, nil
-	}
 	// putPods writes VALUE for every pod labelled app=podsweb.
 	putPods := func(value string) error {
-		names, err := podNames()
-		if err != nil {
-			return err
+		n, err := eachPod(c, ns, "podsweb", func(p string) error {
+			return writeMetric("/write-metrics/namespaces/"+ns+"/pods/"+p+"/requests_in_flight", value)
+		})
+		if err == nil {
+			t.Logf("wrote requests_in_flight=%s for %d pods", value, n)
 		}
-		if len(names) == 0 {
-			return fmt.Errorf("no podsweb pods")
-		}
-		for _, p := range names {
-			if err := writeMetric("/write-metrics/namespaces/"+ns+"/pods/"+p+"/requests_in_flight", value); err != nil {
-				return err
-			}
-		}
-		t.Logf("wrote requests_in_flight=%s for %d pods", value, len(names))
-		return nil
+		return err
 	}
 	checkErr(t, "apply Deployment + decoy pod + HPA podsweb", func() error { return applyManifest(t, ns, "hpa-pods-averagevalue.yaml") })
 	checkEventually(t, scaleTimeout, "deployment podsweb has 2 pods", func() error { return podsAre(c, ns, "podsweb", 2, false) })
@@ -179,23 +158,7 @@ func TestG_HPAPodsMetric(t *testing.T) {
 	put(t, "/write-metrics/namespaces/"+ns+"/pods/decoy/requests_in_flight", "10000")
 	checkErr(t, "every podsweb pod requests_in_flight = 100", func() error { return putPods("100") })
 	checkErr(t, "the wildcard read with labelSelector app=podsweb lists exactly the 2 podsweb pods at 100", func() error {
-		names, err := podNames()
-		if err != nil {
-			return err
-		}
-		var want []string
-		for _, n := range names {
-			want = append(want, n+"=100")
-		}
-		got, err := metricValues(c, c2+"/namespaces/"+ns+"/pods/*/requests_in_flight?labelSelector=app%3Dpodsweb")
-		if err != nil {
-			return err
-		}
-		slices.Sort(got)
-		if len(got) != 2 || !slices.Equal(got, want) {
-			return fmt.Errorf("items %s, want %s", strings.Join(got, " "), strings.Join(want, " "))
-		}
-		return nil
+		return podsReadAt(c, ns, "podsweb", "requests_in_flight", "100", 2)
 	})
 	checkEventually(t, scaleTimeout, "2 pods x 100 / 50 -> spec.replicas 4 (decoy not counted)", func() error { return replicasIs(c, ns, "podsweb", 4) })
 	checkEventually(t, scaleTimeout, "ReplicaSet created 4 pods", func() error { return podsAre(c, ns, "podsweb", 4, false) })

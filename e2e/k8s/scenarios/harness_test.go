@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -665,6 +666,60 @@ func fakeKubelet(c context.Context, ns, app string) error {
 		if _, err := cs.CoreV1().Pods(ns).Patch(c, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// podNames: the names of the pods labelled app=APP, sorted.
+func podNames(c context.Context, ns, app string) ([]string, error) {
+	pods, err := podsOf(c, ns, app)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range pods {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// eachPod calls WRITE with the name of each pod labelled app=APP (there must be one at least), as each pod would
+// write its own value; it returns how many pods there were.
+func eachPod(c context.Context, ns, app string, write func(pod string) error) (int, error) {
+	names, err := podNames(c, ns, app)
+	if err != nil {
+		return 0, err
+	}
+	if len(names) == 0 {
+		return 0, fmt.Errorf("no %s pods", app)
+	}
+	for _, p := range names {
+		if err := write(p); err != nil {
+			return 0, err
+		}
+	}
+	return len(names), nil
+}
+
+// podsReadAt: the wildcard read of METRIC on the pods of NS with labelSelector app=APP lists exactly the N pods
+// labelled app=APP, each at VALUE.
+func podsReadAt(c context.Context, ns, app, metric, value string, n int) error {
+	names, err := podNames(c, ns, app)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, name := range names {
+		want = append(want, name+"="+value)
+	}
+	got, err := metricValues(c, c2+"/namespaces/"+ns+"/pods/*/"+metric+"?labelSelector=app%3D"+app)
+	if err != nil {
+		return err
+	}
+	slices.Sort(got)
+	if len(got) != n || !slices.Equal(got, want) {
+		return fmt.Errorf("items %s, want %s", strings.Join(got, " "), strings.Join(want, " "))
 	}
 	return nil
 }

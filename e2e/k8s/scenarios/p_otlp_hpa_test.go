@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -59,57 +58,20 @@ func TestP_HPAPodsMetricOTLP(t *testing.T) {
 	}) {
 		return
 	}
-	podNames := func() ([]string, error) {
-		pods, err := podsOf(c, ns, "otelweb")
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, p := range pods {
-			names = append(names, p.Name)
-		}
-		slices.Sort(names)
-		return names, nil
-	}
-	// exportPods exports VALUE as each running otelweb pod, one SDK process per pod as each pod would.
+	// exportPods exports VALUE as each otelweb pod, one SDK process per pod as each pod would.
 	exportPods := func(value string) error {
-		names, err := podNames()
-		if err != nil {
-			return err
+		n, err := eachPod(c, ns, "otelweb", func(p string) error { return exportGauge(c, client, ns, p, value) })
+		if err == nil {
+			t.Logf("exported queue.depth=%s for %d pods", value, n)
 		}
-		if len(names) == 0 {
-			return fmt.Errorf("no otelweb pods")
-		}
-		for _, p := range names {
-			if err := exportGauge(c, client, ns, p, value); err != nil {
-				return err
-			}
-		}
-		t.Logf("exported queue.depth=%s for %d pods", value, len(names))
-		return nil
+		return err
 	}
 	checkErr(t, "apply Deployment + HPA otelweb (Pods metric queue.depth)", func() error { return applyManifest(t, ns, "hpa-pods-otlp.yaml") })
 	checkEventually(t, scaleTimeout, "deployment otelweb has 2 pods", func() error { return podsAre(c, ns, "otelweb", 2, false) })
 	checkErr(t, "fake kubelet: mark the 2 pods Running+Ready", func() error { return fakeKubelet(c, ns, "otelweb") })
 	checkErr(t, "the OTel SDK exports queue.depth = 100 as each otelweb pod", func() error { return exportPods("100") })
 	checkErr(t, "the wildcard read with labelSelector app=otelweb lists the 2 pods at 100", func() error {
-		names, err := podNames()
-		if err != nil {
-			return err
-		}
-		var want []string
-		for _, n := range names {
-			want = append(want, n+"=100")
-		}
-		got, err := metricValues(c, c2+"/namespaces/"+ns+"/pods/*/queue.depth?labelSelector=app%3Dotelweb")
-		if err != nil {
-			return err
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			return fmt.Errorf("items %s, want %s", strings.Join(got, " "), strings.Join(want, " "))
-		}
-		return nil
+		return podsReadAt(c, ns, "otelweb", "queue.depth", "100", 2)
 	})
 	checkEventually(t, scaleTimeout, "2 pods x 100 / 50 -> spec.replicas 4", func() error { return replicasIs(c, ns, "otelweb", 4) })
 	checkEventually(t, statusTimeout, "ScalingActive=True/ValidMetricFound", func() error { return hpaValid(c, ns, "otelweb") })
