@@ -11,19 +11,12 @@ const READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/
 
 /// writer may create every metric but `secret` (custom or external) and read everything.
 async fn server() -> ClusterServer {
-    let server = ClusterServer::start_with_reviews(&[], |spec| {
-        let attributes = &spec["resourceAttributes"];
-        match (spec["user"].as_str(), attributes["verb"].as_str()) {
-            (Some("writer"), Some("create")) => {
-                attributes["subresource"] != "secret" && attributes["resource"] != "secret"
-            }
-            (Some("writer"), Some("get" | "list")) => true,
-            _ => false,
-        }
+    ClusterServer::start_for_writer(|verb, metric| match verb {
+        "create" => metric != "secret",
+        "get" | "list" => true,
+        _ => false,
     })
-    .await;
-    server.fake.add_token("writer-token", "writer", &[]);
-    server
+    .await
 }
 
 fn batch(items: &[Value]) -> String {
