@@ -4,19 +4,14 @@
 
 mod common;
 
-use common::cluster::ClusterServer;
+use common::cluster::{ClusterServer, creates_all_but_secret};
 use serde_json::{Value, json};
 
 const READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/q";
 
 /// writer may create every metric but `secret` (custom or external) and read everything.
 async fn server() -> ClusterServer {
-    ClusterServer::start_for_writer(|verb, metric| match verb {
-        "create" => metric != "secret",
-        "get" | "list" => true,
-        _ => false,
-    })
-    .await
+    ClusterServer::start_for_writer(creates_all_but_secret).await
 }
 
 fn batch(items: &[Value]) -> String {

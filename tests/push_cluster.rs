@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::ClusterServer;
+use common::cluster::{ClusterServer, creates_all_but_secret};
 use serde_json::{Value, json};
 
 const READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-1/requests_total";
@@ -12,11 +12,8 @@ const GROUP: &str = "/metrics/job/app/namespace/shop";
 
 /// writer may create every metric but `secret`, delete every metric but `keep`, and read everything.
 async fn server() -> ClusterServer {
-    ClusterServer::start_for_writer(|verb, metric| match verb {
-        "create" => metric != "secret",
-        "delete" => metric != "keep",
-        "get" | "list" => true,
-        _ => false,
+    ClusterServer::start_for_writer(|verb, metric| {
+        if verb == "delete" { metric != "keep" } else { creates_all_but_secret(verb, metric) }
     })
     .await
 }

@@ -17,6 +17,16 @@ use serde_json::{Value, json};
 /// The common name the front proxy's certificate has, and the only one allowed (`--requestheader-allowed-names`).
 pub const FRONT_PROXY_CN: &str = "front-proxy-client";
 
+/// The write tests' usual permissions for [`ClusterServer::start_for_writer`]: create every metric but `secret`, read
+/// everything.
+pub fn creates_all_but_secret(verb: &str, metric: &Value) -> bool {
+    match verb {
+        "create" => metric != "secret",
+        "get" | "list" => true,
+        _ => false,
+    }
+}
+
 /// A CA made for the test.
 pub struct Ca {
     /// Its certificate.
