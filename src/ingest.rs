@@ -538,9 +538,11 @@ impl Ingest {
                 RequestError::BodyRead(error.to_string())
             }
         };
-        // A plain buffer: `collect()` would queue the frames in a `VecDeque` and copy them out again.
+        // A plain buffer: `collect()` would queue the frames in a `VecDeque` and copy them out again. Sized from
+        // `Content-Length`, at most PREALLOCATED_BODY_BYTES ahead of the bytes that arrive: a large export is not
+        // copied at every doubling, and a client that declares much and sends little holds little.
         let mut body = std::pin::pin!(Limited::new(body, limit));
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(declared.map_or(0, |len| len.min(PREALLOCATED_BODY_BYTES) as usize));
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame.map_err(failed)?.into_data() {
                 bytes.extend_from_slice(&data);
@@ -549,6 +551,10 @@ impl Ingest {
         Ok(bytes)
     }
 }
+
+/// The most a body's buffer is sized to before its bytes arrive: a client that declares a large `Content-Length` and
+/// sends nothing holds no more than this.
+const PREALLOCATED_BODY_BYTES: u64 = 1 << 20;
 
 /// Refuses a query parameter on an endpoint that takes none (batches, pushes, OTLP exports): a 400 naming the first
 /// one, `why` telling the writer where what they meant goes instead.

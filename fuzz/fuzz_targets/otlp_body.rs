@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!rejected.contains(&value.point), "point {} both stored and rejected", value.point);
             assert!(!value.metric.is_empty() && value.metric.len() <= 253, "{value:?}");
             assert!(value.metric.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'%'), "{value:?}");
-            for (name, label) in &value.labels {
+            for (name, label) in value.labels.iter() {
                 assert!(!label.is_empty(), "{value:?}");
                 assert!(validate_label_key(name).is_ok(), "{value:?}");
                 assert!(validate_label_value_for_key(name, label).is_ok(), "{value:?}");

@@ -12,7 +12,8 @@
 //! be stored are reported in the response's `partial_success`, as the OTLP specification asks, while the others
 //! are kept.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode, header};
@@ -33,7 +34,7 @@ use crate::cluster::MapperError;
 use crate::quantity::Quantity;
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::{validate_label_key, validate_label_value_for_key};
-use crate::store::{SampleWrite, SeriesKind, SeriesLabels, StoreError};
+use crate::store::{Label, SampleWrite, SeriesKind, SeriesLabels, StoreError};
 
 /// The OTLP/HTTP metrics path, the specification's default.
 pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
@@ -106,26 +107,26 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceReq
     }
 }
 
-/// Where the points of one resource go (docs/wire-contract.md §4.7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResourceTarget {
+/// Where the points of one resource go (docs/wire-contract.md §4.7), borrowing the export's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceTarget<'a> {
     /// A value on the object that `OBJECT_ATTRIBUTES[attribute]` names.
     Object {
         /// The namespace (`None` for a node).
-        namespace: Option<String>,
+        namespace: Option<&'a str>,
         /// Index into [`OBJECT_ATTRIBUTES`].
         attribute: usize,
         /// The object's name.
-        name: String,
+        name: &'a str,
     },
     /// An external series in the namespace.
     External {
         /// The namespace.
-        namespace: String,
+        namespace: &'a str,
     },
 }
 
-impl ResourceTarget {
+impl ResourceTarget<'_> {
     fn describe(&self) -> String {
         match self {
             ResourceTarget::Object { namespace: Some(namespace), attribute, name } => {
@@ -142,7 +143,7 @@ impl ResourceTarget {
 /// Maps a resource's attributes: `k8s.namespace.name` with the first namespaced object attribute present → that
 /// object; else `k8s.node.name` → that node; else the namespace alone → its external metrics. The error says why
 /// the resource's points cannot be stored.
-pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String> {
+pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget<'_>, String> {
     // One pass over the attributes, comparing only the `k8s.` ones: a resource carries a few dozen attributes and an
     // export a thousand resources, so comparing each with every name we look for showed in profiles.
     let mut found: [Option<&KeyValue>; OBJECT_ATTRIBUTES.len() + 1] = [None; OBJECT_ATTRIBUTES.len() + 1];
@@ -156,17 +157,17 @@ pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String
             found[index].get_or_insert(kv);
         }
     }
-    let get = |index: usize| -> Result<Option<String>, String> {
+    let get = |index: usize| -> Result<Option<&str>, String> {
         let Some(kv) = found[index] else { return Ok(None) };
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             None => Ok(None),
             Some(AttributeValue::StringValue(text)) if text.is_empty() => Ok(None),
-            Some(AttributeValue::StringValue(text)) => Ok(Some(text.clone())),
+            Some(AttributeValue::StringValue(text)) => Ok(Some(text.as_str())),
             Some(_) => Err(format!("the resource attribute {} must be a string", kv.key)),
         }
     };
     let namespace = get(OBJECT_ATTRIBUTES.len())?;
-    if let Some(namespace) = &namespace {
+    if let Some(namespace) = namespace {
         validate_namespace(namespace)
             .map_err(|e| format!("the resource attribute {NAMESPACE_ATTRIBUTE}={namespace:?} cannot be used: {e}"))?;
     }
@@ -180,7 +181,7 @@ pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String
     match (object, namespace) {
         (Some((attribute, name)), namespace) => {
             let (key, resource) = OBJECT_ATTRIBUTES[attribute];
-            validate_object_name(&name)
+            validate_object_name(name)
                 .map_err(|e| format!("the resource attribute {key}={name:?} cannot be used: {e}"))?;
             if resource == "nodes" {
                 // A node has no namespace; a namespace next to it names nothing more.
@@ -202,15 +203,16 @@ pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget, String
 
 /// One value to store, mapped from a data point.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpValue {
+pub struct OtlpValue<'a> {
     /// The data point it comes from, in request order: what `rejected_data_points` counts.
     pub point: usize,
     /// Its resource: index into [`Mapped::targets`].
     pub resource: usize,
-    /// The metric name (a histogram's and a summary's `{name}_count` and `{name}_sum`).
-    pub metric: String,
-    /// The data point's attributes.
-    pub labels: BTreeMap<String, String>,
+    /// The metric name (a histogram's and a summary's `{name}_count` and `{name}_sum`), borrowed from the export when
+    /// it is the metric's own.
+    pub metric: Cow<'a, str>,
+    /// The data point's attributes; shared by the values of one point.
+    pub labels: SeriesLabels,
     /// The value.
     pub value: Quantity,
     /// Whether the series is a counter (its rate is served, docs/wire-contract.md §4.6): a monotonic cumulative sum, the count and sum of a
@@ -230,21 +232,77 @@ pub struct RejectedPoint {
     pub reason: String,
 }
 
-/// An export mapped onto values.
+/// An export mapped onto values, borrowing the export's strings.
 #[derive(Debug, Default)]
-pub struct Mapped {
+pub struct Mapped<'a> {
     /// Each resource's target, in request order (only those of resources with data points are used).
-    pub targets: Vec<Result<ResourceTarget, String>>,
+    pub targets: Vec<Result<ResourceTarget<'a>, String>>,
     /// The values to store.
-    pub values: Vec<OtlpValue>,
+    pub values: Vec<OtlpValue<'a>>,
     /// The data points that cannot be stored.
     pub rejected: Vec<RejectedPoint>,
     /// Data points in the export.
     pub total: usize,
 }
 
+/// The values one data point stores: (metric name suffix, value, counter), a second one for a histogram's or
+/// summary's `_sum`.
+struct PointValues {
+    first: (&'static str, Quantity, bool),
+    second: Option<(&'static str, Quantity, bool)>,
+}
+
+impl PointValues {
+    fn one(value: Quantity, counter: bool) -> PointValues {
+        PointValues { first: ("", value, counter), second: None }
+    }
+
+    fn len(&self) -> usize {
+        1 + usize::from(self.second.is_some())
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = (&'static str, Quantity, bool)> {
+        std::iter::once(self.first).chain(self.second)
+    }
+}
+
+/// Strings an export repeats (every resource of a deployment's pods names the same namespace, every resource the same
+/// metric names) made one: later comparisons of equal keys (the write gate's, the store's) then read one place in
+/// memory instead of a thousand, and a metric name is validated once.
+#[derive(Default)]
+struct Repeated<'a> {
+    namespace: Option<&'a str>,
+    metric: Option<&'a str>,
+}
+
+impl<'a> Repeated<'a> {
+    fn target(&mut self, target: ResourceTarget<'a>) -> ResourceTarget<'a> {
+        let mut same = |namespace: &'a str| match self.namespace {
+            Some(last) if last == namespace => last,
+            _ => *self.namespace.insert(namespace),
+        };
+        match target {
+            ResourceTarget::Object { namespace, attribute, name } => {
+                ResourceTarget::Object { namespace: namespace.map(&mut same), attribute, name }
+            }
+            ResourceTarget::External { namespace } => ResourceTarget::External { namespace: same(namespace) },
+        }
+    }
+
+    /// The metric's own name, once validated.
+    fn metric(&mut self, name: &'a str) -> Result<&'a str, String> {
+        match self.metric {
+            Some(last) if last == name => Ok(last),
+            _ => {
+                validate_metric_name(name).map_err(|e| format!("the metric name {name:?} cannot be stored: {e}"))?;
+                Ok(*self.metric.insert(name))
+            }
+        }
+    }
+}
+
 /// Maps an export (docs/wire-contract.md §4.7). Pure. More than `max_points` data points refuse the export (413).
-pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> Result<Mapped, RequestError> {
+pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> Result<Mapped<'_>, RequestError> {
     let total: usize = request
         .resource_metrics
         .iter()
@@ -262,100 +320,66 @@ pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> R
     if total > max_points {
         return Err(RequestError::TooManyOtlpPoints { limit: max_points });
     }
-    let mut mapped = Mapped { total, ..Mapped::default() };
+    let mut mapped = Mapped { total, values: Vec::with_capacity(total), ..Mapped::default() };
+    let mut repeated = Repeated::default();
     let mut point = 0;
     for (resource, resource_metrics) in request.resource_metrics.iter().enumerate() {
         let attributes = resource_metrics.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
-        let target = resource_target(attributes);
+        let target = resource_target(attributes).map(|target| repeated.target(target));
         for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
-            // Every data point of the metric, as (attributes, flags, the values it stores: (suffix, value, counter)).
-            let mut points: Vec<(&[KeyValue], u32, Result<PointValues, String>)> = Vec::new();
+            let mut map = |attributes: &[KeyValue], flags: u32, values: Result<PointValues, String>| {
+                let index = point;
+                point += 1;
+                let reason = match map_point(&mut repeated, &metric.name, attributes, flags, values, &target) {
+                    Ok((labels, names, values)) => {
+                        for (metric, (_, value, counter)) in names.into_iter().zip(values.into_iter()) {
+                            mapped.values.push(OtlpValue {
+                                point: index,
+                                resource,
+                                metric,
+                                labels: labels.clone(),
+                                value,
+                                counter,
+                            });
+                        }
+                        return;
+                    }
+                    Err(reason) => reason,
+                };
+                let what = describe(&metric.name, attributes, target.as_ref().ok());
+                mapped.rejected.push(RejectedPoint { point: index, what, reason });
+            };
             match &metric.data {
                 Some(Data::Gauge(gauge)) => {
                     for p in &gauge.data_points {
-                        points.push((&p.attributes, p.flags, number(p).map(|v| vec![("", v, false)])));
+                        map(&p.attributes, p.flags, number(p).map(|v| PointValues::one(v, false)));
                     }
                 }
                 Some(Data::Sum(sum)) => {
                     let counter =
                         sum.is_monotonic && sum.aggregation_temporality == AggregationTemporality::Cumulative as i32;
                     for p in &sum.data_points {
-                        points.push((&p.attributes, p.flags, number(p).map(|v| vec![("", v, counter)])));
+                        map(&p.attributes, p.flags, number(p).map(|v| PointValues::one(v, counter)));
                     }
                 }
                 Some(Data::Histogram(histogram)) => {
                     let cumulative = histogram.aggregation_temporality == AggregationTemporality::Cumulative as i32;
                     for p in &histogram.data_points {
-                        points.push((&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative)));
+                        map(&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative));
                     }
                 }
                 Some(Data::ExponentialHistogram(histogram)) => {
                     let cumulative = histogram.aggregation_temporality == AggregationTemporality::Cumulative as i32;
                     for p in &histogram.data_points {
-                        points.push((&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative)));
+                        map(&p.attributes, p.flags, count_and_sum(p.count, p.sum, cumulative));
                     }
                 }
                 Some(Data::Summary(summary)) => {
                     for p in &summary.data_points {
-                        points.push((&p.attributes, p.flags, count_and_sum(p.count, Some(p.sum), true)));
+                        map(&p.attributes, p.flags, count_and_sum(p.count, Some(p.sum), true));
                     }
                 }
                 None => {}
-            }
-            for (attributes, flags, values) in points {
-                let index = point;
-                point += 1;
-                let labels = labels(attributes);
-                let mut reject = |reason: String| {
-                    let what = describe(&metric.name, attributes, target.as_ref().ok());
-                    mapped.rejected.push(RejectedPoint { point: index, what, reason });
-                };
-                let target = match &target {
-                    Ok(_) => resource,
-                    Err(reason) => {
-                        reject(reason.clone());
-                        continue;
-                    }
-                };
-                if flags & NO_RECORDED_VALUE != 0 {
-                    reject("the data point has no recorded value (flag FLAG_NO_RECORDED_VALUE)".into());
-                    continue;
-                }
-                let (labels, values) = match (labels, values) {
-                    (Ok(labels), Ok(values)) => (labels, values),
-                    (Err(reason), _) | (_, Err(reason)) => {
-                        reject(reason);
-                        continue;
-                    }
-                };
-                // A write path never has an empty metric segment; an export can (fuzz/fuzz_targets/otlp_body.rs).
-                if metric.name.is_empty() {
-                    reject("the metric has no name".into());
-                    continue;
-                }
-                let mut names = Vec::with_capacity(values.len());
-                for (suffix, _, _) in &values {
-                    let name = format!("{}{suffix}", metric.name);
-                    if let Err(e) = validate_metric_name(&name) {
-                        names.clear();
-                        reject(format!("the metric name {name:?} cannot be stored: {e}"));
-                        break;
-                    }
-                    names.push(name);
-                }
-                if names.len() != values.len() {
-                    continue;
-                }
-                for (metric, (_, value, counter)) in names.into_iter().zip(values) {
-                    mapped.values.push(OtlpValue {
-                        point: index,
-                        resource: target,
-                        metric,
-                        labels: labels.clone(),
-                        value,
-                        counter,
-                    });
-                }
             }
         }
         mapped.targets.push(target);
@@ -363,8 +387,40 @@ pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> R
     Ok(mapped)
 }
 
-/// The values one data point stores: (metric name suffix, value, counter).
-type PointValues = Vec<(&'static str, Quantity, bool)>;
+/// One data point's labels, metric names and values, or why it cannot be stored.
+fn map_point<'a>(
+    repeated: &mut Repeated<'a>,
+    metric: &'a str,
+    attributes: &[KeyValue],
+    flags: u32,
+    values: Result<PointValues, String>,
+    target: &Result<ResourceTarget<'a>, String>,
+) -> Result<(SeriesLabels, [Cow<'a, str>; 2], PointValues), String> {
+    if let Err(reason) = target {
+        return Err(reason.clone());
+    }
+    if flags & NO_RECORDED_VALUE != 0 {
+        return Err("the data point has no recorded value (flag FLAG_NO_RECORDED_VALUE)".into());
+    }
+    let labels = labels(attributes)?;
+    let values = values?;
+    // A write path never has an empty metric segment; an export can (fuzz/fuzz_targets/otlp_body.rs).
+    if metric.is_empty() {
+        return Err("the metric has no name".into());
+    }
+    let mut names = [Cow::Borrowed(""), Cow::Borrowed("")];
+    for (slot, (suffix, _, _)) in names.iter_mut().zip(std::iter::once(&values.first).chain(&values.second)) {
+        *slot = if suffix.is_empty() {
+            Cow::Borrowed(repeated.metric(metric)?)
+        } else {
+            let name = format!("{metric}{suffix}");
+            validate_metric_name(&name).map_err(|e| format!("the metric name {name:?} cannot be stored: {e}"))?;
+            Cow::Owned(name)
+        };
+    }
+    debug_assert!(values.len() <= names.len());
+    Ok((labels, names, values))
+}
 
 /// A number data point's value.
 fn number(point: &NumberDataPoint) -> Result<Quantity, String> {
@@ -380,17 +436,21 @@ fn number(point: &NumberDataPoint) -> Result<Quantity, String> {
 
 /// A histogram's or summary's `_count` and `_sum` (when it has one).
 fn count_and_sum(count: u64, sum: Option<f64>, counter: bool) -> Result<PointValues, String> {
-    let mut values = vec![("_count", Quantity::parse(&count.to_string()).map_err(|e| e.to_string())?, counter)];
-    if let Some(sum) = sum {
-        values.push(("_sum", finite_quantity(sum).map_err(|e| format!("its sum: {e}"))?, counter));
-    }
-    Ok(values)
+    let count = Quantity::parse(&count.to_string()).map_err(|e| e.to_string())?;
+    let sum = match sum {
+        Some(sum) => Some(("_sum", finite_quantity(sum).map_err(|e| format!("its sum: {e}"))?, counter)),
+        None => None,
+    };
+    Ok(PointValues { first: ("_count", count, counter), second: sum })
 }
 
 /// A data point's attributes as metric labels: string, boolean, integer and double values as their text; empty
 /// values dropped (no label, as in Prometheus); keys and values validated as the write API's labels.
-fn labels(attributes: &[KeyValue]) -> Result<BTreeMap<String, String>, String> {
-    let mut labels = BTreeMap::new();
+fn labels(attributes: &[KeyValue]) -> Result<SeriesLabels, String> {
+    if attributes.is_empty() {
+        return Ok(SeriesLabels::empty());
+    }
+    let mut labels: Vec<Label> = Vec::with_capacity(attributes.len());
     for KeyValue { key, value, .. } in attributes {
         let text = match value.as_ref().and_then(|v| v.value.as_ref()) {
             None => String::new(),
@@ -404,16 +464,17 @@ fn labels(attributes: &[KeyValue]) -> Result<BTreeMap<String, String>, String> {
                 ));
             }
         };
-        if labels.contains_key(key) {
-            return Err(format!("the attribute {key} is given twice"));
-        }
         validate_label_key(key).and_then(|()| validate_label_value_for_key(key, &text)).map_err(|e| {
             format!("the attribute {key}={text:?} cannot be a label: metric labels must be Kubernetes labels, which the read API selects on: {e}")
         })?;
-        labels.insert(key.clone(), text);
+        labels.push((key.as_str().into(), text.into_boxed_str()));
     }
-    labels.retain(|_, value| !value.is_empty());
-    Ok(labels)
+    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = labels.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(format!("the attribute {} is given twice", pair[0].0));
+    }
+    labels.retain(|(_, value)| !value.is_empty());
+    Ok(SeriesLabels::from_sorted(labels))
 }
 
 /// `name{key="value",...} (target)`, for messages.
@@ -481,8 +542,8 @@ impl Ingest {
         let bytes = self.read_compressed_body(&request.headers, body.take()).await?;
         let export = decode(&bytes, encoding)?;
         drop(bytes);
+        // The mapped values borrow the export's strings: it is dropped with them.
         let mut mapped = map_export(&export, self.batch.max_items)?;
-        drop(export);
         self.store_values(&mut mapped, gate).await?;
         Ok(export_response(&mapped, encoding))
     }
@@ -490,7 +551,7 @@ impl Ingest {
     /// Resolves, authorizes and stores the mapped values; the points that cannot be stored are added to
     /// `mapped.rejected`. A denied authorization check refuses the whole export; so does a store that is unavailable
     /// (nothing stored: the client retries the whole export).
-    async fn store_values(&self, mapped: &mut Mapped, gate: &dyn WriteGate) -> Result<(), RequestError> {
+    async fn store_values(&self, mapped: &mut Mapped<'_>, gate: &dyn WriteGate) -> Result<(), RequestError> {
         // Each object resource resolved once.
         let mut resources: HashMap<usize, Result<(Arc<str>, bool), MapperError>> = HashMap::new();
         for target in mapped.targets.iter().flatten() {
@@ -509,18 +570,14 @@ impl Ingest {
         let mut ready: Vec<Ready<'_>> = Vec::with_capacity(mapped.values.len());
         // foldhash, as the batch's tables (one request's keys): SipHash over every series key showed in profiles.
         let mut first_of: HashMap<SeriesKey<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
-        let mut external_labels: Vec<SeriesLabels> = Vec::with_capacity(mapped.values.len());
-        for value in &mapped.values {
-            external_labels.push(SeriesLabels::from_map(value.labels.clone()));
-        }
         for (index, value) in mapped.values.iter().enumerate() {
             let Some(Ok(target)) = mapped.targets.get(value.resource) else { continue };
-            let labels = &external_labels[index];
+            let labels = &value.labels;
             let series = match target {
                 ResourceTarget::Object { namespace, attribute, name } => {
                     let (key, resource) = OBJECT_ATTRIBUTES[*attribute];
                     let namespace = match (resources.get(attribute), namespace) {
-                        (Some(Ok((resolved, true))), Some(namespace)) => (resolved, namespace.as_str()),
+                        (Some(Ok((resolved, true))), Some(namespace)) => (resolved, *namespace),
                         (Some(Ok((resolved, false))), None) => (resolved, ""),
                         (Some(Ok((resolved, namespaced))), _) => {
                             rejected.push((
@@ -555,7 +612,8 @@ impl Ingest {
                 let reason = match &series {
                     SeriesKey::Custom { .. } => format!(
                         "it is stored as the same value as an earlier data point of {} with labels {:?}: an object holds one value per metric, so points of one object that differ only in attributes collide",
-                        first.metric, first.labels
+                        first.metric,
+                        first.labels.to_map()
                     ),
                     SeriesKey::External { .. } => {
                         format!("duplicate series: an earlier data point of {} has the same attributes", first.metric)
@@ -620,8 +678,8 @@ impl Ingest {
         for (index, reason) in rejected {
             let value = &mapped.values[index];
             let what = match mapped.targets.get(value.resource) {
-                Some(Ok(target)) => format!("{}{:?} ({})", value.metric, value.labels, target.describe()),
-                _ => value.metric.clone(),
+                Some(Ok(target)) => format!("{}{:?} ({})", value.metric, value.labels.to_map(), target.describe()),
+                _ => value.metric.to_string(),
             };
             mapped.rejected.push(RejectedPoint { point: value.point, what, reason });
         }
@@ -710,6 +768,8 @@ fn rpc_status_response(error: RequestError, encoding: Encoding) -> HttpResponse 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use opentelemetry_proto::tonic::common::v1::AnyValue;
 
@@ -726,7 +786,7 @@ mod tests {
         for (attribute, (key, _)) in OBJECT_ATTRIBUTES.iter().enumerate().take(7) {
             assert_eq!(
                 resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv(key, "x-1")]),
-                Ok(ResourceTarget::Object { namespace: Some("shop".into()), attribute, name: "x-1".into() }),
+                Ok(ResourceTarget::Object { namespace: Some("shop"), attribute, name: "x-1" }),
                 "{key}"
             );
         }
@@ -740,24 +800,24 @@ mod tests {
         ];
         assert_eq!(
             resource_target(&pod),
-            Ok(ResourceTarget::Object { namespace: Some("shop".into()), attribute: 0, name: "web-5d-x".into() })
+            Ok(ResourceTarget::Object { namespace: Some("shop"), attribute: 0, name: "web-5d-x" })
         );
         // A node needs no namespace, and takes none.
         for attributes in [&[kv("k8s.node.name", "n1")][..], &[kv("k8s.node.name", "n1"), kv(NAMESPACE_ATTRIBUTE, "s")]]
         {
             assert_eq!(
                 resource_target(attributes),
-                Ok(ResourceTarget::Object { namespace: None, attribute: 7, name: "n1".into() })
+                Ok(ResourceTarget::Object { namespace: None, attribute: 7, name: "n1" })
             );
         }
         assert_eq!(
             resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv("service.name", "web")]),
-            Ok(ResourceTarget::External { namespace: "shop".into() })
+            Ok(ResourceTarget::External { namespace: "shop" })
         );
         // An empty value is no attribute.
         assert_eq!(
             resource_target(&[kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", "")]),
-            Ok(ResourceTarget::External { namespace: "shop".into() })
+            Ok(ResourceTarget::External { namespace: "shop" })
         );
     }
 
@@ -798,6 +858,52 @@ mod tests {
     }
 
     #[test]
+    fn repeated_namespaces_and_metric_names_are_one_string() {
+        use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, ResourceMetrics, ScopeMetrics};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        // Every resource decodes into strings of its own; the mapped values of equal ones share the first's.
+        let resource = |pod: &str| ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", pod)],
+                ..Resource::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue_depth".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            value: Some(NumberValue::AsInt(3)),
+                            ..NumberDataPoint::default()
+                        }],
+                    })),
+                    ..Metric::default()
+                }],
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        };
+        let export = ExportMetricsServiceRequest { resource_metrics: vec![resource("a"), resource("b")] };
+        let mapped = map_export(&export, 10).unwrap();
+        let namespaces: Vec<&str> = mapped
+            .targets
+            .iter()
+            .map(|target| match target {
+                Ok(ResourceTarget::Object { namespace: Some(namespace), .. }) => *namespace,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(namespaces, ["shop", "shop"]);
+        assert!(std::ptr::eq(namespaces[0], namespaces[1]));
+        let [first, second] = &mapped.values[..] else { panic!("{:?}", mapped.values) };
+        assert!(matches!((&first.metric, &second.metric), (Cow::Borrowed(_), Cow::Borrowed(_))));
+        assert!(std::ptr::eq(first.metric.as_ref(), second.metric.as_ref()));
+        assert!(!std::ptr::eq(
+            first.metric.as_ref(),
+            export.resource_metrics[1].scope_metrics[0].metrics[0].name.as_str()
+        ));
+    }
+
+    #[test]
     fn attributes_become_labels() {
         let typed = |key: &str, value: AttributeValue| KeyValue {
             key: key.into(),
@@ -813,7 +919,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            labels,
+            labels.to_map(),
             BTreeMap::from([
                 ("code".into(), "200".into()),
                 ("http.request.method".into(), "GET".into()),
