@@ -496,6 +496,9 @@ fn describe(name: &str, attributes: &[KeyValue], target: Option<&ResourceTarget>
     }
 }
 
+/// An object attribute's resource as the mapper resolved it: its group-resource and whether it is namespaced.
+type Resolved = Result<(Arc<str>, bool), MapperError>;
+
 /// The store refusing other writes of the export this many times in a row refuses the rest (a concurrent writer
 /// filling the store between two attempts).
 const STORE_ATTEMPTS: usize = 3;
@@ -552,31 +555,32 @@ impl Ingest {
     /// `mapped.rejected`. A denied authorization check refuses the whole export; so does a store that is unavailable
     /// (nothing stored: the client retries the whole export).
     async fn store_values(&self, mapped: &mut Mapped<'_>, gate: &dyn WriteGate) -> Result<(), RequestError> {
-        // Each object resource resolved once.
-        let mut resources: HashMap<usize, Result<(Arc<str>, bool), MapperError>> = HashMap::new();
+        // Each object resource resolved once; by its index in OBJECT_ATTRIBUTES.
+        let mut resources: [Option<Resolved>; OBJECT_ATTRIBUTES.len()] = Default::default();
         for target in mapped.targets.iter().flatten() {
             if let ResourceTarget::Object { attribute, .. } = target
-                && !resources.contains_key(attribute)
+                && resources[*attribute].is_none()
             {
                 let resolved = self
                     .mapper
                     .resolve(OBJECT_ATTRIBUTES[*attribute].1)
                     .await
                     .map(|info| (Arc::<str>::from(info.group_resource()), info.namespaced));
-                resources.insert(*attribute, resolved);
+                resources[*attribute] = Some(resolved);
             }
         }
         let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut ready: Vec<Ready<'_>> = Vec::with_capacity(mapped.values.len());
         // foldhash, as the batch's tables (one request's keys): SipHash over every series key showed in profiles.
-        let mut first_of: HashMap<SeriesKey<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut first_of: HashMap<SeriesKey<'_>, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(mapped.values.len(), Default::default());
         for (index, value) in mapped.values.iter().enumerate() {
             let Some(Ok(target)) = mapped.targets.get(value.resource) else { continue };
             let labels = &value.labels;
             let series = match target {
                 ResourceTarget::Object { namespace, attribute, name } => {
                     let (key, resource) = OBJECT_ATTRIBUTES[*attribute];
-                    let namespace = match (resources.get(attribute), namespace) {
+                    let namespace = match (resources[*attribute].as_ref(), namespace) {
                         (Some(Ok((resolved, true))), Some(namespace)) => (resolved, *namespace),
                         (Some(Ok((resolved, false))), None) => (resolved, ""),
                         (Some(Ok((resolved, namespaced))), _) => {
