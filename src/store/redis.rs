@@ -164,12 +164,18 @@ end
 }
 
 /// The write of one or more values, in order (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, the
-/// time after which it must do nothing or '' (see [`APPLY_WINDOW`]), max series, stream length, then for each write
-/// its field, ttl in ms or -1, and payload). One run carries many writes: `TIME`, the expiry sweep and the stream's
-/// last id are paid once per run instead of once per write (docs/architecture.md §10, "Writes"). Removes up to 64
-/// expired series per write first, so that they do not count against the limit. Every stream entry names the entry
-/// before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns one element
-/// per write: its stream id, or 0 when the series is new and the limit is reached.
+/// time after which it must do nothing or '' (see [`APPLY_WINDOW`]), max series, the stream's length in writes, then
+/// for each write its field, ttl in ms or -1, and payload). One run carries many writes: `TIME`, the expiry sweep, the
+/// stream's last id and the stream entry are paid once per run instead of once per write (docs/architecture.md §10,
+/// "Writes"). Removes up to 64 expired series per write first, so that they do not count against the limit. The
+/// run's stored writes go into ONE stream entry, `B <entry before> <field> <record> <field> <record> …` in order
+/// (Redis keeps an entry's fields, repeated ones included, in order), which names the entry before it so that a
+/// replica finds out when entries it had not read were trimmed away; `B`, not the single change's `b`, so that a
+/// replica of an older version, which knows only single changes, sees no predecessor and loads the whole hash instead
+/// of applying a part of the entry. The stream is trimmed to its length divided by the entry's writes, so that it
+/// keeps about that many writes whatever the runs' sizes. A field's deadline is removed from the sorted set only when
+/// its record had one. Returns {the entry's id, or '' when nothing was stored; one character per write, '1' stored,
+/// '0' refused because the series is new and the limit is reached}.
 const PUT_LUA: &str = concat!(
     script_opening!(2),
     r"
@@ -187,15 +193,24 @@ local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
 if #last > 0 then before = last[1][1] end
 local stamp = string.format('%.0f,', now)
-local seen, records, deadlines, out = {}, {}, {}, {}
+local seen, timed_before, deadlines, outcome = {}, {}, {}, {}
+local entry = {'B', before}
 for j = 1, n do
   local i = 2 + 3 * j
   local field = ARGV[i]
   if not old[j] and not seen[field] and count >= max then
-    out[j] = 0
+    outcome[j] = '0'
   else
-    if not old[j] and not seen[field] then count = count + 1 end
-    seen[field] = true
+    if not seen[field] then
+      if old[j] then
+        -- A record is timestamp,deadline,payload; a deadline of -1 is none.
+        local comma = string.find(old[j], ',', 1, true)
+        timed_before[field] = not comma or string.byte(old[j], comma + 1) ~= 45
+      else
+        count = count + 1
+      end
+      seen[field] = true
+    end
     local ttl = tonumber(ARGV[i + 1])
     local record
     if ttl >= 0 then
@@ -205,25 +220,28 @@ for j = 1, n do
       deadlines[field] = false
       record = stamp .. '-1,' .. ARGV[i + 2]
     end
-    records[#records + 1] = field
-    records[#records + 1] = record
-    before = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'b', before, 'p', field, 'r', record)
-    out[j] = before
+    entry[#entry + 1] = field
+    entry[#entry + 1] = record
+    outcome[j] = '1'
   end
 end
-if #records > 0 then redis.call('HSET', KEYS[1], unpack(records)) end
+local stored = (#entry - 2) / 2
+if stored == 0 then return {'', table.concat(outcome)} end
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', math.max(1, math.floor(tonumber(ARGV[4]) / stored)), '*',
+  unpack(entry))
+redis.call('HSET', KEYS[1], unpack(entry, 3))
 local timed, untimed = {}, {}
 for field, deadline in pairs(deadlines) do
   if deadline then
     timed[#timed + 1] = deadline
     timed[#timed + 1] = field
-  else
+  elseif timed_before[field] then
     untimed[#untimed + 1] = field
   end
 end
 if #timed > 0 then redis.call('ZADD', KEYS[2], unpack(timed)) end
 if #untimed > 0 then redis.call('ZREM', KEYS[2], unpack(untimed)) end
-return out
+return {id, table.concat(outcome)}
 "
 );
 
@@ -845,22 +863,25 @@ impl Shared {
         args
     }
 
-    /// The outcome of each of the `count` writes of one [`PUT_LUA`] run: its stream position, or the series limit.
+    /// The outcome of each of the `count` writes of one [`PUT_LUA`] run: the position of the run's stream entry, or
+    /// the series limit.
     fn put_outcomes(&self, reply: Value, count: usize) -> Result<Vec<Result<Position, StoreError>>, StoreError> {
-        let Value::Array(outcomes) = reply else {
-            return Err(self.bad_reply(&format!("{reply:?}")));
-        };
-        if outcomes.len() != count {
-            return Err(self.bad_reply(&format!("{} outcomes of {count} writes", outcomes.len())));
+        let bad = || self.bad_reply(&format!("{reply:?}"));
+        let Value::Array(parts) = &reply else { return Err(bad()) };
+        let [Value::BulkString(id), Value::BulkString(stored)] = parts.as_slice() else { return Err(bad()) };
+        if stored.len() != count {
+            return Err(self.bad_reply(&format!("{} outcomes of {count} writes", stored.len())));
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Value::BulkString(id) => position_of(&id).ok_or_else(|| self.bad_reply(&String::from_utf8_lossy(&id))),
-                Value::Int(0) => Err(StoreError::SeriesLimit { limit: self.limits.max_series }),
-                other => Err(self.bad_reply(&format!("{other:?}"))),
+        // No id when nothing was stored.
+        let position = if stored.contains(&b'1') { Some(position_of(id).ok_or_else(bad)?) } else { None };
+        stored
+            .iter()
+            .map(|outcome| match (outcome, position) {
+                (b'1', Some(position)) => Ok(Ok(position)),
+                (b'0', _) => Ok(Err(StoreError::SeriesLimit { limit: self.limits.max_series })),
+                _ => Err(bad()),
             })
-            .collect())
+            .collect()
     }
 
     /// A write's answer when the writer task is gone (the store is being dropped).
@@ -1042,7 +1063,10 @@ impl Shared {
             if let Some(id) = position_of(id) {
                 // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
                 let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
-                self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
+                // One observation per change, as when every change had an entry of its own.
+                for _ in 0..entry.changes() {
+                    self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
+                }
                 last = last.max(id);
             }
         }
@@ -1096,11 +1120,15 @@ fn stream_entries(reply: &Value) -> Result<Vec<RawEntry<'_>>, String> {
     Ok(out)
 }
 
-/// One stream entry's fields: `b` (the entry before it), then `p` and `r` (a put) or `d` (a delete). Fields it does
-/// not know are left alone.
+/// One stream entry's fields, in either shape: a run of writes, `B` (the entry before it) then `<field> <record>`
+/// pairs in order ([`PUT_LUA`]); or a single change, `b` (the entry before it) then `p` and `r` (a put) or `d` (a
+/// delete), as [`DELETE_LUA`] writes and as writes were stored before runs went into one entry (a rolling upgrade
+/// leaves such entries in the stream). A single change's fields it does not know are left alone.
 #[derive(Default)]
 struct Entry<'a> {
     before: Option<&'a [u8]>,
+    /// A run's `<field> <record>` pairs.
+    run: Option<&'a [Value]>,
     put: Option<&'a [u8]>,
     record: Option<&'a [u8]>,
     delete: Option<&'a [u8]>,
@@ -1109,6 +1137,13 @@ struct Entry<'a> {
 impl<'a> Entry<'a> {
     fn of(fields: &'a [Value]) -> Entry<'a> {
         let mut entry = Entry::default();
+        if let [Value::BulkString(name), Value::BulkString(before), run @ ..] = fields
+            && name.as_slice() == b"B"
+        {
+            entry.before = Some(before.as_slice());
+            entry.run = Some(run);
+            return entry;
+        }
         for pair in fields.chunks_exact(2) {
             let (Value::BulkString(name), Value::BulkString(value)) = (&pair[0], &pair[1]) else { continue };
             let slot = match name.as_slice() {
@@ -1123,9 +1158,32 @@ impl<'a> Entry<'a> {
         entry
     }
 
-    /// Applies the entry to the mirror.
+    /// How many changes the entry carries.
+    fn changes(&self) -> usize {
+        self.run.map_or(1, |run| run.len() / 2)
+    }
+
+    /// Applies the entry to the mirror: every write of a run, in order, even when one of them fails.
     async fn apply(&self, mirror: &MemoryStore) -> Result<(), String> {
         let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"));
+        if let Some(run) = self.run {
+            let mut failed = Vec::new();
+            if run.len() % 2 != 0 {
+                failed.push("a field without its record".to_string());
+            }
+            for pair in run.chunks_exact(2) {
+                let applied = match (&pair[0], &pair[1]) {
+                    (Value::BulkString(field), Value::BulkString(record)) => {
+                        text(field).and_then(|field| put_record(mirror, field, text(record)?))
+                    }
+                    other => Err(format!("not a field and its record: {other:?}")),
+                };
+                if let Err(error) = applied {
+                    failed.push(error);
+                }
+            }
+            return if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) };
+        }
         if let Some(field) = self.put {
             let record = self.record.ok_or("a put without its record")?;
             return put_record(mirror, text(field)?, text(record)?);
@@ -1627,6 +1685,165 @@ mod tests {
         assert_eq!(value(fresh.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"), "Redis kept it");
         assert_eq!(fresh.get_custom(pod("gone")).await.unwrap(), None);
         assert_eq!(fresh.series_count(), 2, "`gone` was swept from the hash");
+    }
+
+    /// Waits until `check` holds (the tail applies asynchronously); panics after 10 s.
+    async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn value_of(store: &RedisStore, name: &str) -> Option<String> {
+        store.get_custom(pod(name)).await.unwrap().map(|sample| sample.value.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_run_of_writes_goes_into_one_stream_entry_and_every_replica_applies_it_in_order() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let a = store_on(&server, Limits { max_series: 3, ..Limits::default() }, clock.clone()).await;
+        let b = store_on(&server, Limits::default(), clock.clone()).await;
+        let added = calls(&server, "xadd").await;
+        let results = a
+            .put_many(vec![
+                Put::Custom(pod("x"), write("1", None)),
+                Put::Custom(pod("y"), write("2", None)),
+                Put::Custom(pod("x"), write("3", None)),
+                Put::Custom(pod("w"), write("4", None)),
+                Put::Custom(pod("over"), write("5", None)),
+                Put::Custom(pod("x"), write("6", None)),
+            ])
+            .await;
+        assert!(results[..4].iter().all(Result::is_ok) && results[5].is_ok(), "{results:?}");
+        assert!(matches!(results[4], Err(StoreError::SeriesLimit { limit: 3 })), "{results:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 1, "one entry for the run's five stored writes");
+        eventually("B applied the run", || async { value_of(&b, "w").await.is_some() }).await;
+        assert_eq!(value_of(&b, "x").await.as_deref(), Some("6"), "x's writes applied in order");
+        assert_eq!(value_of(&b, "y").await.as_deref(), Some("2"));
+        assert_eq!(value_of(&b, "over").await, None);
+        assert_eq!(b.series_count(), 3);
+        // Concurrent single writes: one run, one entry too.
+        let added = calls(&server, "xadd").await;
+        let names = ["x", "y", "w"];
+        let results =
+            futures_util::future::join_all(names.iter().map(|name| a.put_custom(pod(name), write("7", None)))).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 1);
+        eventually("B applied the second run", || async {
+            futures_util::future::join_all(names.iter().map(|name| value_of(&b, name)))
+                .await
+                .iter()
+                .all(|value| value.as_deref() == Some("7"))
+        })
+        .await;
+        // A run whose writes are all refused adds nothing to the stream.
+        let added = calls(&server, "xadd").await;
+        let refused = a.put_custom(pod("new"), write("1", None)).await;
+        assert!(matches!(refused, Err(StoreError::SeriesLimit { limit: 3 })), "{refused:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 0);
+    }
+
+    #[tokio::test]
+    async fn entries_of_the_single_change_shape_are_still_applied_between_runs() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let a = store_on(&server, Limits::default(), clock.clone()).await;
+        let b = store_on(&server, Limits::default(), clock.clone()).await;
+        a.put_custom(pod("run"), write("1", None)).await.unwrap();
+        // Entries as a replica of the previous version writes them: one change each, `b` naming the entry before.
+        let client = Client::open(server.address()).unwrap();
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        let single = Script::new(
+            r"local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1][1]
+              if ARGV[2] == '' then
+                redis.call('HDEL', KEYS[1], ARGV[1])
+                return redis.call('XADD', KEYS[2], '*', 'b', last, 'd', ARGV[1])
+              end
+              redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+              return redis.call('XADD', KEYS[2], '*', 'b', last, 'p', ARGV[1], 'r', ARGV[2])",
+        );
+        let add = |field: String, record: &'static str| {
+            let mut invocation = single.prepare_invoke();
+            invocation.key(&a.shared.keys.series).key(&a.shared.keys.stream).arg(field).arg(record);
+            let mut conn = conn.clone();
+            async move {
+                let _: String = invocation.invoke_async(&mut conn).await.unwrap();
+            }
+        };
+        add(custom_field(&pod("old")).unwrap(), r#"1000000,-1,{"v":"2","l":[]}"#).await;
+        add(custom_field(&pod("gone")).unwrap(), r#"1000000,-1,{"v":"3","l":[]}"#).await;
+        add(custom_field(&pod("gone")).unwrap(), "").await;
+        // A run after them names the last of them as the entry before it.
+        a.put_custom(pod("run"), write("4", None)).await.unwrap();
+        for store in [&a, &b] {
+            eventually("the run after the single changes", || async {
+                value_of(store, "run").await.as_deref() == Some("4")
+            })
+            .await;
+            assert_eq!(value_of(store, "old").await.as_deref(), Some("2"));
+            assert_eq!(value_of(store, "gone").await, None);
+            assert_eq!(store.series_count(), 2);
+            let resyncs = store.stats().and_then(|stats| stats.replication).map(|replication| replication.resyncs);
+            assert_eq!(
+                resyncs,
+                Some(vec![("start", 1), ("trimmed", 0), ("server_changed", 0)]),
+                "followed, not reloaded"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stream_keeps_about_its_length_in_writes_whatever_the_runs_sizes() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let client = Client::open(server.address()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // One entry per node of the stream, so that `MAXLEN ~` trims to the entry.
+        let _: () =
+            redis::cmd("CONFIG").arg("SET").arg("stream-node-max-entries").arg(1).query_async(&mut conn).await.unwrap();
+        let keys = ["{t}:series", "{t}:deadlines", "{t}:changes"];
+        let run = |writes: usize, round: usize| {
+            let mut invocation = PUT.prepare_invoke();
+            invocation.key(keys[0]).key(keys[1]).key(keys[2]).arg("1000").arg("").arg(1000).arg(10);
+            for i in 0..writes {
+                invocation.arg(format!(r#"["c","pods","ns","p{round}-{i}","m"]"#)).arg(-1).arg(r#"{"v":"1","l":[]}"#);
+            }
+            let mut conn = conn.clone();
+            async move {
+                let _: Value = invocation.invoke_async(&mut conn).await.unwrap();
+            }
+        };
+        let length = |mut conn: MultiplexedConnection| async move {
+            let length: usize = redis::cmd("XLEN").arg(keys[2]).query_async(&mut conn).await.unwrap();
+            length
+        };
+        for round in 0..4 {
+            run(5, round).await;
+        }
+        assert_eq!(length(conn.clone()).await, 2, "runs of 5 writes, a length of 10 writes: 2 entries");
+        run(1, 4).await;
+        assert_eq!(length(conn.clone()).await, 3, "a single write trims to 10 entries");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_is_removed_only_from_a_series_that_had_one() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let store = store_on(&server, Limits::default(), clock.clone()).await;
+        let removed = calls(&server, "zrem").await;
+        store.put_custom(pod("x"), write("1", None)).await.unwrap();
+        store.put_custom(pod("x"), write("2", None)).await.unwrap();
+        assert_eq!(calls(&server, "zrem").await - removed, 0, "x never had a deadline");
+        store.put_custom(pod("x"), write("3", Some(Duration::from_secs(5)))).await.unwrap();
+        store.put_custom(pod("x"), write("4", None)).await.unwrap();
+        assert_eq!(calls(&server, "zrem").await - removed, 1, "x's deadline removed");
+        clock.advance(6_000);
+        // A write sweeps what expired in Redis before it applies: x no longer has a deadline, so it stays.
+        store.put_custom(pod("y"), write("5", None)).await.unwrap();
+        let fresh = store_on(&server, Limits::default(), clock.clone()).await;
+        assert_eq!(value_of(&fresh, "x").await.as_deref(), Some("4"), "Redis kept it");
     }
 
     #[test]
