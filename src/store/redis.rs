@@ -69,6 +69,12 @@ const APPLY_WINDOW: Duration = Duration::from_secs(1);
 /// Writes one run of [`PUT_LUA`] carries at most: a run blocks Redis for its duration (a few microseconds a write).
 const MAX_BATCH: usize = 256;
 
+/// Yields of the writer task at most while it gathers a run: under load it gathers until the run is as large as the
+/// last one, so that the writes of every connection waiting for an answer go together (with bench/redis's 32
+/// connections about 30 writes a run instead of 15 with one yield, and a third less CPU per write for Redis and a
+/// tenth less for the replica, on a busy machine); a lone write still goes after one yield.
+const GATHER_YIELDS: usize = 8;
+
 /// Runs of queued writes in flight at once on the write connection: while one is, new writes queue up and go
 /// together in the next run (docs/architecture.md §10, "Writes"). One gave the largest runs and the most writes per
 /// second under bench/redis's write load (a rough measurement on a busy machine: about 31,000/s with one, 27,000/s
@@ -164,22 +170,28 @@ end
 }
 
 /// The write of one or more values, in order (KEYS: hash, deadlines, stream; ARGV: now or '' for Redis TIME, the
-/// time after which it must do nothing or '' (see [`APPLY_WINDOW`]), max series, stream length, then for each write
-/// its field, ttl in ms or -1, and payload). One run carries many writes: `TIME`, the expiry sweep and the stream's
-/// last id are paid once per run instead of once per write (docs/architecture.md §10, "Writes"). Removes up to 64
-/// expired series per write first, so that they do not count against the limit. Every stream entry names the entry
-/// before it (`b`), so that a replica finds out when entries it had not read were trimmed away. Returns one element
-/// per write: its stream id, or 0 when the series is new and the limit is reached.
+/// time after which it must do nothing or '' (see [`APPLY_WINDOW`]), max series, the stream's length in writes, then
+/// for each write its field and `ttl,payload`, the ttl in ms or -1 (see [`write_arg`])). One run carries many writes:
+/// `TIME`, the expiry sweep, the stream's last id and the stream entry are paid once per run instead of once per write
+/// (docs/architecture.md §10, "Writes"). Removes up to 64 expired series per write first, so that they do not count against the limit. The
+/// run's stored writes go into ONE stream entry, `B <entry before> <field> <record> <field> <record> …` in order
+/// (Redis keeps an entry's fields, repeated ones included, in order), which names the entry before it so that a
+/// replica finds out when entries it had not read were trimmed away; `B`, not the single change's `b`, so that a
+/// replica of an older version, which knows only single changes, sees no predecessor and loads the whole hash instead
+/// of applying a part of the entry. The stream is trimmed to its length divided by the entry's writes, so that it
+/// keeps about that many writes whatever the runs' sizes. A field's deadline is removed from the sorted set only when
+/// its record had one. Returns {the entry's id, or '' when nothing was stored; one character per write, '1' stored,
+/// '0' refused because the series is new and the limit is reached}.
 const PUT_LUA: &str = concat!(
     script_opening!(2),
     r"
-local n = (#ARGV - 4) / 3
+local n = (#ARGV - 4) / 2
 for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64 * n)) do
   redis.call('HDEL', KEYS[1], f)
   redis.call('ZREM', KEYS[2], f)
 end
 local fields = {}
-for i = 5, #ARGV, 3 do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV, 2 do fields[#fields + 1] = ARGV[i] end
 local old = redis.call('HMGET', KEYS[1], unpack(fields))
 local count = redis.call('HLEN', KEYS[1])
 local max = tonumber(ARGV[3])
@@ -187,43 +199,59 @@ local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local before = '0-0'
 if #last > 0 then before = last[1][1] end
 local stamp = string.format('%.0f,', now)
-local seen, records, deadlines, out = {}, {}, {}, {}
+local seen, timed_before, deadlines, outcome = {}, {}, {}, {}
+local entry, size = {'B', before}, 2
 for j = 1, n do
-  local i = 2 + 3 * j
+  local i = 3 + 2 * j
   local field = ARGV[i]
   if not old[j] and not seen[field] and count >= max then
-    out[j] = 0
+    outcome[j] = '0'
   else
-    if not old[j] and not seen[field] then count = count + 1 end
-    seen[field] = true
-    local ttl = tonumber(ARGV[i + 1])
-    local record
-    if ttl >= 0 then
-      deadlines[field] = now + ttl
-      record = stamp .. string.format('%.0f,', now + ttl) .. ARGV[i + 2]
-    else
-      deadlines[field] = false
-      record = stamp .. '-1,' .. ARGV[i + 2]
+    if not seen[field] then
+      if old[j] then
+        -- A record is timestamp,deadline,payload; a deadline of -1 is none.
+        local comma = string.find(old[j], ',', 1, true)
+        timed_before[field] = not comma or string.byte(old[j], comma + 1) ~= 45
+      else
+        count = count + 1
+      end
+      seen[field] = true
     end
-    records[#records + 1] = field
-    records[#records + 1] = record
-    before = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'b', before, 'p', field, 'r', record)
-    out[j] = before
+    local write = ARGV[i + 1]
+    local record
+    if string.byte(write, 1) == 45 then
+      -- '-1,payload': no deadline, and the record is the stamp and the argument.
+      deadlines[field] = false
+      record = stamp .. write
+    else
+      local comma = string.find(write, ',', 1, true)
+      local deadline = now + tonumber(string.sub(write, 1, comma - 1))
+      deadlines[field] = deadline
+      record = stamp .. string.format('%.0f', deadline) .. string.sub(write, comma)
+    end
+    entry[size + 1] = field
+    entry[size + 2] = record
+    size = size + 2
+    outcome[j] = '1'
   end
 end
-if #records > 0 then redis.call('HSET', KEYS[1], unpack(records)) end
+local stored = (size - 2) / 2
+if stored == 0 then return {'', table.concat(outcome)} end
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', math.max(1, math.floor(tonumber(ARGV[4]) / stored)), '*',
+  unpack(entry))
+redis.call('HSET', KEYS[1], unpack(entry, 3))
 local timed, untimed = {}, {}
 for field, deadline in pairs(deadlines) do
   if deadline then
     timed[#timed + 1] = deadline
     timed[#timed + 1] = field
-  else
+  elseif timed_before[field] then
     untimed[#untimed + 1] = field
   end
 end
 if #timed > 0 then redis.call('ZADD', KEYS[2], unpack(timed)) end
 if #untimed > 0 then redis.call('ZREM', KEYS[2], unpack(untimed)) end
-return out
+return {id, table.concat(outcome)}
 "
 );
 
@@ -332,21 +360,30 @@ impl Clock for RedisClock {
 /// A write waiting for the writer task (see [`writer`]).
 struct Queued {
     field: String,
-    /// The ttl argument of [`PUT_LUA`].
-    ttl: String,
-    payload: String,
+    /// [`write_arg`].
+    write: String,
     /// The last moment, by the copy's estimate of Redis time, at which it may still apply (see [`APPLY_WINDOW`]),
     /// taken when it was queued.
     apply_by: Option<i64>,
     answer: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// [`PUT_LUA`]'s ttl argument: milliseconds, or -1 for none (and for one too long to be kept exactly).
-fn ttl_arg(ttl: Option<Duration>) -> String {
-    match ttl.map(|ttl| ttl.as_millis()) {
-        Some(millis) if millis < MAX_EXACT_TTL_MILLIS => millis.to_string(),
-        _ => "-1".to_string(),
-    }
+/// [`PUT_LUA`]'s argument of one write besides its field: `ttl,payload`, the ttl in milliseconds or -1 for none (and
+/// for one too long to be kept exactly), the payload JSON; for a write without a ttl, what the record holds after its
+/// timestamp. One string, written in one go: Redis and its Lua then handle two arguments per write, not three.
+fn write_arg(ttl: Option<Duration>, payload: &PayloadOut<'_>) -> Result<String, StoreError> {
+    use std::io::Write as _;
+    let mut arg = Vec::with_capacity(64);
+    let written = match ttl.map(|ttl| ttl.as_millis()) {
+        Some(millis) if millis < MAX_EXACT_TTL_MILLIS => write!(arg, "{millis},"),
+        _ => arg.write_all(b"-1,"),
+    };
+    written
+        .map_err(serde_json::Error::io)
+        .and_then(|()| serde_json::to_writer(&mut arg, payload))
+        .map_err(|e| StoreError::Unavailable(format!("encoding a value for Redis: {e}")))?;
+    // serde_json writes UTF-8, and so does the ttl's formatting.
+    String::from_utf8(arg).map_err(|e| StoreError::Unavailable(format!("encoding a value for Redis: {e}")))
 }
 
 /// A stream id, `milliseconds-sequence`.
@@ -377,7 +414,8 @@ struct Keys {
     series: String,
     /// ZSET: series field scored by its deadline, for series that have one.
     deadlines: String,
-    /// STREAM: one entry per change: `p` field `r` record, or `d` field.
+    /// STREAM: one entry per run of writes, `B` entry-before then field record pairs; one per removal, `b`
+    /// entry-before `d` field (see [`Entry`]).
     stream: String,
 }
 
@@ -647,9 +685,9 @@ impl RedisStore {
 
     /// Queues the write for the writer task, which sends it with the writes queued meanwhile in one script run, and
     /// answers once Redis stored it and this replica's copy applied it (see [`writer`]).
-    async fn put(&self, field: String, payload: String, ttl: Option<Duration>) -> Result<(), StoreError> {
+    async fn put(&self, field: String, write: String) -> Result<(), StoreError> {
         let (answer, answered) = oneshot::channel();
-        let write = Queued { field, ttl: ttl_arg(ttl), payload, apply_by: self.shared.apply_by(), answer };
+        let write = Queued { field, write, apply_by: self.shared.apply_by(), answer };
         self.queue.send(write).map_err(|_| self.shared.stopped())?;
         answered.await.unwrap_or_else(|_| Err(self.shared.stopped()))
     }
@@ -689,13 +727,15 @@ impl RedisStore {
         Ok((live, removed))
     }
 
-    /// Checks a custom write before it is sent: names, labels, and this replica's byte budget.
+    /// Checks a custom write before it is sent: names, labels, and this replica's byte budget. Returns its field and
+    /// [`write_arg`].
     fn check_custom(&self, id: &CustomSeriesId<'_>, write: &SampleWrite) -> Result<(String, String), StoreError> {
         check_custom_id(id)?;
         check_labels(&write.labels, &self.shared.limits)?;
         let mirror = self.shared.mirror.load_full();
         self.shared.check_bytes(mirror.custom_growth(*id, write), mirror.bytes_used())?;
-        Ok((custom_field(id)?, encode(&PayloadOut { v: &write.value, l: pairs(&write.labels), k: write.kind })?))
+        let payload = PayloadOut { v: &write.value, l: pairs(&write.labels), k: write.kind };
+        Ok((custom_field(id)?, write_arg(write.ttl, &payload)?))
     }
 
     /// [`Self::check_custom`] for an external write; its labels go into the field, not the payload.
@@ -710,10 +750,8 @@ impl RedisStore {
         let mirror = self.shared.mirror.load_full();
         let growth = mirror.external_growth(namespace, metric, write);
         self.shared.check_bytes(growth, mirror.bytes_used())?;
-        Ok((
-            external_field(namespace, metric, &write.labels)?,
-            encode(&PayloadOut { v: &write.value, l: Vec::new(), k: write.kind })?,
-        ))
+        let payload = PayloadOut { v: &write.value, l: Vec::new(), k: write.kind };
+        Ok((external_field(namespace, metric, &write.labels)?, write_arg(write.ttl, &payload)?))
     }
 }
 
@@ -831,10 +869,10 @@ impl Shared {
         Some(self.clock.now_millis().saturating_add(window))
     }
 
-    /// The ARGV of one [`PUT_LUA`] run carrying `writes` (field, ttl argument, payload), none of which may be
-    /// applied after `apply_by`.
-    fn put_args(&self, apply_by: Option<i64>, writes: impl ExactSizeIterator<Item = [String; 3]>) -> Vec<String> {
-        let mut args = Vec::with_capacity(4 + 3 * writes.len());
+    /// The ARGV of one [`PUT_LUA`] run carrying `writes` (field, [`write_arg`]), none of which may be applied after
+    /// `apply_by`.
+    fn put_args(&self, apply_by: Option<i64>, writes: impl ExactSizeIterator<Item = [String; 2]>) -> Vec<String> {
+        let mut args = Vec::with_capacity(4 + 2 * writes.len());
         args.extend([
             self.now_arg(),
             apply_by.map(|at| at.to_string()).unwrap_or_default(),
@@ -845,22 +883,25 @@ impl Shared {
         args
     }
 
-    /// The outcome of each of the `count` writes of one [`PUT_LUA`] run: its stream position, or the series limit.
+    /// The outcome of each of the `count` writes of one [`PUT_LUA`] run: the position of the run's stream entry, or
+    /// the series limit.
     fn put_outcomes(&self, reply: Value, count: usize) -> Result<Vec<Result<Position, StoreError>>, StoreError> {
-        let Value::Array(outcomes) = reply else {
-            return Err(self.bad_reply(&format!("{reply:?}")));
-        };
-        if outcomes.len() != count {
-            return Err(self.bad_reply(&format!("{} outcomes of {count} writes", outcomes.len())));
+        let bad = || self.bad_reply(&format!("{reply:?}"));
+        let Value::Array(parts) = &reply else { return Err(bad()) };
+        let [Value::BulkString(id), Value::BulkString(stored)] = parts.as_slice() else { return Err(bad()) };
+        if stored.len() != count {
+            return Err(self.bad_reply(&format!("{} outcomes of {count} writes", stored.len())));
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Value::BulkString(id) => position_of(&id).ok_or_else(|| self.bad_reply(&String::from_utf8_lossy(&id))),
-                Value::Int(0) => Err(StoreError::SeriesLimit { limit: self.limits.max_series }),
-                other => Err(self.bad_reply(&format!("{other:?}"))),
+        // No id when nothing was stored.
+        let position = if stored.contains(&b'1') { Some(position_of(id).ok_or_else(bad)?) } else { None };
+        stored
+            .iter()
+            .map(|outcome| match (outcome, position) {
+                (b'1', Some(position)) => Ok(Ok(position)),
+                (b'0', _) => Ok(Err(StoreError::SeriesLimit { limit: self.limits.max_series })),
+                _ => Err(bad()),
             })
-            .collect())
+            .collect()
     }
 
     /// A write's answer when the writer task is gone (the store is being dropped).
@@ -878,7 +919,7 @@ impl Shared {
             apply_by,
             batch.into_iter().map(|write| {
                 answers.push(write.answer);
-                [write.field, write.ttl, write.payload]
+                [write.field, write.write]
             }),
         );
         let sent = self.run(Operation::Write, &PUT, PUT_LUA, &[args], false).await;
@@ -1042,7 +1083,10 @@ impl Shared {
             if let Some(id) = position_of(id) {
                 // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
                 let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
-                self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
+                // One observation per change, as when every change had an entry of its own.
+                for _ in 0..entry.changes() {
+                    self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
+                }
                 last = last.max(id);
             }
         }
@@ -1096,11 +1140,15 @@ fn stream_entries(reply: &Value) -> Result<Vec<RawEntry<'_>>, String> {
     Ok(out)
 }
 
-/// One stream entry's fields: `b` (the entry before it), then `p` and `r` (a put) or `d` (a delete). Fields it does
-/// not know are left alone.
+/// One stream entry's fields, in either shape: a run of writes, `B` (the entry before it) then `<field> <record>`
+/// pairs in order ([`PUT_LUA`]); or a single change, `b` (the entry before it) then `p` and `r` (a put) or `d` (a
+/// delete), as [`DELETE_LUA`] writes and as writes were stored before runs went into one entry (a rolling upgrade
+/// leaves such entries in the stream). A single change's fields it does not know are left alone.
 #[derive(Default)]
 struct Entry<'a> {
     before: Option<&'a [u8]>,
+    /// A run's `<field> <record>` pairs.
+    run: Option<&'a [Value]>,
     put: Option<&'a [u8]>,
     record: Option<&'a [u8]>,
     delete: Option<&'a [u8]>,
@@ -1109,6 +1157,13 @@ struct Entry<'a> {
 impl<'a> Entry<'a> {
     fn of(fields: &'a [Value]) -> Entry<'a> {
         let mut entry = Entry::default();
+        if let [Value::BulkString(name), Value::BulkString(before), run @ ..] = fields
+            && name.as_slice() == b"B"
+        {
+            entry.before = Some(before.as_slice());
+            entry.run = Some(run);
+            return entry;
+        }
         for pair in fields.chunks_exact(2) {
             let (Value::BulkString(name), Value::BulkString(value)) = (&pair[0], &pair[1]) else { continue };
             let slot = match name.as_slice() {
@@ -1123,9 +1178,32 @@ impl<'a> Entry<'a> {
         entry
     }
 
-    /// Applies the entry to the mirror.
+    /// How many changes the entry carries.
+    fn changes(&self) -> usize {
+        self.run.map_or(1, |run| run.len() / 2)
+    }
+
+    /// Applies the entry to the mirror: every write of a run, in order, even when one of them fails.
     async fn apply(&self, mirror: &MemoryStore) -> Result<(), String> {
         let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"));
+        if let Some(run) = self.run {
+            let mut failed = Vec::new();
+            if run.len() % 2 != 0 {
+                failed.push("a field without its record".to_string());
+            }
+            for pair in run.chunks_exact(2) {
+                let applied = match (&pair[0], &pair[1]) {
+                    (Value::BulkString(field), Value::BulkString(record)) => {
+                        text(field).and_then(|field| put_record(mirror, field, text(record)?))
+                    }
+                    other => Err(format!("not a field and its record: {other:?}")),
+                };
+                if let Err(error) = applied {
+                    failed.push(error);
+                }
+            }
+            return if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) };
+        }
         if let Some(field) = self.put {
             let record = self.record.ok_or("a put without its record")?;
             return put_record(mirror, text(field)?, text(record)?);
@@ -1177,6 +1255,8 @@ fn put_record(mirror: &MemoryStore, field: &str, record: &str) -> Result<(), Str
 async fn writer(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut runs = JoinSet::new();
+    // The size of the last run sent.
+    let mut last_run = 0;
     loop {
         while runs.try_join_next().is_some() {}
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -1184,14 +1264,21 @@ async fn writer(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>)
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        // Requests already readable get to queue their writes first, so that they go in this run, not the next: the
-        // yield costs nothing when nothing else is ready.
-        tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH
-            && let Ok(write) = queue.try_recv()
-        {
-            batch.push(write);
+        // Requests already readable get to queue their writes first, so that they go in this run, not the next: a
+        // yield costs nothing when nothing else is ready. Under load, up to GATHER_YIELDS until the run is as large as
+        // the last one (docs/architecture.md §10, "Writes").
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            while batch.len() < MAX_BATCH
+                && let Ok(write) = queue.try_recv()
+            {
+                batch.push(write);
+            }
+            if batch.len() >= last_run.clamp(1, MAX_BATCH) {
+                break;
+            }
         }
+        last_run = batch.len();
         let shared = Arc::clone(&shared);
         runs.spawn(async move { shared.write_batch(batch, slot).await });
     }
@@ -1259,8 +1346,8 @@ async fn follow_session(
 #[async_trait]
 impl MetricStore for RedisStore {
     async fn put_custom(&self, id: CustomSeriesId<'_>, write: SampleWrite) -> Result<(), StoreError> {
-        let (field, payload) = self.check_custom(&id, &write)?;
-        self.put(field, payload, write.ttl).await
+        let (field, arg) = self.check_custom(&id, &write)?;
+        self.put(field, arg).await
     }
 
     async fn delete_custom(&self, id: CustomSeriesId<'_>) -> Result<bool, StoreError> {
@@ -1323,8 +1410,8 @@ impl MetricStore for RedisStore {
     }
 
     async fn put_external(&self, namespace: &str, metric: &str, write: SampleWrite) -> Result<(), StoreError> {
-        let (field, payload) = self.check_external(namespace, metric, &write)?;
-        self.put(field, payload, write.ttl).await
+        let (field, arg) = self.check_external(namespace, metric, &write)?;
+        self.put(field, arg).await
     }
 
     async fn delete_external(&self, namespace: &str, metric: &str, labels: &SeriesLabels) -> Result<bool, StoreError> {
@@ -1380,13 +1467,11 @@ impl MetricStore for RedisStore {
         let mut sent = Vec::new();
         for (i, put) in writes.into_iter().enumerate() {
             let checked = match &put {
-                Put::Custom(id, write) => self.check_custom(id, write).map(|fp| (fp, write.ttl)),
-                Put::External { namespace, metric, write } => {
-                    self.check_external(namespace, metric, write).map(|fp| (fp, write.ttl))
-                }
+                Put::Custom(id, write) => self.check_custom(id, write),
+                Put::External { namespace, metric, write } => self.check_external(namespace, metric, write),
             };
             match checked {
-                Ok(((field, payload), ttl)) => {
+                Ok((field, arg)) => {
                     // The batch's own earlier write to the series is what this one replaces.
                     let previous = match replaced.get(&field) {
                         Some(previous) => previous.clone(),
@@ -1404,7 +1489,7 @@ impl MetricStore for RedisStore {
                         Put::Custom(_, write) | Put::External { write, .. } => write.clone(),
                     };
                     replaced.insert(field.clone(), Some(write.at(shared.clock.now_millis())));
-                    queued.push([field, ttl_arg(ttl), payload]);
+                    queued.push([field, arg]);
                     sent.push(i);
                     results.push(Ok(previous));
                 }
@@ -1601,6 +1686,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn under_load_a_run_gathers_writes_queued_over_several_yields() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let store = Arc::new(store_on(&server, Limits::default(), clock.clone()).await);
+        let names: Vec<String> = (0..6).map(|i| format!("p{i}")).collect();
+        // A run of six: the next gathers until it is as large.
+        let results =
+            futures_util::future::join_all(names.iter().map(|name| store.put_custom(pod(name), write("1", None))))
+                .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let runs_before = calls(&server, "xrevrange").await;
+        // Six writers whose writes arrive one yield after another, as requests read in turn do.
+        let writers: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (store, name) = (Arc::clone(&store), name.clone());
+                tokio::spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    store.put_custom(pod(&name), write("2", None)).await
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        assert_eq!(calls(&server, "xrevrange").await - runs_before, 1, "six writes over five yields, one run");
+    }
+
+    #[tokio::test]
     async fn a_series_written_twice_in_one_run_keeps_the_deadline_of_its_last_write() {
         let server = super::super::redis_testing::RedisServer::start();
         let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
@@ -1627,6 +1744,165 @@ mod tests {
         assert_eq!(value(fresh.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"), "Redis kept it");
         assert_eq!(fresh.get_custom(pod("gone")).await.unwrap(), None);
         assert_eq!(fresh.series_count(), 2, "`gone` was swept from the hash");
+    }
+
+    /// Waits until `check` holds (the tail applies asynchronously); panics after 10 s.
+    async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn value_of(store: &RedisStore, name: &str) -> Option<String> {
+        store.get_custom(pod(name)).await.unwrap().map(|sample| sample.value.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_run_of_writes_goes_into_one_stream_entry_and_every_replica_applies_it_in_order() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let a = store_on(&server, Limits { max_series: 3, ..Limits::default() }, clock.clone()).await;
+        let b = store_on(&server, Limits::default(), clock.clone()).await;
+        let added = calls(&server, "xadd").await;
+        let results = a
+            .put_many(vec![
+                Put::Custom(pod("x"), write("1", None)),
+                Put::Custom(pod("y"), write("2", None)),
+                Put::Custom(pod("x"), write("3", None)),
+                Put::Custom(pod("w"), write("4", None)),
+                Put::Custom(pod("over"), write("5", None)),
+                Put::Custom(pod("x"), write("6", None)),
+            ])
+            .await;
+        assert!(results[..4].iter().all(Result::is_ok) && results[5].is_ok(), "{results:?}");
+        assert!(matches!(results[4], Err(StoreError::SeriesLimit { limit: 3 })), "{results:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 1, "one entry for the run's five stored writes");
+        eventually("B applied the run", || async { value_of(&b, "w").await.is_some() }).await;
+        assert_eq!(value_of(&b, "x").await.as_deref(), Some("6"), "x's writes applied in order");
+        assert_eq!(value_of(&b, "y").await.as_deref(), Some("2"));
+        assert_eq!(value_of(&b, "over").await, None);
+        assert_eq!(b.series_count(), 3);
+        // Concurrent single writes: one run, one entry too.
+        let added = calls(&server, "xadd").await;
+        let names = ["x", "y", "w"];
+        let results =
+            futures_util::future::join_all(names.iter().map(|name| a.put_custom(pod(name), write("7", None)))).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 1);
+        eventually("B applied the second run", || async {
+            futures_util::future::join_all(names.iter().map(|name| value_of(&b, name)))
+                .await
+                .iter()
+                .all(|value| value.as_deref() == Some("7"))
+        })
+        .await;
+        // A run whose writes are all refused adds nothing to the stream.
+        let added = calls(&server, "xadd").await;
+        let refused = a.put_custom(pod("new"), write("1", None)).await;
+        assert!(matches!(refused, Err(StoreError::SeriesLimit { limit: 3 })), "{refused:?}");
+        assert_eq!(calls(&server, "xadd").await - added, 0);
+    }
+
+    #[tokio::test]
+    async fn entries_of_the_single_change_shape_are_still_applied_between_runs() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let a = store_on(&server, Limits::default(), clock.clone()).await;
+        let b = store_on(&server, Limits::default(), clock.clone()).await;
+        a.put_custom(pod("run"), write("1", None)).await.unwrap();
+        // Entries as a replica of the previous version writes them: one change each, `b` naming the entry before.
+        let client = Client::open(server.address()).unwrap();
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        let single = Script::new(
+            r"local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1][1]
+              if ARGV[2] == '' then
+                redis.call('HDEL', KEYS[1], ARGV[1])
+                return redis.call('XADD', KEYS[2], '*', 'b', last, 'd', ARGV[1])
+              end
+              redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+              return redis.call('XADD', KEYS[2], '*', 'b', last, 'p', ARGV[1], 'r', ARGV[2])",
+        );
+        let add = |field: String, record: &'static str| {
+            let mut invocation = single.prepare_invoke();
+            invocation.key(&a.shared.keys.series).key(&a.shared.keys.stream).arg(field).arg(record);
+            let mut conn = conn.clone();
+            async move {
+                let _: String = invocation.invoke_async(&mut conn).await.unwrap();
+            }
+        };
+        add(custom_field(&pod("old")).unwrap(), r#"1000000,-1,{"v":"2","l":[]}"#).await;
+        add(custom_field(&pod("gone")).unwrap(), r#"1000000,-1,{"v":"3","l":[]}"#).await;
+        add(custom_field(&pod("gone")).unwrap(), "").await;
+        // A run after them names the last of them as the entry before it.
+        a.put_custom(pod("run"), write("4", None)).await.unwrap();
+        for store in [&a, &b] {
+            eventually("the run after the single changes", || async {
+                value_of(store, "run").await.as_deref() == Some("4")
+            })
+            .await;
+            assert_eq!(value_of(store, "old").await.as_deref(), Some("2"));
+            assert_eq!(value_of(store, "gone").await, None);
+            assert_eq!(store.series_count(), 2);
+            let resyncs = store.stats().and_then(|stats| stats.replication).map(|replication| replication.resyncs);
+            assert_eq!(
+                resyncs,
+                Some(vec![("start", 1), ("trimmed", 0), ("server_changed", 0)]),
+                "followed, not reloaded"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stream_keeps_about_its_length_in_writes_whatever_the_runs_sizes() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let client = Client::open(server.address()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // One entry per node of the stream, so that `MAXLEN ~` trims to the entry.
+        let _: () =
+            redis::cmd("CONFIG").arg("SET").arg("stream-node-max-entries").arg(1).query_async(&mut conn).await.unwrap();
+        let keys = ["{t}:series", "{t}:deadlines", "{t}:changes"];
+        let run = |writes: usize, round: usize| {
+            let mut invocation = PUT.prepare_invoke();
+            invocation.key(keys[0]).key(keys[1]).key(keys[2]).arg("1000").arg("").arg(1000).arg(10);
+            for i in 0..writes {
+                invocation.arg(format!(r#"["c","pods","ns","p{round}-{i}","m"]"#)).arg(r#"-1,{"v":"1","l":[]}"#);
+            }
+            let mut conn = conn.clone();
+            async move {
+                let _: Value = invocation.invoke_async(&mut conn).await.unwrap();
+            }
+        };
+        let length = |mut conn: MultiplexedConnection| async move {
+            let length: usize = redis::cmd("XLEN").arg(keys[2]).query_async(&mut conn).await.unwrap();
+            length
+        };
+        for round in 0..4 {
+            run(5, round).await;
+        }
+        assert_eq!(length(conn.clone()).await, 2, "runs of 5 writes, a length of 10 writes: 2 entries");
+        run(1, 4).await;
+        assert_eq!(length(conn.clone()).await, 3, "a single write trims to 10 entries");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_is_removed_only_from_a_series_that_had_one() {
+        let server = super::super::redis_testing::RedisServer::start();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        let store = store_on(&server, Limits::default(), clock.clone()).await;
+        let removed = calls(&server, "zrem").await;
+        store.put_custom(pod("x"), write("1", None)).await.unwrap();
+        store.put_custom(pod("x"), write("2", None)).await.unwrap();
+        assert_eq!(calls(&server, "zrem").await - removed, 0, "x never had a deadline");
+        store.put_custom(pod("x"), write("3", Some(Duration::from_secs(5)))).await.unwrap();
+        store.put_custom(pod("x"), write("4", None)).await.unwrap();
+        assert_eq!(calls(&server, "zrem").await - removed, 1, "x's deadline removed");
+        clock.advance(6_000);
+        // A write sweeps what expired in Redis before it applies: x no longer has a deadline, so it stays.
+        store.put_custom(pod("y"), write("5", None)).await.unwrap();
+        let fresh = store_on(&server, Limits::default(), clock.clone()).await;
+        assert_eq!(value_of(&fresh, "x").await.as_deref(), Some("4"), "Redis kept it");
     }
 
     #[test]
@@ -1663,10 +1939,11 @@ mod tests {
             Value::Array(vec![
                 entry("5-1", &["b", "5-0", "x", "later", "p", "f", "r", "1,-1,{}"]),
                 entry("5-2", &["b", "5-1", "d", "f"]),
+                entry("5-3", &["B", "5-2", "f", "1,-1,{}", "g", "2,-1,{}", "f", "3,-1,{}"]),
             ]),
         ])]);
         let entries = stream_entries(&reply).unwrap();
-        assert_eq!(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b"5-1".as_slice(), b"5-2"]);
+        assert_eq!(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [b"5-1".as_slice(), b"5-2", b"5-3"]);
         let put = Entry::of(entries[0].1);
         assert_eq!(
             (put.before, put.put, put.record, put.delete),
@@ -1674,12 +1951,52 @@ mod tests {
             "a field it does not know is skipped"
         );
         let delete = Entry::of(entries[1].1);
-        assert_eq!((delete.put, delete.delete), (None, Some(&b"f"[..])));
+        assert_eq!((delete.put, delete.delete, delete.changes()), (None, Some(&b"f"[..]), 1));
+        let run = Entry::of(entries[2].1);
+        assert_eq!((run.before, run.run.map(<[Value]>::len), run.changes()), (Some(&b"5-2"[..]), Some(6), 3));
+        assert_eq!((run.put, run.delete), (None, None), "a run's fields are not read as a single change's");
         assert!(stream_entries(&Value::Int(3)).is_err());
         assert!(
             stream_entries(&Value::Array(vec![Value::Array(vec![bulk("stream"), Value::Array(vec![bulk("5-1")])])]))
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_run_entry_applies_its_writes_in_order_and_skips_only_a_bad_one() {
+        let mirror =
+            MemoryStore::with_clock(mirror_limits(&Limits::default()), Arc::new(crate::clock::ManualClock::new(0)));
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let (x, y) = (custom_field(&pod("x")).unwrap(), custom_field(&pod("y")).unwrap());
+        let fields: Vec<Value> = [
+            "B",
+            "5-0",
+            &x,
+            r#"1000,-1,{"v":"1","l":[]}"#,
+            r#"["x"]"#,
+            r#"1000,-1,{"v":"2","l":[]}"#,
+            &y,
+            r#"1000,-1,{"v":"3","l":[]}"#,
+            &x,
+            r#"1000,-1,{"v":"4","l":[]}"#,
+        ]
+        .iter()
+        .map(|text| bulk(text))
+        .collect();
+        let error = Entry::of(&fields).apply(&mirror).await.unwrap_err();
+        assert!(error.contains(r#"field "[\"x\"]""#), "{error}");
+        let value = |sample: Option<Sample>| sample.map(|s| s.value.to_string());
+        assert_eq!(value(mirror.get_custom(pod("x")).await.unwrap()).as_deref(), Some("4"), "in order");
+        assert_eq!(value(mirror.get_custom(pod("y")).await.unwrap()).as_deref(), Some("3"), "after the bad one");
+    }
+
+    #[test]
+    fn a_write_argument_is_its_ttl_then_its_payload() {
+        let payload = PayloadOut { v: &Quantity::parse("2").unwrap(), l: Vec::new(), k: SeriesKind::Gauge };
+        assert_eq!(write_arg(Some(Duration::from_secs(5)), &payload).unwrap(), r#"5000,{"v":"2","l":[]}"#);
+        assert_eq!(write_arg(None, &payload).unwrap(), r#"-1,{"v":"2","l":[]}"#);
+        let forever = Some(Duration::from_millis(u64::MAX));
+        assert_eq!(write_arg(forever, &payload).unwrap(), r#"-1,{"v":"2","l":[]}"#, "too long to be kept exactly");
     }
 
     #[tokio::test]
