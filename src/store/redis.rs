@@ -45,8 +45,9 @@ pub const DEFAULT_KEY_PREFIX: &str = "{custom-metrics}";
 /// Entries the stream keeps at least (`XADD … MAXLEN ~`): a replica that falls further behind reloads everything.
 pub const STREAM_LENGTH: usize = 100_000;
 
-/// Stream entries one `XREAD` returns at most.
-const READ_COUNT: usize = 1_000;
+/// Stream entries one `XREAD` returns at most: an entry holds up to 256 writes (a full script run), so a reply to a
+/// replica far behind holds at most 32,768 writes, a few MB (docs/architecture.md §10, "The stream's length").
+const READ_COUNT: usize = 128;
 
 /// How long one `XREAD` waits for new entries at most; also how often an idle replica confirms that it is in sync.
 const BLOCK: Duration = Duration::from_secs(1);
