@@ -279,6 +279,50 @@ async fn points_that_cannot_be_stored_are_rejected_and_the_others_kept() {
     server.stop().await;
 }
 
+/// `body` with the first occurrence of `text` turned into bytes that are not UTF-8.
+fn not_utf8(mut body: Vec<u8>, text: &str) -> Vec<u8> {
+    let at = body.windows(text.len()).position(|w| w == text.as_bytes()).unwrap();
+    body[at] = 0xff;
+    body
+}
+
+#[tokio::test]
+async fn strings_that_are_not_utf8_reject_the_points_that_read_them() {
+    let server = start(&[]).await;
+    let pod = [("k8s.namespace.name", "shop"), ("k8s.pod.name", "web-1")];
+    let mut described = gauge("described", vec![point(2.0, &[])]);
+    described.description = "description-to-break".into();
+    let body = export(vec![
+        resource(
+            &pod,
+            vec![
+                gauge("kept", vec![point(1.0, &[("a", "x")])]),
+                gauge("label", vec![point(1.0, &[("a", "value-to-break")])]),
+                gauge("name-to-break", vec![point(1.0, &[])]),
+                described,
+            ],
+        ),
+        resource(&[("k8s.namespace.name", "namespace-to-break")], vec![gauge("m", vec![point(1.0, &[])])]),
+    ]);
+    let body = ["value-to-break", "name-to-break", "description-to-break", "namespace-to-break"]
+        .into_iter()
+        .fold(body, not_utf8);
+    let partial = send(&server, body, &[("content-type", PROTOBUF)]).await.response().partial_success.unwrap();
+    assert_eq!(partial.rejected_data_points, 3, "{}", partial.error_message);
+    for expected in [
+        "label{a=\"\u{fffd}alue-to-break\"} (pods shop/web-1): the attribute a is not UTF-8",
+        "\u{fffd}ame-to-break (pods shop/web-1): the metric name is not UTF-8",
+        "m: the resource attribute k8s.namespace.name is not UTF-8",
+    ] {
+        assert!(partial.error_message.contains(expected), "{expected}: {}", partial.error_message);
+    }
+    // A field the receiver does not read may hold anything.
+    let read = |metric: &str| format!("{V2}/namespaces/shop/pods/web-1/{metric}");
+    assert_eq!(server.first_value(&read("described")).await, Ok("2".into()));
+    assert_eq!(server.first_value(&read("kept")).await, Ok("1".into()));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_full_store_rejects_the_points_it_cannot_take_and_keeps_the_others() {
     let server = start(&["--max-series=2"]).await;

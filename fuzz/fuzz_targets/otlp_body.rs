@@ -17,7 +17,7 @@ const MAX_POINTS: usize = 16;
 
 fuzz_target!(|data: &[u8]| {
     for encoding in [Encoding::Protobuf, Encoding::Json] {
-        let export = match decode(data, encoding) {
+        let export = match decode(bytes::Bytes::copy_from_slice(data), encoding) {
             Ok(export) => export,
             Err(error) => {
                 assert!(matches!(error, RequestError::BadOtlpBody(_)), "{error}");

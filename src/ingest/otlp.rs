@@ -4,8 +4,8 @@
 //! metrics endpoint at the adapter.
 //!
 //! The steps: the body is read as a push body is (`Ingest::read_compressed_body`: `--max-batch-body-bytes` as
-//! sent and once decompressed) and decoded with the `opentelemetry-proto` crate's prost and serde types; its data
-//! points are counted (`--max-batch-items`); each resource is mapped onto a Kubernetes object from its `k8s.*`
+//! sent and once decompressed) and decoded into [`wire`]'s prost messages, whose strings are slices of the body (OTLP
+//! JSON through the `opentelemetry-proto` crate's serde types); its data points are counted (`--max-batch-items`); each resource is mapped onto a Kubernetes object from its `k8s.*`
 //! attributes (or onto the external metrics of its namespace), each data point onto a value of that object with its
 //! attributes as labels; the write gate admits each distinct (namespace, resource, metric) once, and one refusal
 //! refuses the whole export (403); the points that map are stored with the batch machinery; the points that cannot
@@ -16,15 +16,12 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest as JsonExport, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AttributeValue;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
-use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use prost::Message;
 
 use super::batch::{Ready, SeriesKey, authorize_series};
@@ -35,6 +32,13 @@ use crate::quantity::Quantity;
 use crate::response::{self, HttpResponse, RequestError};
 use crate::selector::{validate_label_key, validate_label_value_for_key};
 use crate::store::{Label, SampleWrite, SeriesKind, SeriesLabels, StoreError};
+
+pub mod wire;
+
+use wire::any_value::Value as AttributeValue;
+use wire::metric::Data;
+use wire::number_data_point::Value as NumberValue;
+use wire::{ExportMetricsServiceRequest, KeyValue, NumberDataPoint};
 
 /// The OTLP/HTTP metrics path, the specification's default.
 pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
@@ -95,16 +99,22 @@ impl Encoding {
     }
 }
 
-/// Decodes an export body; a body that does not decode is a 400.
-pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequest, RequestError> {
-    match encoding {
-        Encoding::Protobuf => ExportMetricsServiceRequest::decode(body).map_err(|e| {
-            RequestError::BadOtlpBody(format!("the body is not a binary protobuf ExportMetricsServiceRequest: {e}"))
-        }),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| {
-            RequestError::BadOtlpBody(format!("the body is not an OTLP JSON ExportMetricsServiceRequest: {e}"))
-        }),
-    }
+/// Decodes an export body into [`wire`]'s messages, whose strings are slices of `body`; a body that does not decode
+/// is a 400. OTLP JSON is read with the `opentelemetry-proto` crate's serde types and brought over through their
+/// protobuf encoding, so that one mapping reads both encodings.
+pub fn decode(body: Bytes, encoding: Encoding) -> Result<ExportMetricsServiceRequest, RequestError> {
+    let protobuf = match encoding {
+        Encoding::Protobuf => body,
+        Encoding::Json => {
+            let export: JsonExport = serde_json::from_slice(&body).map_err(|e| {
+                RequestError::BadOtlpBody(format!("the body is not an OTLP JSON ExportMetricsServiceRequest: {e}"))
+            })?;
+            Bytes::from(export.encode_to_vec())
+        }
+    };
+    ExportMetricsServiceRequest::decode(protobuf).map_err(|e| {
+        RequestError::BadOtlpBody(format!("the body is not a binary protobuf ExportMetricsServiceRequest: {e}"))
+    })
 }
 
 /// Where the points of one resource go (docs/wire-contract.md §4.7), borrowing the export's strings.
@@ -148,22 +158,25 @@ pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget<'_>, St
     // export a thousand resources, so comparing each with every name we look for showed in profiles.
     let mut found: [Option<&KeyValue>; OBJECT_ATTRIBUTES.len() + 1] = [None; OBJECT_ATTRIBUTES.len() + 1];
     for kv in attributes {
-        if !kv.key.starts_with("k8s.") {
+        if !kv.key.starts_with(b"k8s.") {
             continue;
         }
-        if kv.key == NAMESPACE_ATTRIBUTE {
+        if kv.key == NAMESPACE_ATTRIBUTE.as_bytes() {
             found[OBJECT_ATTRIBUTES.len()].get_or_insert(kv);
-        } else if let Some(index) = OBJECT_ATTRIBUTES.iter().position(|(key, _)| kv.key == *key) {
+        } else if let Some(index) = OBJECT_ATTRIBUTES.iter().position(|(key, _)| kv.key == key.as_bytes()) {
             found[index].get_or_insert(kv);
         }
     }
     let get = |index: usize| -> Result<Option<&str>, String> {
         let Some(kv) = found[index] else { return Ok(None) };
+        let key = OBJECT_ATTRIBUTES.get(index).map_or(NAMESPACE_ATTRIBUTE, |(key, _)| key);
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             None => Ok(None),
             Some(AttributeValue::StringValue(text)) if text.is_empty() => Ok(None),
-            Some(AttributeValue::StringValue(text)) => Ok(Some(text.as_str())),
-            Some(_) => Err(format!("the resource attribute {} must be a string", kv.key)),
+            Some(AttributeValue::StringValue(text)) => {
+                wire::text(text).map(Some).map_err(|_| format!("the resource attribute {key} is not UTF-8"))
+            }
+            Some(_) => Err(format!("the resource attribute {key} must be a string")),
         }
     };
     let namespace = get(OBJECT_ATTRIBUTES.len())?;
@@ -268,11 +281,12 @@ impl PointValues {
 
 /// Strings an export repeats (every resource of a deployment's pods names the same namespace, every resource the same
 /// metric names) made one: later comparisons of equal keys (the write gate's, the store's) then read one place in
-/// memory instead of a thousand, and a metric name is validated once.
+/// memory instead of a thousand, and a metric name is read and validated once.
 #[derive(Default)]
 struct Repeated<'a> {
     namespace: Option<&'a str>,
-    metric: Option<&'a str>,
+    /// The last metric name read, and whether it was validated as a metric name of its own.
+    metric: Option<(&'a str, bool)>,
 }
 
 impl<'a> Repeated<'a> {
@@ -289,15 +303,18 @@ impl<'a> Repeated<'a> {
         }
     }
 
-    /// The metric's own name, once validated.
-    fn metric(&mut self, name: &'a str) -> Result<&'a str, String> {
-        match self.metric {
-            Some(last) if last == name => Ok(last),
-            _ => {
-                validate_metric_name(name).map_err(|e| format!("the metric name {name:?} cannot be stored: {e}"))?;
-                Ok(*self.metric.insert(name))
-            }
+    /// The metric's name as text; validated as a metric name when `stored` (a histogram's is stored only with a
+    /// suffix, which is validated with it).
+    fn metric(&mut self, name: &'a Bytes, stored: bool) -> Result<&'a str, String> {
+        let (text, validated) = match self.metric {
+            Some((last, validated)) if last.as_bytes() == name.as_ref() => (last, validated),
+            _ => (wire::text(name).map_err(|_| "the metric name is not UTF-8".to_string())?, false),
+        };
+        if stored && !validated {
+            validate_metric_name(text).map_err(|e| format!("the metric name {text:?} cannot be stored: {e}"))?;
         }
+        self.metric = Some((text, validated || stored));
+        Ok(text)
     }
 }
 
@@ -390,7 +407,7 @@ pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> R
 /// One data point's labels, metric names and values, or why it cannot be stored.
 fn map_point<'a>(
     repeated: &mut Repeated<'a>,
-    metric: &'a str,
+    metric: &'a Bytes,
     attributes: &[KeyValue],
     flags: u32,
     values: Result<PointValues, String>,
@@ -411,9 +428,9 @@ fn map_point<'a>(
     let mut names = [Cow::Borrowed(""), Cow::Borrowed("")];
     for (slot, (suffix, _, _)) in names.iter_mut().zip(std::iter::once(&values.first).chain(&values.second)) {
         *slot = if suffix.is_empty() {
-            Cow::Borrowed(repeated.metric(metric)?)
+            Cow::Borrowed(repeated.metric(metric, true)?)
         } else {
-            let name = format!("{metric}{suffix}");
+            let name = format!("{}{suffix}", repeated.metric(metric, false)?);
             validate_metric_name(&name).map_err(|e| format!("the metric name {name:?} cannot be stored: {e}"))?;
             Cow::Owned(name)
         };
@@ -451,13 +468,16 @@ fn labels(attributes: &[KeyValue]) -> Result<SeriesLabels, String> {
         return Ok(SeriesLabels::empty());
     }
     let mut labels: Vec<Label> = Vec::with_capacity(attributes.len());
-    for KeyValue { key, value, .. } in attributes {
-        let text = match value.as_ref().and_then(|v| v.value.as_ref()) {
-            None => String::new(),
-            Some(AttributeValue::StringValue(text)) => text.clone(),
-            Some(AttributeValue::BoolValue(value)) => value.to_string(),
-            Some(AttributeValue::IntValue(value)) => value.to_string(),
-            Some(AttributeValue::DoubleValue(value)) => value.to_string(),
+    for KeyValue { key, value } in attributes {
+        let key = wire::text(key).map_err(|_| "an attribute's key is not UTF-8".to_string())?;
+        let text: Box<str> = match value.as_ref().and_then(|v| v.value.as_ref()) {
+            None => "".into(),
+            Some(AttributeValue::StringValue(text)) => {
+                wire::text(text).map_err(|_| format!("the attribute {key} is not UTF-8"))?.into()
+            }
+            Some(AttributeValue::BoolValue(value)) => value.to_string().into(),
+            Some(AttributeValue::IntValue(value)) => value.to_string().into(),
+            Some(AttributeValue::DoubleValue(value)) => value.to_string().into(),
             Some(_) => {
                 return Err(format!(
                     "the attribute {key} is an array, a map or bytes: metric labels are strings, numbers or booleans"
@@ -467,7 +487,7 @@ fn labels(attributes: &[KeyValue]) -> Result<SeriesLabels, String> {
         validate_label_key(key).and_then(|()| validate_label_value_for_key(key, &text)).map_err(|e| {
             format!("the attribute {key}={text:?} cannot be a label: metric labels must be Kubernetes labels, which the read API selects on: {e}")
         })?;
-        labels.push((key.as_str().into(), text.into_boxed_str()));
+        labels.push((key.into(), text));
     }
     labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = labels.windows(2).find(|pair| pair[0].0 == pair[1].0) {
@@ -477,19 +497,23 @@ fn labels(attributes: &[KeyValue]) -> Result<SeriesLabels, String> {
     Ok(SeriesLabels::from_sorted(labels))
 }
 
-/// `name{key="value",...} (target)`, for messages.
-fn describe(name: &str, attributes: &[KeyValue], target: Option<&ResourceTarget>) -> String {
+/// `name{key="value",...} (target)`, for messages (what is not UTF-8 shown with U+FFFD).
+fn describe(name: &Bytes, attributes: &[KeyValue], target: Option<&ResourceTarget>) -> String {
     let attributes: Vec<String> = attributes
         .iter()
-        .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(AttributeValue::StringValue(text)) => format!("{}={text:?}", kv.key),
-            Some(AttributeValue::IntValue(value)) => format!("{}={value}", kv.key),
-            Some(AttributeValue::BoolValue(value)) => format!("{}={value}", kv.key),
-            Some(AttributeValue::DoubleValue(value)) => format!("{}={value}", kv.key),
-            _ => format!("{}=…", kv.key),
+        .map(|kv| {
+            let key = String::from_utf8_lossy(&kv.key);
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(AttributeValue::StringValue(text)) => format!("{key}={:?}", String::from_utf8_lossy(text)),
+                Some(AttributeValue::IntValue(value)) => format!("{key}={value}"),
+                Some(AttributeValue::BoolValue(value)) => format!("{key}={value}"),
+                Some(AttributeValue::DoubleValue(value)) => format!("{key}={value}"),
+                _ => format!("{key}=…"),
+            }
         })
         .collect();
     let attributes = if attributes.is_empty() { String::new() } else { format!("{{{}}}", attributes.join(",")) };
+    let name = String::from_utf8_lossy(name);
     match target {
         Some(target) => format!("{name}{attributes} ({})", target.describe()),
         None => format!("{name}{attributes}"),
@@ -542,10 +566,9 @@ impl Ingest {
         B: http_body::Body<Data = bytes::Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let bytes = self.read_compressed_body(&request.headers, body.take()).await?;
-        let export = decode(&bytes, encoding)?;
-        drop(bytes);
-        // The mapped values borrow the export's strings: it is dropped with them.
+        let bytes = Bytes::from(self.read_compressed_body(&request.headers, body.take()).await?);
+        // The export's strings are slices of the body, and the mapped values borrow them: all are dropped together.
+        let export = decode(bytes, encoding)?;
         let mut mapped = map_export(&export, self.batch.max_items)?;
         self.store_values(&mut mapped, gate).await?;
         Ok(export_response(&mapped, encoding))
@@ -775,14 +798,19 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use wire::AnyValue;
+
+    /// A string as a decoded export holds it: bytes of its own.
+    fn bytes(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    fn typed(key: &str, value: AttributeValue) -> KeyValue {
+        KeyValue { key: bytes(key), value: Some(AnyValue { value: Some(value) }) }
+    }
 
     fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(AttributeValue::StringValue(value.into())) }),
-            ..KeyValue::default()
-        }
+        typed(key, AttributeValue::StringValue(bytes(value)))
     }
 
     #[test]
@@ -827,11 +855,8 @@ mod tests {
 
     #[test]
     fn resources_that_map_to_nothing_say_why() {
-        let int = KeyValue {
-            key: NAMESPACE_ATTRIBUTE.into(),
-            value: Some(AnyValue { value: Some(AttributeValue::IntValue(3)) }),
-            ..KeyValue::default()
-        };
+        let int = typed(NAMESPACE_ATTRIBUTE, AttributeValue::IntValue(3));
+        let not_utf8 = typed(NAMESPACE_ATTRIBUTE, AttributeValue::StringValue(Bytes::from_static(b"sh\xffop")));
         for (attributes, expected) in [
             (vec![kv("service.name", "web")], "maps to nothing"),
             (vec![], "maps to nothing"),
@@ -839,6 +864,7 @@ mod tests {
             (vec![kv(NAMESPACE_ATTRIBUTE, "Shop")], "k8s.namespace.name=\"Shop\" cannot be used"),
             (vec![kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", "Web_1")], "k8s.pod.name=\"Web_1\""),
             (vec![int], "must be a string"),
+            (vec![not_utf8], "k8s.namespace.name is not UTF-8"),
         ] {
             let reason = resource_target(&attributes).unwrap_err();
             assert!(reason.contains(expected), "{attributes:?}: {reason}");
@@ -863,28 +889,21 @@ mod tests {
 
     #[test]
     fn repeated_namespaces_and_metric_names_are_one_string() {
-        use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, ResourceMetrics, ScopeMetrics};
-        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use wire::{Gauge, Metric, Resource, ResourceMetrics, ScopeMetrics};
         // Every resource decodes into strings of its own; the mapped values of equal ones share the first's.
         let resource = |pod: &str| ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", pod)],
-                ..Resource::default()
-            }),
+            resource: Some(Resource { attributes: vec![kv(NAMESPACE_ATTRIBUTE, "shop"), kv("k8s.pod.name", pod)] }),
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
-                    name: "queue_depth".into(),
+                    name: bytes("queue_depth"),
                     data: Some(Data::Gauge(Gauge {
                         data_points: vec![NumberDataPoint {
                             value: Some(NumberValue::AsInt(3)),
                             ..NumberDataPoint::default()
                         }],
                     })),
-                    ..Metric::default()
                 }],
-                ..ScopeMetrics::default()
             }],
-            ..ResourceMetrics::default()
         };
         let export = ExportMetricsServiceRequest { resource_metrics: vec![resource("a"), resource("b")] };
         let mapped = map_export(&export, 10).unwrap();
@@ -902,18 +921,13 @@ mod tests {
         assert!(matches!((&first.metric, &second.metric), (Cow::Borrowed(_), Cow::Borrowed(_))));
         assert!(std::ptr::eq(first.metric.as_ref(), second.metric.as_ref()));
         assert!(!std::ptr::eq(
-            first.metric.as_ref(),
-            export.resource_metrics[1].scope_metrics[0].metrics[0].name.as_str()
+            first.metric.as_ptr(),
+            export.resource_metrics[1].scope_metrics[0].metrics[0].name.as_ptr()
         ));
     }
 
     #[test]
     fn attributes_become_labels() {
-        let typed = |key: &str, value: AttributeValue| KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..KeyValue::default()
-        };
         let labels = labels(&[
             kv("http.request.method", "GET"),
             typed("ok", AttributeValue::BoolValue(true)),
@@ -934,7 +948,13 @@ mod tests {
         for (attributes, expected) in [
             (vec![kv("path", "/api")], "path=\"/api\" cannot be a label"),
             (vec![kv("a", "1"), kv("a", "2")], "given twice"),
-            (vec![typed("b", AttributeValue::BytesValue(vec![1]))], "array, a map or bytes"),
+            (vec![typed("b", AttributeValue::BytesValue(bytes("1")))], "array, a map or bytes"),
+            (vec![typed("b", AttributeValue::ArrayValue(Bytes::new()))], "array, a map or bytes"),
+            (
+                vec![typed("b", AttributeValue::StringValue(Bytes::from_static(b"\xc3")))],
+                "the attribute b is not UTF-8",
+            ),
+            (vec![KeyValue { key: Bytes::from_static(b"\xc3"), value: None }], "key is not UTF-8"),
         ] {
             assert!(super::labels(&attributes).unwrap_err().contains(expected), "{attributes:?}");
         }
