@@ -154,6 +154,11 @@ impl ResourceTarget<'_> {
 /// object; else `k8s.node.name` → that node; else the namespace alone → its external metrics. The error says why
 /// the resource's points cannot be stored.
 pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget<'_>, String> {
+    target_of(attributes, None)
+}
+
+/// [`resource_target`], `validated` a namespace already validated (the one the export's resources repeat).
+fn target_of<'a>(attributes: &'a [KeyValue], validated: Option<&str>) -> Result<ResourceTarget<'a>, String> {
     // One pass over the attributes, comparing only the `k8s.` ones: a resource carries a few dozen attributes and an
     // export a thousand resources, so comparing each with every name we look for showed in profiles.
     let mut found: [Option<&KeyValue>; OBJECT_ATTRIBUTES.len() + 1] = [None; OBJECT_ATTRIBUTES.len() + 1];
@@ -180,7 +185,7 @@ pub fn resource_target(attributes: &[KeyValue]) -> Result<ResourceTarget<'_>, St
         }
     };
     let namespace = get(OBJECT_ATTRIBUTES.len())?;
-    if let Some(namespace) = namespace {
+    if let Some(namespace) = namespace.filter(|namespace| validated != Some(*namespace)) {
         validate_namespace(namespace)
             .map_err(|e| format!("the resource attribute {NAMESPACE_ATTRIBUTE}={namespace:?} cannot be used: {e}"))?;
     }
@@ -281,7 +286,7 @@ impl PointValues {
 
 /// Strings an export repeats (every resource of a deployment's pods names the same namespace, every resource the same
 /// metric names) made one: later comparisons of equal keys (the write gate's, the store's) then read one place in
-/// memory instead of a thousand, and a metric name is read and validated once.
+/// memory instead of a thousand, and a namespace or metric name is read and validated once.
 #[derive(Default)]
 struct Repeated<'a> {
     namespace: Option<&'a str>,
@@ -342,7 +347,7 @@ pub fn map_export(request: &ExportMetricsServiceRequest, max_points: usize) -> R
     let mut point = 0;
     for (resource, resource_metrics) in request.resource_metrics.iter().enumerate() {
         let attributes = resource_metrics.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
-        let target = resource_target(attributes).map(|target| repeated.target(target));
+        let target = target_of(attributes, repeated.namespace).map(|target| repeated.target(target));
         for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
             let mut map = |attributes: &[KeyValue], flags: u32, values: Result<PointValues, String>| {
                 let index = point;

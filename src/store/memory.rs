@@ -24,8 +24,9 @@
 //! expired, never a walk of every series, and it takes the locks for one removal at a time. A group left empty (by
 //! expiry or a delete) is dropped at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
+use std::hash::RandomState;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -34,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use hashbrown::HashMap;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::history::{History, quantity_f64};
@@ -321,7 +323,8 @@ impl Pair {
 /// The series of one group, under the group's lock. Reads see the map (through `Deref`); only the store's own
 /// methods change it, so that the deadline set never drifts from it.
 struct Series<K> {
-    map: HashMap<K, Stored>,
+    /// hashbrown's map for `get_key_value_mut`; std's SipHash, as the store's keys are the clients' names.
+    map: HashMap<K, Stored, RandomState>,
     /// (deadline, key) of every series whose deadline is not `i64::MAX`, in deadline order.
     deadlines: BTreeSet<(i64, K)>,
     /// This group's entry in [`Kind::wake`]: at or before every deadline in `deadlines`; `i64::MAX` when the group
@@ -330,7 +333,7 @@ struct Series<K> {
 }
 
 impl<K> Deref for Series<K> {
-    type Target = HashMap<K, Stored>;
+    type Target = HashMap<K, Stored, RandomState>;
 
     fn deref(&self) -> &Self::Target {
         &self.map
@@ -345,7 +348,10 @@ struct Group<K> {
 
 impl<K: SeriesKey> Group<K> {
     fn new(pair: Arc<Pair>) -> Self {
-        Group { series: RwLock::new(Series { map: HashMap::new(), deadlines: BTreeSet::new(), wake: i64::MAX }), pair }
+        Group {
+            series: RwLock::new(Series { map: HashMap::default(), deadlines: BTreeSet::new(), wake: i64::MAX }),
+            pair,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Series<K>> {
@@ -504,7 +510,9 @@ impl Inner {
             let mut guard = group.write();
             let series = &mut *guard;
             let deadline = sample.expires_at_millis;
-            if let Some((existing_key, existing)) = series.map.get_key_value(key) {
+            // One lookup for both the key (the deadline set's entry) and the value: every write of a batch, push or
+            // export comes here, and hashing the key again showed in profiles.
+            if let Some((existing_key, existing)) = series.map.get_key_value_mut(key) {
                 let old_deadline = existing.expires_at_millis;
                 let old_kind = existing.kind;
                 let len = series.deadlines.len();
@@ -523,9 +531,11 @@ impl Inner {
                 } else {
                     self.release_bytes(old - new);
                 }
-                if old_deadline != deadline {
+                let moved = (old_deadline != deadline).then(|| existing_key.clone());
+                let new_kind = sample.kind;
+                let replaced = existing.replace(sample, &self.limits);
+                if let Some(existing_key) = moved {
                     // The deadline moves: the purge must find the series at its new deadline, never at the old.
-                    let existing_key = existing_key.clone();
                     if old_deadline != i64::MAX {
                         series.deadlines.remove(&(old_deadline, existing_key.clone()));
                     }
@@ -535,8 +545,8 @@ impl Inner {
                     }
                 }
                 group.pair.wrote(Some(old_deadline), deadline);
-                group.pair.kind(Some(old_kind), Some(sample.kind));
-                return Ok(series.map.get_mut(key).map(|existing| existing.replace(sample, &self.limits)));
+                group.pair.kind(Some(old_kind), Some(new_kind));
+                return Ok(Some(replaced));
             }
             self.reserve_series()?;
             let mut needed = SERIES_BYTES + key_bytes + labels_bytes(&sample.labels) + deadline_bytes(deadline);
@@ -963,13 +973,21 @@ impl MetricStore for MemoryStore {
     async fn put_many(&self, writes: Vec<Put<'_>>) -> Vec<Result<Option<Sample>, StoreError>> {
         let now = self.inner.now();
         let live = |replaced: Option<Sample>| replaced.filter(|sample| sample.is_live(now));
+        // A batch's, push's or export's writes come in runs of one group (one metric of many pods): the group's key
+        // is built once a run, not once a write.
+        let mut group = None;
+        let mut group_key = String::new();
         writes
             .into_iter()
             .map(|put| match put {
                 Put::Custom(id, write) => {
                     check_custom_id(&id)?;
                     check_labels(&write.labels, &self.inner.limits)?;
-                    self.replace_custom(id, write.at(now)).map(live)
+                    if group != Some((id.resource, id.namespace, id.metric)) {
+                        group = Some((id.resource, id.namespace, id.metric));
+                        group_key = custom_group_key(id.resource, id.namespace, id.metric);
+                    }
+                    self.replace_custom_in(&group_key, id, write.at(now)).map(live)
                 }
                 Put::External { namespace, metric, write } => {
                     check_external_id(namespace, metric)?;
@@ -1134,9 +1152,18 @@ impl MemoryStore {
 
     /// [`Self::put_custom_sample`], giving the sample it replaced (live or expired).
     fn replace_custom(&self, id: CustomSeriesId<'_>, sample: Sample) -> Result<Option<Sample>, StoreError> {
+        self.replace_custom_in(&custom_group_key(id.resource, id.namespace, id.metric), id, sample)
+    }
+
+    /// [`Self::replace_custom`] with the series' group key (`custom_group_key`) built.
+    fn replace_custom_in(
+        &self,
+        group_key: &str,
+        id: CustomSeriesId<'_>,
+        sample: Sample,
+    ) -> Result<Option<Sample>, StoreError> {
         let inner = &self.inner;
-        let group_key = custom_group_key(id.resource, id.namespace, id.metric);
-        let object_key = object_key(&group_key, id.metric);
+        let object_key = object_key(group_key, id.metric);
         let creation = Creation {
             // Runs under the shard's write lock that creates the group.
             pair: || {
@@ -1146,7 +1173,7 @@ impl MemoryStore {
             key: || Arc::from(id.name),
             key_bytes: id.name.len(),
         };
-        inner.put(&inner.custom, &group_key, id.name, sample, creation)
+        inner.put(&inner.custom, group_key, id.name, sample, creation)
     }
 
     /// Stores an external sample as given; see [`Self::put_custom_sample`]. The sample's labels are the identity.
