@@ -372,10 +372,31 @@ impl SeriesKey<'_> {
 }
 
 /// One authorization check of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Eq, Hash)]
 enum CheckKey<'a> {
     Custom { resource: &'a str, namespace: &'a str, name: &'a str, metric: &'a str },
     External { namespace: &'a str, metric: &'a str },
+}
+
+/// Compared once an item: the strings of consecutive items are usually the same strings (an export's are made one,
+/// a batch's resource is shared), which are equal without reading them; `memcmp` calls here were 8 % of an OTLP
+/// export's cycles.
+impl PartialEq for CheckKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        fn same(a: &str, b: &str) -> bool {
+            std::ptr::eq(a, b) || a == b
+        }
+        match (self, other) {
+            (
+                CheckKey::Custom { resource, namespace, name, metric },
+                CheckKey::Custom { resource: r, namespace: n, name: o, metric: m },
+            ) => same(metric, m) && same(name, o) && same(namespace, n) && same(resource, r),
+            (CheckKey::External { namespace, metric }, CheckKey::External { namespace: n, metric: m }) => {
+                same(metric, m) && same(namespace, n)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl CheckKey<'_> {
