@@ -5,12 +5,12 @@
 //!
 //! The steps: the body is read as a push body is (`Ingest::read_compressed_body`: `--max-batch-body-bytes` as
 //! sent and once decompressed) and decoded into [`wire`]'s prost messages, whose strings are slices of the body (OTLP
-//! JSON through the `opentelemetry-proto` crate's serde types); its data points are counted (`--max-batch-items`); each resource is mapped onto a Kubernetes object from its `k8s.*`
-//! attributes (or onto the external metrics of its namespace), each data point onto a value of that object with its
-//! attributes as labels; the write gate admits each distinct (namespace, resource, metric) once, and one refusal
-//! refuses the whole export (403); the points that map are stored with the batch machinery; the points that cannot
-//! be stored are reported in the response's `partial_success`, as the OTLP specification asks, while the others
-//! are kept.
+//! JSON through the `opentelemetry-proto` crate's serde types); its data points are counted (`--max-batch-items`);
+//! each resource is mapped onto a Kubernetes object from its `k8s.*` attributes (or onto the external metrics of its
+//! namespace), each data point onto a value of that object with its attributes as labels; the write gate admits each
+//! distinct (namespace, resource, metric) once, and one refusal refuses the whole export (403); the points that map
+//! are stored with the batch machinery; the points that cannot be stored are reported in the response's
+//! `partial_success`, as the OTLP specification asks, while the others are kept.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
