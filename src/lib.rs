@@ -44,3 +44,5 @@ pub mod response;
 pub mod selector;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod testing;

@@ -665,6 +665,7 @@ mod tests {
     use crate::quantity::Quantity;
     use crate::response::RequestError;
     use crate::store::{CustomSeriesId, MemoryStore, SampleWrite, SeriesLabels};
+    use crate::testing::eventually;
 
     fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<DynamicObject> {
         let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -745,15 +746,6 @@ mod tests {
             deleted_object_grace: Duration::from_millis(grace_ms),
             sweep_interval: Duration::from_millis(sweep_ms),
             sync_timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// Polls `condition` every 20 ms for at most 5 s.
-    async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !condition().await {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

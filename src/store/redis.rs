@@ -1609,6 +1609,7 @@ impl super::conformance::Subject for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::eventually;
 
     crate::store_conformance!(RedisStore);
 
@@ -1737,23 +1738,13 @@ mod tests {
         // A write sweeps what expired in Redis (by the deadlines' sorted set) before it applies.
         store.put_custom(pod("other"), write("5", None)).await.unwrap();
         store.purge_expired();
-        let value = |sample: Option<Sample>| sample.map(|s| s.value.to_string());
-        assert_eq!(value(store.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"));
-        assert_eq!(store.get_custom(pod("gone")).await.unwrap(), None);
+        assert_eq!(value_of(&store, "kept").await.as_deref(), Some("2"));
+        assert_eq!(value_of(&store, "gone").await, None);
         // What Redis holds, as a replica that loads it in full sees it.
         let fresh = store_on(&server, Limits::default(), clock.clone()).await;
-        assert_eq!(value(fresh.get_custom(pod("kept")).await.unwrap()).as_deref(), Some("2"), "Redis kept it");
-        assert_eq!(fresh.get_custom(pod("gone")).await.unwrap(), None);
+        assert_eq!(value_of(&fresh, "kept").await.as_deref(), Some("2"), "Redis kept it");
+        assert_eq!(value_of(&fresh, "gone").await, None);
         assert_eq!(fresh.series_count(), 2, "`gone` was swept from the hash");
-    }
-
-    /// Waits until `check` holds (the tail applies asynchronously); panics after 10 s.
-    async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check().await {
-            assert!(Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     async fn value_of(store: &RedisStore, name: &str) -> Option<String> {
