@@ -1085,8 +1085,9 @@ impl Shared {
                 // The id's milliseconds are Redis's time of the XADD; the copy's clock estimates Redis's time.
                 let delay_millis = self.clock.now_millis().saturating_sub(i64::try_from(id.0).unwrap_or(i64::MAX));
                 // One observation per change, as when every change had an entry of its own.
+                let delay = delay_millis.max(0) as f64 / 1000.0;
                 for _ in 0..entry.changes() {
-                    self.figures.apply_delay.observe(delay_millis.max(0) as f64 / 1000.0);
+                    self.figures.apply_delay.observe(delay);
                 }
                 last = last.max(id);
             }
