@@ -430,6 +430,20 @@ mod tests {
                 otlp::number_data_point::Value::AsInt(i) => number_data_point::Value::AsInt(i),
             }),
         };
+        // The kept fields of the three kinds of point that count: the same four, by the same names.
+        macro_rules! counted {
+            ($points:expr, $ours:ident) => {
+                $points
+                    .iter()
+                    .map(|p| $ours {
+                        attributes: key_values(&p.attributes),
+                        count: p.count,
+                        sum: p.sum,
+                        flags: p.flags,
+                    })
+                    .collect()
+            };
+        }
         let data = |data: &otlp::metric::Data| match data {
             otlp::metric::Data::Gauge(g) => {
                 metric::Data::Gauge(Gauge { data_points: g.data_points.iter().map(number).collect() })
@@ -440,43 +454,16 @@ mod tests {
                 is_monotonic: s.is_monotonic,
             }),
             otlp::metric::Data::Histogram(h) => metric::Data::Histogram(Histogram {
-                data_points: h
-                    .data_points
-                    .iter()
-                    .map(|p| HistogramDataPoint {
-                        attributes: key_values(&p.attributes),
-                        count: p.count,
-                        sum: p.sum,
-                        flags: p.flags,
-                    })
-                    .collect(),
+                data_points: counted!(h.data_points, HistogramDataPoint),
                 aggregation_temporality: h.aggregation_temporality,
             }),
             otlp::metric::Data::ExponentialHistogram(h) => metric::Data::ExponentialHistogram(ExponentialHistogram {
-                data_points: h
-                    .data_points
-                    .iter()
-                    .map(|p| ExponentialHistogramDataPoint {
-                        attributes: key_values(&p.attributes),
-                        count: p.count,
-                        sum: p.sum,
-                        flags: p.flags,
-                    })
-                    .collect(),
+                data_points: counted!(h.data_points, ExponentialHistogramDataPoint),
                 aggregation_temporality: h.aggregation_temporality,
             }),
-            otlp::metric::Data::Summary(s) => metric::Data::Summary(Summary {
-                data_points: s
-                    .data_points
-                    .iter()
-                    .map(|p| SummaryDataPoint {
-                        attributes: key_values(&p.attributes),
-                        count: p.count,
-                        sum: p.sum,
-                        flags: p.flags,
-                    })
-                    .collect(),
-            }),
+            otlp::metric::Data::Summary(s) => {
+                metric::Data::Summary(Summary { data_points: counted!(s.data_points, SummaryDataPoint) })
+            }
         };
         ExportMetricsServiceRequest {
             resource_metrics: export
